@@ -1,0 +1,93 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  transient failure (API server unreachable, cluster-info not ready, timeout): worth a restart
+  2  usage or configuration error: fix the configuration first
+  3  trust failure (bad signature, CA pin mismatch, cluster-info changed, wrong certificate):
+     possibly an attack, never retried";
+
+/// Joins this Linux node to a Kubernetes cluster with a bootstrap token.
+#[derive(Debug, Parser)]
+#[command(name = "kubejoin", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Learn the cluster's CA from kube-public/cluster-info, verified by the token and the CA pin.
+    #[command(after_help = EXIT_CODES)]
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file [default: /etc/kubejoin/config.toml]; drop-ins are read from
+    /// config.d/*.toml beside it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// API server, https://HOST[:PORT] or HOST:PORT (repeat to try several in turn).
+    #[arg(long, value_name = "URL")]
+    pub server: Vec<String>,
+
+    /// File holding the bootstrap token ("-" for stdin). The token is never taken from
+    /// the command line, where every user can read it.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// CA public-key pin, sha256:HEX, as kubeadm's --discovery-token-ca-cert-hash (repeatable).
+    #[arg(long = "ca-cert-hash", value_name = "sha256:HEX")]
+    pub ca_cert_hashes: Vec<String>,
+
+    /// Trust whatever CA cluster-info names, checked only by the token's signature.
+    #[arg(long)]
+    pub unsafe_skip_ca_verification: bool,
+
+    /// How long discovery may take, e.g. 30s, 5m (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Also write the bootstrap kubeconfig (mode 0600) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn there_is_no_token_flag() {
+        assert!(Cli::try_parse_from(["kubejoin", "discover", "--token", "x"]).is_err());
+    }
+}

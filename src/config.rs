@@ -1,0 +1,707 @@
+//! Configuration: `/etc/kubejoin/config.toml`, then `config.d/*.toml` beside it in name
+//! order (later wins, key by key), then command-line flags. Raw fragments are all
+//! `Option`; [`validate`] turns the merged result into typed [`Settings`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::endpoint::Endpoint;
+use crate::pin::{self, CaPin};
+use crate::token::{self, BootstrapToken};
+
+pub const DEFAULT_PATH: &str = "/etc/kubejoin/config.toml";
+/// kubeadm's JoinConfiguration `timeouts.discovery` default.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Flag(&'static str),
+    Credential(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Flag(flag) => write!(f, "command line {flag}"),
+            Origin::Credential(p) => write!(f, "systemd credential {}", p.display()),
+        }
+    }
+}
+
+/// A configuration error: where, which key, what is wrong and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{}: {message}", key.as_ref().map(|k| format!(": {k}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub origin: Origin,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(origin: &Origin, key: Option<&str>, message: impl Into<String>) -> Self {
+        ConfigError {
+            origin: origin.clone(),
+            key: key.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// One configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fragment {
+    #[serde(default)]
+    pub cluster: ClusterFragment,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFragment {
+    pub server: Option<String>,
+    pub servers: Option<Vec<String>>,
+    pub token: Option<Zeroizing<String>>,
+    pub token_file: Option<PathBuf>,
+    pub ca_cert_hashes: Option<Vec<String>>,
+    pub unsafe_skip_ca_verification: Option<bool>,
+    pub discovery_timeout: Option<String>,
+    pub use_configured_server: Option<bool>,
+}
+
+impl fmt::Debug for ClusterFragment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterFragment")
+            .field("server", &self.server)
+            .field("servers", &self.servers)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("ca_cert_hashes", &self.ca_cert_hashes)
+            .field(
+                "unsafe_skip_ca_verification",
+                &self.unsafe_skip_ca_verification,
+            )
+            .field("discovery_timeout", &self.discovery_timeout)
+            .field("use_configured_server", &self.use_configured_server)
+            .finish()
+    }
+}
+
+/// Parses one file's text. TOML errors are reported by line and column only: the
+/// parser's own message quotes the offending line, which may hold the token.
+pub fn parse_fragment(text: &str, origin: &Origin) -> Result<Fragment, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        ConfigError::new(origin, None, format!("{at}{}", e.message().trim_end()))
+    })
+}
+
+/// Where the token comes from, after merging.
+#[derive(Clone)]
+pub enum TokenSource {
+    Inline(Zeroizing<String>),
+    File(PathBuf),
+    Stdin,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            TokenSource::Stdin => f.write_str("Stdin"),
+        }
+    }
+}
+
+/// A value and the place that set it.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// Fragments merged key by key: later fragments win.
+#[derive(Debug, Default)]
+pub struct Merged {
+    servers: Option<Sourced<Vec<String>>>,
+    token: Option<Sourced<TokenSource>>,
+    ca_cert_hashes: Option<Sourced<Vec<String>>>,
+    unsafe_skip_ca_verification: Option<Sourced<bool>>,
+    discovery_timeout: Option<Sourced<String>>,
+    use_configured_server: Option<Sourced<bool>>,
+}
+
+fn set<T>(slot: &mut Option<Sourced<T>>, value: Option<T>, origin: &Origin) {
+    if let Some(value) = value {
+        *slot = Some(Sourced {
+            value,
+            origin: origin.clone(),
+        });
+    }
+}
+
+impl Merged {
+    pub fn add(&mut self, fragment: Fragment, origin: &Origin) -> Result<(), ConfigError> {
+        let c = fragment.cluster;
+        if c.server.is_some() && c.servers.is_some() {
+            return Err(ConfigError::new(
+                origin,
+                Some("cluster.servers"),
+                "set either cluster.server or cluster.servers, not both",
+            ));
+        }
+        if c.token.is_some() && c.token_file.is_some() {
+            return Err(ConfigError::new(
+                origin,
+                Some("cluster.token_file"),
+                "set either cluster.token or cluster.token_file, not both",
+            ));
+        }
+        set(&mut self.servers, c.server.map(|s| vec![s]), origin);
+        set(&mut self.servers, c.servers, origin);
+        set(&mut self.token, c.token.map(TokenSource::Inline), origin);
+        set(&mut self.token, c.token_file.map(TokenSource::File), origin);
+        set(&mut self.ca_cert_hashes, c.ca_cert_hashes, origin);
+        set(
+            &mut self.unsafe_skip_ca_verification,
+            c.unsafe_skip_ca_verification,
+            origin,
+        );
+        set(&mut self.discovery_timeout, c.discovery_timeout, origin);
+        set(
+            &mut self.use_configured_server,
+            c.use_configured_server,
+            origin,
+        );
+        Ok(())
+    }
+
+    /// Command-line flags: they override every file.
+    pub fn apply(&mut self, o: &Overrides) {
+        if !o.servers.is_empty() {
+            set(
+                &mut self.servers,
+                Some(o.servers.clone()),
+                &Origin::Flag("--server"),
+            );
+        }
+        if let Some(path) = &o.token_file {
+            let source = if path.as_os_str() == "-" {
+                TokenSource::Stdin
+            } else {
+                TokenSource::File(path.clone())
+            };
+            set(&mut self.token, Some(source), &Origin::Flag("--token-file"));
+        }
+        if !o.ca_cert_hashes.is_empty() {
+            set(
+                &mut self.ca_cert_hashes,
+                Some(o.ca_cert_hashes.clone()),
+                &Origin::Flag("--ca-cert-hash"),
+            );
+        }
+        if o.unsafe_skip_ca_verification {
+            set(
+                &mut self.unsafe_skip_ca_verification,
+                Some(true),
+                &Origin::Flag("--unsafe-skip-ca-verification"),
+            );
+        }
+        set(
+            &mut self.discovery_timeout,
+            o.timeout.clone(),
+            &Origin::Flag("--timeout"),
+        );
+    }
+
+    /// A systemd credential named `token` wins over the files, not over `--token-file`.
+    pub fn apply_credential(&mut self, path: PathBuf) {
+        let from_flag = matches!(&self.token, Some(s) if matches!(s.origin, Origin::Flag(_)));
+        if !from_flag {
+            set(
+                &mut self.token,
+                Some(TokenSource::File(path.clone())),
+                &Origin::Credential(path),
+            );
+        }
+    }
+}
+
+/// What the command line can override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub servers: Vec<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_cert_hashes: Vec<String>,
+    pub unsafe_skip_ca_verification: bool,
+    pub timeout: Option<String>,
+}
+
+/// Validated settings for the `[cluster]` table.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub servers: Vec<Endpoint>,
+    pub token: BootstrapToken,
+    pub ca_cert_hashes: Vec<CaPin>,
+    pub unsafe_skip_ca_verification: bool,
+    pub discovery_timeout: Duration,
+    pub use_configured_server: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster: ClusterSettings,
+}
+
+/// Reads token files; injected so that [`validate`] stays testable without a disk.
+pub trait TokenReader {
+    fn read(&self, source: &TokenSource, origin: &Origin) -> Result<BootstrapToken, ConfigError>;
+}
+
+/// Turns the merged configuration into settings, naming the file and key of any error.
+pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigError> {
+    let missing = |key: &str, what: &str| ConfigError {
+        origin: Origin::File(PathBuf::from(DEFAULT_PATH)),
+        key: Some(key.to_string()),
+        message: format!("is required: {what}"),
+    };
+    let servers = m.servers.ok_or_else(|| {
+        missing(
+            "cluster.server",
+            "the API server, e.g. server = \"https://203.0.113.10:6443\" (or --server)",
+        )
+    })?;
+    if servers.value.is_empty() {
+        return Err(ConfigError::new(
+            &servers.origin,
+            Some("cluster.servers"),
+            "is empty; list at least one API server",
+        ));
+    }
+    let endpoints = servers
+        .value
+        .iter()
+        .map(|s| {
+            s.parse::<Endpoint>().map_err(|e| {
+                ConfigError::new(
+                    &servers.origin,
+                    Some("cluster.server"),
+                    format!("{s:?}: {e}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let token = m.token.ok_or_else(|| {
+        missing(
+            "cluster.token",
+            "the bootstrap token, as cluster.token, cluster.token_file, a systemd credential named \"token\", or --token-file",
+        )
+    })?;
+    let token = tokens.read(&token.value, &token.origin)?;
+
+    let unsafe_skip = m
+        .unsafe_skip_ca_verification
+        .map(|s| s.value)
+        .unwrap_or(false);
+    let pins = match m.ca_cert_hashes {
+        Some(pins) => pin::parse_all(&pins.value).map_err(|(i, e)| {
+            ConfigError::new(
+                &pins.origin,
+                Some(&format!("cluster.ca_cert_hashes[{i}]")),
+                e.to_string(),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    if pins.is_empty() && !unsafe_skip {
+        return Err(missing(
+            "cluster.ca_cert_hashes",
+            "at least one CA pin (sha256:<hex>, from `kubeadm token create --print-join-command` or \
+             `openssl x509 -pubkey -in ca.crt | openssl pkey -pubin -outform der | sha256sum`); \
+             only unsafe_skip_ca_verification = true runs without one",
+        ));
+    }
+    let discovery_timeout = match m.discovery_timeout {
+        Some(t) => parse_duration(&t.value)
+            .map_err(|e| ConfigError::new(&t.origin, Some("cluster.discovery_timeout"), e))?,
+        None => DEFAULT_DISCOVERY_TIMEOUT,
+    };
+    Ok(Settings {
+        cluster: ClusterSettings {
+            servers: endpoints,
+            token,
+            ca_cert_hashes: pins,
+            unsafe_skip_ca_verification: unsafe_skip,
+            discovery_timeout,
+            use_configured_server: m.use_configured_server.map(|s| s.value).unwrap_or(false),
+        },
+    })
+}
+
+/// Parses a Go-style duration: `300ms`, `30s`, `5m`, `1h30m`. Zero is not allowed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like \"30s\", \"5m\" or \"1h30m\"");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+        total = total.saturating_add(part);
+    }
+    if total.is_zero() {
+        return Err(format!("{s:?} is zero; give a positive duration"));
+    }
+    Ok(total)
+}
+
+/// The files to read: the main file, then `config.d/*.toml` beside it in name order.
+pub fn dropins(main: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = main.parent().unwrap_or(Path::new(".")).join("config.d");
+    let mut files = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    files.sort();
+    Ok(files)
+}
+
+/// The mode check for anything that holds the token.
+pub fn check_private(
+    path: &Path,
+    mode: u32,
+    origin: &Origin,
+    key: &str,
+) -> Result<(), ConfigError> {
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::new(
+            origin,
+            Some(key),
+            format!(
+                "{} holds the bootstrap token but is readable by group or others (mode {:04o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the configuration from disk: the main file (missing is fine unless it was named
+/// with `--config`), the drop-ins, the systemd credential and the flags.
+pub fn load(
+    main: Option<&Path>,
+    overrides: &Overrides,
+    credentials_dir: Option<&Path>,
+) -> Result<Settings, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let explicit = main.is_some();
+    let main = main.unwrap_or(Path::new(DEFAULT_PATH));
+    let mut merged = Merged::default();
+    let mut files = vec![main.to_path_buf()];
+    files.extend(dropins(main).map_err(|e| {
+        ConfigError::new(
+            &Origin::File(main.parent().unwrap_or(Path::new("/")).join("config.d")),
+            None,
+            format!("cannot list drop-ins: {e}"),
+        )
+    })?);
+    for (i, path) in files.iter().enumerate() {
+        let origin = Origin::File(path.clone());
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if i == 0 && !explicit && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ConfigError::new(&origin, None, format!("cannot read: {e}"))),
+        };
+        let fragment = parse_fragment(&text, &origin)?;
+        if fragment.cluster.token.is_some() {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| ConfigError::new(&origin, None, format!("cannot stat: {e}")))?
+                .permissions()
+                .mode();
+            check_private(path, mode, &origin, "cluster.token")?;
+        }
+        merged.add(fragment, &origin)?;
+    }
+    if let Some(dir) = credentials_dir {
+        let cred = dir.join("token");
+        if cred.exists() {
+            merged.apply_credential(cred);
+        }
+    }
+    merged.apply(overrides);
+    validate(merged, &DiskTokens)
+}
+
+/// Reads tokens from files, the credential directory and stdin.
+pub struct DiskTokens;
+
+impl TokenReader for DiskTokens {
+    fn read(&self, source: &TokenSource, origin: &Origin) -> Result<BootstrapToken, ConfigError> {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+
+        let key = match origin {
+            Origin::File(_) => "cluster.token_file",
+            _ => "token",
+        };
+        let contents = match source {
+            TokenSource::Inline(t) => {
+                return t.parse().map_err(|e: token::TokenError| {
+                    ConfigError::new(origin, Some("cluster.token"), e.to_string())
+                });
+            }
+            TokenSource::Stdin => {
+                let mut s = Zeroizing::new(String::new());
+                std::io::stdin().read_to_string(&mut s).map_err(|e| {
+                    ConfigError::new(
+                        origin,
+                        None,
+                        format!("cannot read the token from stdin: {e}"),
+                    )
+                })?;
+                s
+            }
+            TokenSource::File(path) => {
+                let meta = std::fs::metadata(path).map_err(|e| {
+                    ConfigError::new(
+                        origin,
+                        Some(key),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                // The credential directory is systemd's and private to the unit.
+                if !matches!(origin, Origin::Credential(_)) {
+                    check_private(path, meta.permissions().mode(), origin, key)?;
+                }
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        origin,
+                        Some(key),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?)
+            }
+        };
+        token::parse_file_contents(&contents)
+            .map_err(|e| ConfigError::new(origin, Some(key), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tokens;
+    impl TokenReader for Tokens {
+        fn read(
+            &self,
+            source: &TokenSource,
+            origin: &Origin,
+        ) -> Result<BootstrapToken, ConfigError> {
+            match source {
+                TokenSource::Inline(t) => t
+                    .parse()
+                    .map_err(|e: token::TokenError| ConfigError::new(origin, None, e.to_string())),
+                _ => Ok("abcdef.0123456789abcdef".parse().unwrap()),
+            }
+        }
+    }
+
+    fn file(n: &str) -> Origin {
+        Origin::File(PathBuf::from(n))
+    }
+
+    const PIN: &str = "sha256:c5a7d6bff8b0f36878bb9a89ecdb489acb3bce12e8944d37f06d88cb8d80564b";
+
+    fn merged(files: &[(&str, &str)]) -> Result<Merged, ConfigError> {
+        let mut m = Merged::default();
+        for (name, text) in files {
+            let origin = file(name);
+            m.add(parse_fragment(text, &origin)?, &origin)?;
+        }
+        Ok(m)
+    }
+
+    #[test]
+    fn later_dropins_win_key_by_key() {
+        let m = merged(&[
+            (
+                "/etc/kubejoin/config.toml",
+                &format!("[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca_cert_hashes = [\"{PIN}\"]\n"),
+            ),
+            ("/etc/kubejoin/config.d/10-a.toml", "[cluster]\nserver = \"10.0.0.2:6443\"\n"),
+            ("/etc/kubejoin/config.d/20-b.toml", "[cluster]\ndiscovery_timeout = \"1m30s\"\n"),
+        ])
+        .unwrap();
+        let s = validate(m, &Tokens).unwrap().cluster;
+        assert_eq!(s.servers[0].to_string(), "https://10.0.0.2:6443");
+        assert_eq!(s.discovery_timeout, Duration::from_secs(90));
+        assert_eq!(s.ca_cert_hashes.len(), 1);
+        assert!(!s.unsafe_skip_ca_verification);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_and_key() {
+        let e = merged(&[("/x.toml", "[cluster]\nservr = \"a\"\n")]).unwrap_err();
+        assert_eq!(e.origin, file("/x.toml"));
+        assert!(e.message.contains("servr"), "{e}");
+        assert!(
+            e.to_string().starts_with("/x.toml: line 2, column 1"),
+            "{e}"
+        );
+        let e = merged(&[("/x.toml", "[clusterr]\n")]).unwrap_err();
+        assert!(e.message.contains("clusterr"), "{e}");
+    }
+
+    #[test]
+    fn toml_errors_do_not_quote_the_token_line() {
+        let e = merged(&[(
+            "/x.toml",
+            "[cluster]\ntoken = \"abcdef.0123456789abcdef\" junk\n",
+        )])
+        .unwrap_err();
+        assert!(!e.to_string().contains("0123456789abcdef"), "{e}");
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_pin_is_required_unless_unsafe() {
+        let base = "[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\n";
+        let e = validate(merged(&[("/c.toml", base)]).unwrap(), &Tokens).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cluster.ca_cert_hashes"));
+        let unsafe_ok = format!("{base}unsafe_skip_ca_verification = true\n");
+        assert!(validate(merged(&[("/c.toml", &unsafe_ok)]).unwrap(), &Tokens).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_key_and_origin() {
+        let e = validate(
+            merged(&[(
+                "/c.toml",
+                "[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca_cert_hashes = [\"sha256:00\"]\n",
+            )])
+            .unwrap(),
+            &Tokens,
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cluster.ca_cert_hashes[0]"));
+        assert_eq!(e.origin, file("/c.toml"));
+
+        let e = validate(
+            merged(&[("/c.toml", "[cluster]\nserver = \"http://10.0.0.1\"\n")]).unwrap(),
+            &Tokens,
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cluster.server"));
+        assert!(e.message.contains("https"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_files() {
+        let mut m = merged(&[(
+            "/c.toml",
+            "[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nunsafe_skip_ca_verification = true\n",
+        )])
+        .unwrap();
+        m.apply(&Overrides {
+            servers: vec!["https://127.0.0.1:6443".into()],
+            timeout: Some("10s".into()),
+            ..Default::default()
+        });
+        let s = validate(m, &Tokens).unwrap().cluster;
+        assert_eq!(s.servers[0].to_string(), "https://127.0.0.1:6443");
+        assert_eq!(s.discovery_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn credential_wins_over_files_but_not_over_the_flag() {
+        let mut m = merged(&[("/c.toml", "[cluster]\ntoken_file = \"/t\"\n")]).unwrap();
+        m.apply_credential(PathBuf::from("/run/cred/token"));
+        assert!(matches!(
+            m.token.as_ref().unwrap().origin,
+            Origin::Credential(_)
+        ));
+        m.apply(&Overrides {
+            token_file: Some("-".into()),
+            ..Default::default()
+        });
+        m.apply_credential(PathBuf::from("/run/cred/token"));
+        assert!(matches!(
+            m.token.as_ref().unwrap().value,
+            TokenSource::Stdin
+        ));
+    }
+
+    #[test]
+    fn both_token_and_token_file_is_an_error() {
+        let e =
+            merged(&[("/c.toml", "[cluster]\ntoken = \"x\"\ntoken_file = \"/t\"\n")]).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("cluster.token_file"));
+    }
+
+    #[test]
+    fn debug_of_a_fragment_hides_the_token() {
+        let f = parse_fragment(
+            "[cluster]\ntoken = \"abcdef.0123456789abcdef\"\n",
+            &file("/c"),
+        )
+        .unwrap();
+        assert!(!format!("{f:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn private_mode_check() {
+        let o = file("/c");
+        assert!(check_private(Path::new("/c"), 0o100600, &o, "cluster.token").is_ok());
+        let e = check_private(Path::new("/c"), 0o100644, &o, "cluster.token").unwrap_err();
+        assert!(e.message.contains("chmod 600 /c"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        for bad in ["", "5", "m", "5 m", "-5s", "5d", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

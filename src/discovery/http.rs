@@ -1,0 +1,237 @@
+//! The two HTTPS clients of discovery: the untrusted first fetch (any certificate, but
+//! handshake signatures still checked) and the pinned second fetch (only the cluster CA).
+//! Both are anonymous: no `Authorization` header is ever sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::endpoint::Endpoint;
+
+pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+/// kubeadm's API clients time out each request after 10 s.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ConfigMap is at most 1 MiB; anything much larger is not cluster-info.
+pub const MAX_BODY: usize = 2 << 20;
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+/// A request that did not produce an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot connect to {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("{url} did not answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    /// The server's certificate was refused by the pinned client.
+    #[error("the server at {url} presented a certificate that {detail}")]
+    Certificate { url: String, detail: String },
+    #[error("the request to {url} failed: {detail}")]
+    Other { url: String, detail: String },
+    #[error("the answer from {url} was larger than {MAX_BODY} bytes")]
+    TooLarge { url: String },
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts any certificate chain, but still verifies that the server holds the key of the
+/// certificate it sent. Used once, for the first, untrusted fetch of cluster-info.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("kubejoin/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with a preconfigured rustls config builds")
+}
+
+/// The client for the first fetch: no certificate verification, no credentials.
+pub fn untrusted_client() -> reqwest::Client {
+    let provider = provider();
+    let verifier = AcceptAnyCertificate {
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    client(tls)
+}
+
+/// The client for the second fetch: trusts only the given CA certificates.
+pub fn pinned_client(ca: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in ca {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| format!("the CA certificate cannot be used as a trust anchor: {e}"))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(client(tls))
+}
+
+/// `GET <endpoint>/api/v1/namespaces/kube-public/configmaps/cluster-info`, anonymously.
+pub async fn get_cluster_info(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+) -> Result<Response, FetchError> {
+    let url = format!("{endpoint}{CLUSTER_INFO_PATH}");
+    let mut resp = client
+        .get(&url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| classify(&url, &e))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&url, &e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(FetchError::TooLarge { url });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// Finds the rustls error behind a reqwest error, if any. `io::Error` hides its inner
+/// error from `source()`, so look inside it explicitly.
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+fn classify(url: &str, e: &reqwest::Error) -> FetchError {
+    let url = url.to_string();
+    if let Some(rustls::Error::InvalidCertificate(cert)) = rustls_cause(e) {
+        let detail = match cert {
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
+                "is not signed by the pinned cluster CA".to_string()
+            }
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. } => {
+                "is not valid for this host name or address".to_string()
+            }
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+                "has expired".to_string()
+            }
+            rustls::CertificateError::NotValidYet
+            | rustls::CertificateError::NotValidYetContext { .. } => {
+                "is not valid yet (check this host's clock)".to_string()
+            }
+            other => format!("was refused: {other:?}"),
+        };
+        return FetchError::Certificate { url, detail };
+    }
+    if e.is_timeout() {
+        return FetchError::Timeout {
+            url,
+            secs: REQUEST_TIMEOUT.as_secs(),
+        };
+    }
+    if e.is_connect() {
+        return FetchError::Connect {
+            url,
+            detail: chain(e),
+        };
+    }
+    FetchError::Other {
+        url,
+        detail: chain(e),
+    }
+}

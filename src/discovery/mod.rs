@@ -1,0 +1,836 @@
+//! kubeadm's token discovery: learn the cluster CA from `kube-public/cluster-info`
+//! without trusting the network.
+//!
+//! 1. fetch cluster-info anonymously with TLS verification off;
+//! 2. verify `jws-kubeconfig-<token id>` over `data.kubeconfig` with the token secret;
+//! 3. check the kubeconfig's CA against the pins;
+//! 4. fetch again trusting only that CA and require a byte-identical kubeconfig.
+//!
+//! The checks of each answer are pure functions ([`check_first`], [`check_second`]); the
+//! loop in [`discover`] does the I/O, the retries and the deadline.
+
+pub mod http;
+pub mod retry;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::ClusterSettings;
+use crate::endpoint::Endpoint;
+use crate::jws::{self, JwsError};
+use crate::kubeconfig::{self, ClusterInfo};
+use crate::pin::{self, CaPin};
+use crate::token::BootstrapToken;
+use crate::x509::{self, CertInfo};
+use http::{FetchError, Response};
+
+pub const JWS_KEY_PREFIX: &str = "jws-kubeconfig-";
+
+/// A failure worth another try: the cluster may still be coming up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Transient {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{server} answered {status}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        server: String,
+        status: u16,
+        message: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    #[error("{server} answered with something that is not the cluster-info ConfigMap ({why})")]
+    NotConfigMap { server: String, why: String },
+    #[error("cluster-info has no data.kubeconfig")]
+    NoKubeconfig,
+    #[error("cluster-info has no signature for token id {token_id} ({JWS_KEY_PREFIX}{token_id}){}",
+        if signed.is_empty() { String::new() } else { format!("; it is signed for token ids: {}", signed.join(", ")) })]
+    NoSignature {
+        token_id: String,
+        signed: Vec<String>,
+    },
+}
+
+impl Transient {
+    /// What to fix, in the seed's terms.
+    pub fn fix(&self) -> String {
+        match self {
+            Transient::Fetch(FetchError::Certificate { .. }) => {
+                "the pinned CA does not vouch for this server; see the trust failure above".into()
+            }
+            Transient::Fetch(_) => {
+                "check that the API server address and port are right, that kube-apiserver is running, \
+                 and that no firewall between this node and it drops port 6443"
+                    .into()
+            }
+            Transient::Status { status: 401, .. } => {
+                "kube-apiserver refuses anonymous requests: run it with --anonymous-auth=true (the default), \
+                 which discovery needs to read cluster-info"
+                    .into()
+            }
+            Transient::Status { status: 403, .. } => {
+                "anonymous users may not read cluster-info: create the seed's Role and RoleBinding, \
+                 `kubectl create role anonymous-for-cluster-info --resource=configmaps --resource-name=cluster-info \
+                 --namespace=kube-public --verb=get,list,watch` and `kubectl create rolebinding \
+                 anonymous-for-cluster-info-binding --role=anonymous-for-cluster-info --user=system:anonymous \
+                 --namespace=kube-public`"
+                    .into()
+            }
+            Transient::Status { status: 404, .. } => {
+                "the ConfigMap kube-public/cluster-info does not exist: create it as the seed does, \
+                 `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`"
+                    .into()
+            }
+            Transient::Status { status: 429, .. } => {
+                "the API server is rate-limiting requests; kubejoin waits as long as it asks".into()
+            }
+            Transient::Status { status, .. } if *status >= 500 => {
+                "the API server failed; check kube-apiserver's log".into()
+            }
+            Transient::Status { .. } | Transient::NotConfigMap { .. } => {
+                "check that the address is kube-apiserver's and not a proxy or another service".into()
+            }
+            Transient::NoKubeconfig => {
+                "create cluster-info with a kubeconfig key, as the seed does: \
+                 `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`"
+                    .into()
+            }
+            Transient::NoSignature { token_id, .. } => format!(
+                "the bootstrap signer has not signed cluster-info for this token: run kube-controller-manager with \
+                 --controllers=*,bootstrapsigner,tokencleaner; give the Secret kube-system/bootstrap-token-{token_id} \
+                 usage-bootstrap-signing: \"true\"; and check that the token has not expired or been deleted \
+                 (`kubectl -n kube-system get secret bootstrap-token-{token_id}`)"
+            ),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Transient::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A failure that may be an attack: never retried.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TrustFailure {
+    #[error("the cluster-info signature {JWS_KEY_PREFIX}{token_id} does not verify: {cause}")]
+    Signature { token_id: String, cause: JwsError },
+    #[error("the cluster CA in cluster-info matches none of the configured pins: it is {}; configured: {}",
+        seen.iter().map(|(p, cn)| format!("{p}{}", cn.as_ref().map(|c| format!(" (CN={c})")).unwrap_or_default())).collect::<Vec<_>>().join(", "),
+        configured.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))]
+    PinMismatch {
+        seen: Vec<(CaPin, Option<String>)>,
+        configured: Vec<CaPin>,
+    },
+    #[error("cluster-info fetched over TLS pinned to its CA differs from the copy fetched first")]
+    KubeconfigChanged,
+    #[error(transparent)]
+    Certificate(FetchError),
+}
+
+impl TrustFailure {
+    pub fn fix(&self) -> String {
+        match self {
+            TrustFailure::Signature { token_id, .. } => format!(
+                "either the token's secret is wrong (compare it with token-secret in the Secret \
+                 kube-system/bootstrap-token-{token_id}), or something between this node and the API server \
+                 altered cluster-info; kubejoin does not retry this"
+            ),
+            TrustFailure::PinMismatch { seen, .. } => format!(
+                "if the control plane's CA really has this key (on the control plane: `openssl x509 -pubkey -in \
+                 ca.crt | openssl pkey -pubin -outform der | sha256sum`), set ca_cert_hashes = [\"{}\"]; otherwise \
+                 something is impersonating the API server; kubejoin does not retry this",
+                seen.first().map(|(p, _)| p.to_string()).unwrap_or_default()
+            ),
+            TrustFailure::KubeconfigChanged => {
+                "something between this node and the API server may be altering traffic, or cluster-info was \
+                 edited during discovery; check the network path, then run kubejoin again"
+                    .into()
+            }
+            TrustFailure::Certificate(_) => {
+                "the server did not prove it holds a certificate from the pinned cluster CA for this address: \
+                 if the address is not in the API server certificate's names, configure one that is; \
+                 otherwise something is impersonating the API server"
+                    .into()
+            }
+        }
+    }
+}
+
+/// Why discovery stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("discovery gave up after {}s and {attempts} attempts; last error: {last}", timeout.as_secs())]
+    TimedOut {
+        timeout: Duration,
+        attempts: u32,
+        last: Transient,
+    },
+    #[error("trust failure: {0}")]
+    Trust(#[from] TrustFailure),
+    #[error("cluster-info is signed but unusable: {0}")]
+    Unusable(String),
+}
+
+impl DiscoveryError {
+    pub fn fix(&self) -> String {
+        match self {
+            DiscoveryError::TimedOut { last, .. } => last.fix(),
+            DiscoveryError::Trust(t) => t.fix(),
+            DiscoveryError::Unusable(_) => {
+                "recreate cluster-info from a kubeconfig with exactly one cluster, its https server and \
+                 embedded certificate-authority-data (the seed's `kubectl config set-cluster --embed-certs=true`)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// The result of one answer's checks.
+#[derive(Debug)]
+pub enum Failure {
+    Retry(Transient),
+    Stop(DiscoveryError),
+}
+
+impl From<Transient> for Failure {
+    fn from(t: Transient) -> Self {
+        Failure::Retry(t)
+    }
+}
+
+impl From<TrustFailure> for Failure {
+    fn from(t: TrustFailure) -> Self {
+        Failure::Stop(DiscoveryError::Trust(t))
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigMap {
+    kind: Option<String>,
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    data: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    message: Option<String>,
+}
+
+/// Reads an HTTP answer as the cluster-info ConfigMap's data.
+fn configmap_data(
+    server: &Endpoint,
+    resp: &Response,
+) -> Result<std::collections::BTreeMap<String, String>, Transient> {
+    if resp.status != 200 {
+        let message = serde_json::from_slice::<Status>(&resp.body)
+            .ok()
+            .and_then(|s| s.message);
+        return Err(Transient::Status {
+            server: server.to_string(),
+            status: resp.status,
+            message,
+            retry_after: resp.retry_after,
+        });
+    }
+    let not = |why: String| Transient::NotConfigMap {
+        server: server.to_string(),
+        why,
+    };
+    let cm: ConfigMap = serde_json::from_slice(&resp.body).map_err(|e| not(e.to_string()))?;
+    if cm.kind.as_deref() != Some("ConfigMap") {
+        return Err(not(format!("kind {:?}", cm.kind.unwrap_or_default())));
+    }
+    let name = cm.metadata.and_then(|m| m.name).unwrap_or_default();
+    if name != "cluster-info" {
+        return Err(not(format!("ConfigMap named {name:?}")));
+    }
+    Ok(cm.data)
+}
+
+/// What the first fetch established.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub kubeconfig: String,
+    pub cluster: ClusterInfo,
+    pub ca: Vec<CertInfo>,
+    pub matched_pin: Option<CaPin>,
+}
+
+/// Checks the answer to the first, untrusted fetch: signature, kubeconfig, pins.
+pub fn check_first(
+    server: &Endpoint,
+    resp: &Response,
+    token: &BootstrapToken,
+    pins: &[CaPin],
+) -> Result<Verified, Failure> {
+    let data = configmap_data(server, resp)?;
+    let kubeconfig = data
+        .get("kubeconfig")
+        .filter(|k| !k.is_empty())
+        .ok_or(Transient::NoKubeconfig)?;
+    let key = format!("{JWS_KEY_PREFIX}{}", token.id());
+    let Some(signature) = data.get(&key).filter(|s| !s.is_empty()) else {
+        let signed = data
+            .keys()
+            .filter_map(|k| k.strip_prefix(JWS_KEY_PREFIX))
+            .map(str::to_string)
+            .collect();
+        return Err(Transient::NoSignature {
+            token_id: token.id().to_string(),
+            signed,
+        }
+        .into());
+    };
+    jws::verify_detached(
+        signature,
+        kubeconfig.as_bytes(),
+        token.id(),
+        token.secret().as_bytes(),
+    )
+    .map_err(|cause| TrustFailure::Signature {
+        token_id: token.id().to_string(),
+        cause,
+    })?;
+
+    let unusable = |e: String| Failure::Stop(DiscoveryError::Unusable(e));
+    let cluster =
+        kubeconfig::parse_cluster_info(kubeconfig).map_err(|e| unusable(e.to_string()))?;
+    let ca = x509::parse_pem_bundle(&cluster.ca_pem)
+        .map_err(|e| unusable(format!("its certificate-authority-data: {e}")))?;
+    let matched_pin = if pins.is_empty() {
+        None
+    } else {
+        let cert = pin::find_match(pins, &ca).ok_or_else(|| TrustFailure::PinMismatch {
+            seen: ca
+                .iter()
+                .map(|c| (CaPin::of(c), c.subject_cn.clone()))
+                .collect(),
+            configured: pins.to_vec(),
+        })?;
+        Some(CaPin::of(cert))
+    };
+    Ok(Verified {
+        kubeconfig: kubeconfig.clone(),
+        cluster,
+        ca,
+        matched_pin,
+    })
+}
+
+/// Checks the answer to the second fetch, made over TLS pinned to the verified CA.
+pub fn check_second(
+    server: &Endpoint,
+    resp: &Response,
+    token: &BootstrapToken,
+    first: &Verified,
+) -> Result<(), Failure> {
+    let data = configmap_data(server, resp)?;
+    let key = format!("{JWS_KEY_PREFIX}{}", token.id());
+    if data.get(&key).is_none_or(|s| s.is_empty()) {
+        return Err(Transient::NoSignature {
+            token_id: token.id().to_string(),
+            signed: Vec::new(),
+        }
+        .into());
+    }
+    match data.get("kubeconfig") {
+        Some(k) if k.as_bytes() == first.kubeconfig.as_bytes() => Ok(()),
+        _ => Err(TrustFailure::KubeconfigChanged.into()),
+    }
+}
+
+/// A CA certificate, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaSummary {
+    pub pin: CaPin,
+    pub subject_cn: Option<String>,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+/// What discovery learned.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovered {
+    /// The server to put in the bootstrap kubeconfig.
+    pub server: Endpoint,
+    /// The configured endpoint that answered.
+    pub queried: Endpoint,
+    /// The server named inside cluster-info.
+    pub cluster_info_server: Endpoint,
+    /// Whether the CA was checked against a pin (false only with unsafe_skip_ca_verification).
+    pub pinned: bool,
+    pub matched_pin: Option<CaPin>,
+    pub ca: Vec<CaSummary>,
+    #[serde(skip)]
+    pub ca_pem: Vec<u8>,
+    pub kubeconfig_sha256: String,
+    pub attempts: u32,
+    pub elapsed_ms: u128,
+}
+
+/// Fetches and checks cluster-info until it succeeds, fails for good, or the timeout
+/// passes. Servers are tried in turn.
+pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, DiscoveryError> {
+    let started = Instant::now();
+    let deadline = started + settings.discovery_timeout;
+    let mut backoff = retry::Backoff::for_timeout(settings.discovery_timeout);
+    let mut attempts = 0u32;
+    let untrusted = http::untrusted_client();
+    let token = &settings.token;
+    let pins = &settings.ca_cert_hashes;
+
+    // Sleeps before the next try; gives up with the last error once the deadline is near.
+    let mut wait = async |last: Transient, attempts: u32| -> Result<(), DiscoveryError> {
+        let delay = backoff.next_delay(last.retry_after(), retry::random_unit());
+        let now = Instant::now();
+        if now + delay >= deadline {
+            return Err(DiscoveryError::TimedOut {
+                timeout: settings.discovery_timeout,
+                attempts,
+                last,
+            });
+        }
+        tracing::info!(
+            phase = "discovery",
+            delay_ms = delay.as_millis() as u64,
+            "retrying"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
+    };
+
+    // Phase 1: the untrusted fetch, verified by signature and pin.
+    let (server, verified) = loop {
+        let server = &settings.servers[attempts as usize % settings.servers.len()];
+        attempts += 1;
+        tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info (untrusted TLS, anonymous)");
+        let outcome = match http::get_cluster_info(&untrusted, server).await {
+            Ok(resp) => check_first(server, &resp, token, pins),
+            Err(e) => Err(Failure::Retry(e.into())),
+        };
+        match outcome {
+            Ok(v) => break (server.clone(), v),
+            Err(Failure::Stop(e)) => return Err(e),
+            Err(Failure::Retry(t)) => {
+                tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet");
+                wait(t, attempts).await?;
+            }
+        }
+    };
+    match &verified.matched_pin {
+        Some(pin) => {
+            tracing::info!(phase = "discovery", server = %server, pin = %pin, "signature verified, CA matches pin")
+        }
+        None => tracing::warn!(
+            phase = "discovery",
+            server = %server,
+            "signature verified; CA NOT pinned (unsafe_skip_ca_verification)"
+        ),
+    }
+
+    // Phase 2: the same request over TLS that trusts only the verified CA. kubeadm skips
+    // it when no pin was given, and so do we.
+    if verified.matched_pin.is_some() {
+        let ders: Vec<Vec<u8>> = verified.ca.iter().map(|c| c.der.clone()).collect();
+        let pinned = http::pinned_client(&ders).map_err(DiscoveryError::Unusable)?;
+        loop {
+            attempts += 1;
+            tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info again over TLS pinned to the cluster CA");
+            let outcome = match http::get_cluster_info(&pinned, &server).await {
+                Ok(resp) => check_second(&server, &resp, token, &verified),
+                Err(e @ FetchError::Certificate { .. }) => Err(TrustFailure::Certificate(e).into()),
+                Err(e) => Err(Failure::Retry(e.into())),
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(Failure::Stop(e)) => return Err(e),
+                Err(Failure::Retry(t)) => {
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "pinned re-fetch failed");
+                    wait(t, attempts).await?;
+                }
+            }
+        }
+    }
+
+    let inside = verified.cluster.server.clone();
+    let use_server = if inside != server {
+        if settings.use_configured_server {
+            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names another server; using the configured one (use_configured_server = true)");
+            server.clone()
+        } else {
+            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names another server; using it, as kubeadm does (set use_configured_server = true to keep the configured one)");
+            inside.clone()
+        }
+    } else {
+        server.clone()
+    };
+    let elapsed = started.elapsed();
+    tracing::info!(phase = "discovery", server = %use_server, elapsed_ms = elapsed.as_millis() as u64, "discovery done");
+    Ok(Discovered {
+        server: use_server,
+        queried: server,
+        cluster_info_server: inside,
+        pinned: verified.matched_pin.is_some(),
+        matched_pin: verified.matched_pin,
+        ca: verified
+            .ca
+            .iter()
+            .map(|c| CaSummary {
+                pin: CaPin::of(c),
+                subject_cn: c.subject_cn.clone(),
+                not_before: c.not_before.clone(),
+                not_after: c.not_after.clone(),
+            })
+            .collect(),
+        ca_pem: verified.cluster.ca_pem,
+        kubeconfig_sha256: Sha256::digest(verified.kubeconfig.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        attempts,
+        elapsed_ms: elapsed.as_millis(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/vectors/cluster-info-kubeadm-discovery.json"
+        ))
+        .unwrap()
+    }
+
+    fn server() -> Endpoint {
+        "https://127.0.0.1:6443".parse().unwrap()
+    }
+
+    fn answer(name: &str, data: &Value) -> Response {
+        let body = json!({
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": "kube-public"},
+            "data": data,
+        });
+        Response {
+            status: 200,
+            retry_after: None,
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    /// The data a scenario serves: the fixture's, or the keys it lists.
+    fn data_of(f: &Value, served: &Value) -> Value {
+        match served {
+            Value::String(s) if s == "fixture" || s == "<fixture configmap_data>" => {
+                f["configmap_data"].clone()
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if v == "<fixture kubeconfig>" {
+                            f["configmap_data"]["kubeconfig"].clone()
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            other => panic!("unknown configmap shape {other}"),
+        }
+    }
+
+    fn pins_of(case: &Value) -> Result<Vec<CaPin>, (usize, pin::PinError)> {
+        let pins: Vec<String> = case["ca_cert_hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect();
+        pin::parse_all(&pins)
+    }
+
+    /// Runs a scenario through the pure checks, as the discovery loop would, and names
+    /// the outcome with the vectors' error kinds.
+    fn run(f: &Value, case: &Value) -> Result<Verified, &'static str> {
+        let token: BootstrapToken = case["token"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .map_err(|_| "invalid-token-format")?;
+        let pins = pins_of(case).map_err(|_| "invalid-ca-cert-hash")?;
+        let cm = &case["configmap"];
+        // Answers in order; the last one repeats until the timeout.
+        let answers: Vec<Response> = if let Some(initial) = cm.get("initial") {
+            vec![
+                answer("cluster-info", &data_of(f, initial)),
+                answer("cluster-info", &data_of(f, &cm["after_60ms"])),
+            ]
+        } else if let Some(name) = cm.get("name") {
+            // Only a ConfigMap of another name exists: the API server answers 404 for
+            // cluster-info, and a misrouted answer with the other name is not taken either.
+            assert_ne!(name, "cluster-info");
+            let other = answer(name.as_str().unwrap(), &data_of(f, &cm["data"]));
+            assert!(matches!(
+                check_first(&server(), &other, &token, &pins),
+                Err(Failure::Retry(Transient::NotConfigMap { .. }))
+            ));
+            vec![Response {
+                status: 404,
+                retry_after: None,
+                body: br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec(),
+            }]
+        } else {
+            vec![answer("cluster-info", &data_of(f, cm))]
+        };
+        let mut last = None;
+        for resp in answers
+            .iter()
+            .chain(std::iter::repeat_n(answers.last().unwrap(), 3))
+        {
+            match check_first(&server(), resp, &token, &pins) {
+                Ok(v) => {
+                    if v.matched_pin.is_some() {
+                        // The pinned re-fetch sees the same answer.
+                        check_second(&server(), resp, &token, &v).map_err(|_| "second")?;
+                    }
+                    return Ok(v);
+                }
+                Err(Failure::Stop(DiscoveryError::Trust(TrustFailure::Signature { .. }))) => {
+                    return Err("signature-invalid");
+                }
+                Err(Failure::Stop(DiscoveryError::Trust(TrustFailure::PinMismatch { .. }))) => {
+                    return Err("ca-pin-mismatch");
+                }
+                Err(Failure::Stop(e)) => panic!("unexpected {e}"),
+                Err(Failure::Retry(t)) => last = Some(t),
+            }
+        }
+        match last {
+            Some(Transient::NoSignature { .. }) => Err("signature-missing-after-timeout"),
+            Some(Transient::Status { status: 404, .. }) => Err("configmap-not-found-after-timeout"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kubeadm_discovery_scenario() {
+        let f = fixture();
+        let scenarios = f["scenarios"].as_array().unwrap();
+        assert!(!scenarios.is_empty());
+        for case in scenarios {
+            let id = case["id"].as_str().unwrap();
+            let got = run(&f, case);
+            match case["expected"].as_str().unwrap() {
+                "success" => {
+                    let v = got.unwrap_or_else(|e| panic!("{id}: {e}"));
+                    assert_eq!(v.kubeconfig, f["configmap_data"]["kubeconfig"], "{id}");
+                    assert_eq!(
+                        v.cluster.ca_pem,
+                        f["ca_certificate_pem"].as_str().unwrap().as_bytes(),
+                        "{id}"
+                    );
+                    let facts = &f["kubeconfig_facts"];
+                    assert_eq!(v.cluster.name, facts["cluster_name"], "{id}");
+                    assert_eq!(
+                        v.cluster.server,
+                        facts["server"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<Endpoint>()
+                            .unwrap()
+                    );
+                    let pinned = !case["ca_cert_hashes"].as_array().unwrap().is_empty();
+                    assert_eq!(v.matched_pin.is_some(), pinned, "{id}");
+                    if pinned {
+                        assert_eq!(
+                            v.matched_pin.unwrap().to_string(),
+                            f["ca_cert_hash"].as_str().unwrap()
+                        );
+                    }
+                }
+                _ => assert_eq!(
+                    got.map(|_| ()),
+                    Err(case["expected_error"].as_str().unwrap()),
+                    "{id}"
+                ),
+            }
+        }
+    }
+
+    fn capture(name: &str) -> Response {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real-apiserver/"
+        );
+        let headers = std::fs::read_to_string(format!("{dir}{name}.headers")).unwrap();
+        let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
+        Response {
+            status,
+            retry_after: None,
+            body: std::fs::read(format!("{dir}{name}.json")).unwrap(),
+        }
+    }
+
+    fn real_pin() -> Vec<CaPin> {
+        vec![
+            include_str!("../../tests/fixtures/real-apiserver/ca-hash.txt")
+                .trim()
+                .parse()
+                .unwrap(),
+        ]
+    }
+
+    const TOKEN1: &str = "0ve35r.l8o5vx90ot05g17z";
+    const TOKEN2: &str = "c46dzr.hk5w0sqna1wokaou";
+    const TOKEN3: &str = "fsmuhy.kk87h0om7xqwprmx";
+    const TOKEN4: &str = "2nkfsy.9aiw1mx4223r3rmg";
+    const TOKEN5: &str = "acpenu.kkzxwq9h5y9aiwvv";
+
+    fn first(capture_name: &str, token: &str) -> Result<Verified, Failure> {
+        check_first(
+            &server(),
+            &capture(capture_name),
+            &token.parse().unwrap(),
+            &real_pin(),
+        )
+    }
+
+    #[test]
+    fn real_apiserver_captures_verify_for_the_signed_tokens() {
+        for (name, tokens) in [
+            ("01-cluster-info-anon-token1", vec![TOKEN1]),
+            ("02-cluster-info-anon-token1-token2", vec![TOKEN1, TOKEN2]),
+            (
+                "03-cluster-info-anon-token1-token2-token3",
+                vec![TOKEN1, TOKEN2, TOKEN3],
+            ),
+            (
+                "06-cluster-info-anon-with-token5-before-expiry",
+                vec![TOKEN1, TOKEN2, TOKEN5],
+            ),
+            (
+                "08-cluster-info-anon-curl-default-ua-pretty",
+                vec![TOKEN1, TOKEN2],
+            ),
+        ] {
+            for token in tokens {
+                let v = first(name, token).unwrap_or_else(|e| panic!("{name} {token}: {e:?}"));
+                assert_eq!(v.cluster.server, server());
+                assert_eq!(v.matched_pin, Some(real_pin()[0]));
+                check_second(&server(), &capture(name), &token.parse().unwrap(), &v).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn real_apiserver_captures_without_a_signature_are_retried() {
+        for (name, token) in [
+            ("00-cluster-info-anon-no-token", TOKEN1),
+            ("04-cluster-info-anon-after-token3-deleted", TOKEN3),
+            ("05-cluster-info-anon-after-token4-nosigning", TOKEN4),
+            ("07-cluster-info-anon-after-token5-expired", TOKEN5),
+        ] {
+            match first(name, token) {
+                Err(Failure::Retry(t @ Transient::NoSignature { .. })) => {
+                    assert!(t.fix().contains("bootstrapsigner"), "{t}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_secret_is_a_trust_failure() {
+        let wrong = "0ve35r.l8o5vx90ot05g17y";
+        assert!(matches!(
+            first("01-cluster-info-anon-token1", wrong),
+            Err(Failure::Stop(DiscoveryError::Trust(
+                TrustFailure::Signature { .. }
+            )))
+        ));
+    }
+
+    #[test]
+    fn real_status_objects_are_retried_with_the_seed_fix() {
+        let resp = capture("10-bearer-token1-valid-cluster-info");
+        match check_first(&server(), &resp, &TOKEN1.parse().unwrap(), &real_pin()) {
+            Err(Failure::Retry(t @ Transient::Status { status: 403, .. })) => {
+                assert!(t.to_string().contains("forbidden"), "{t}");
+                assert!(t.fix().contains("anonymous-for-cluster-info"), "{t}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let resp = capture("12-bearer-unknown-token-id");
+        match check_first(&server(), &resp, &TOKEN1.parse().unwrap(), &real_pin()) {
+            Err(Failure::Retry(t @ Transient::Status { status: 401, .. })) => {
+                assert!(t.fix().contains("--anonymous-auth"), "{t}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_kubeconfig_on_the_second_fetch_is_a_trust_failure() {
+        let token: BootstrapToken = TOKEN1.parse().unwrap();
+        let v = first("01-cluster-info-anon-token1", TOKEN1).unwrap();
+        let mut data: Value =
+            serde_json::from_slice(&capture("01-cluster-info-anon-token1").body).unwrap();
+        let changed = format!("{}\n", data["data"]["kubeconfig"].as_str().unwrap());
+        data["data"]["kubeconfig"] = changed.into();
+        let resp = answer("cluster-info", &data["data"]);
+        assert!(matches!(
+            check_second(&server(), &resp, &token, &v),
+            Err(Failure::Stop(DiscoveryError::Trust(
+                TrustFailure::KubeconfigChanged
+            )))
+        ));
+    }
+
+    #[test]
+    fn a_pin_mismatch_prints_the_pin_seen() {
+        let other: CaPin = format!("sha256:{}", "00".repeat(32)).parse().unwrap();
+        let err = check_first(
+            &server(),
+            &capture("01-cluster-info-anon-token1"),
+            &TOKEN1.parse().unwrap(),
+            &[other],
+        )
+        .unwrap_err();
+        let Failure::Stop(DiscoveryError::Trust(t)) = err else {
+            panic!("{err:?}")
+        };
+        let seen = real_pin()[0].to_string();
+        assert!(t.to_string().contains(&seen), "{t}");
+        assert!(t.fix().contains(&seen), "{}", t.fix());
+    }
+
+    #[test]
+    fn signed_but_unusable_kubeconfig_stops() {
+        let token: BootstrapToken = TOKEN1.parse().unwrap();
+        let kubeconfig = "apiVersion: v1\nclusters:\n- name: ''\n  cluster: {server: 'https://127.0.0.1:6443'}\n";
+        let sig = jws::sign_detached(kubeconfig.as_bytes(), token.id(), token.secret().as_bytes());
+        let resp = answer(
+            "cluster-info",
+            &json!({"kubeconfig": kubeconfig, "jws-kubeconfig-0ve35r": sig}),
+        );
+        assert!(matches!(
+            check_first(&server(), &resp, &token, &real_pin()),
+            Err(Failure::Stop(DiscoveryError::Unusable(_)))
+        ));
+    }
+}

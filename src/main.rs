@@ -1,0 +1,229 @@
+//! kubejoin: joins a Linux worker to a Kubernetes cluster with one bootstrap token.
+
+mod cli;
+mod config;
+mod discovery;
+mod endpoint;
+mod fsutil;
+mod jws;
+mod kubeconfig;
+mod logging;
+mod pin;
+mod token;
+mod x509;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, DiscoverArgs, Output};
+use config::ConfigError;
+use discovery::DiscoveryError;
+#[cfg(test)]
+use discovery::TrustFailure;
+
+/// Exit statuses, kept by every command (see `--help`).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const TRANSIENT: u8 = 1;
+    pub const CONFIG: u8 = 2;
+    pub const TRUST: u8 = 3;
+}
+
+/// Every failure a command can end with, mapped to an exit status.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => exit::CONFIG,
+            Failure::Discovery(DiscoveryError::Trust(_)) => exit::TRUST,
+            Failure::Discovery(_) | Failure::Other(_) => exit::TRANSIENT,
+        }
+    }
+
+    fn fix(&self) -> Option<String> {
+        match self {
+            Failure::Config(_) => Some(
+                "correct the configuration (see /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
+                    .into(),
+            ),
+            Failure::Discovery(d) => Some(d.fix()),
+            Failure::Other(_) => None,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubejoin: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::TRANSIENT);
+        }
+    };
+    let result = match cli.command {
+        Command::Discover(args) => runtime.block_on(discover(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            report(&failure);
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+/// Prints the whole error chain, one cause per line, then the fix.
+fn report(failure: &Failure) {
+    let mut text = format!("kubejoin: error: {failure}");
+    if let Failure::Other(e) = failure {
+        for cause in e.chain().skip(1) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    if let Some(fix) = failure.fix() {
+        text.push_str(&format!("\n  fix: {fix}"));
+    }
+    let kind = match failure.exit_code() {
+        exit::TRUST => "trust",
+        exit::CONFIG => "config",
+        _ => "transient",
+    };
+    if logging::to_journal() {
+        tracing::error!(kind, exit_code = failure.exit_code(), "{text}");
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+async fn discover(args: DiscoverArgs) -> Result<(), Failure> {
+    let overrides = config::Overrides {
+        servers: args.server,
+        token_file: args.token_file,
+        ca_cert_hashes: args.ca_cert_hashes,
+        unsafe_skip_ca_verification: args.unsafe_skip_ca_verification,
+        timeout: args.timeout,
+    };
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
+    let settings = config::load(
+        args.config.config.as_deref(),
+        &overrides,
+        credentials.as_deref().map(Path::new),
+    )?;
+    let cluster = &settings.cluster;
+    tracing::info!(
+        phase = "discovery",
+        token_id = cluster.token.id(),
+        servers = %cluster.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
+        pins = cluster.ca_cert_hashes.len(),
+        unsafe_skip_ca_verification = cluster.unsafe_skip_ca_verification,
+        timeout_s = cluster.discovery_timeout.as_secs(),
+        "discovery starting"
+    );
+    let found = discovery::discover(cluster).await?;
+
+    let written = match &args.write_kubeconfig {
+        Some(path) => {
+            let contents =
+                kubeconfig::render_bootstrap(&found.server, &found.ca_pem, &cluster.token);
+            let outcome = fsutil::write_atomic(path, contents.as_bytes(), 0o600)?;
+            tracing::info!(phase = "bootstrap-kubeconfig", path = %path.display(), changed = outcome == fsutil::Outcome::Written, "bootstrap kubeconfig in place");
+            Some((path.clone(), outcome))
+        }
+        None => None,
+    };
+    print_result(&found, written.as_ref(), args.output)?;
+    Ok(())
+}
+
+fn print_result(
+    found: &discovery::Discovered,
+    written: Option<&(std::path::PathBuf, fsutil::Outcome)>,
+    output: Output,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => {
+            let mut value = serde_json::to_value(found)?;
+            if let Some((path, outcome)) = written {
+                value["kubeconfig_written"] = serde_json::json!({
+                    "path": path,
+                    "changed": *outcome == fsutil::Outcome::Written,
+                });
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Output::Text => {
+            println!("server:        {}", found.server);
+            if found.cluster_info_server != found.queried {
+                println!(
+                    "               (queried {}, cluster-info names {})",
+                    found.queried, found.cluster_info_server
+                );
+            }
+            for ca in &found.ca {
+                println!(
+                    "CA:            {} {} (valid {} to {})",
+                    ca.subject_cn
+                        .as_deref()
+                        .map(|cn| format!("CN={cn}"))
+                        .unwrap_or_else(|| "(no CN)".into()),
+                    ca.pin,
+                    ca.not_before,
+                    ca.not_after
+                );
+            }
+            match &found.matched_pin {
+                Some(pin) => println!("trust:         signature verified, CA pinned by {pin}"),
+                None => println!(
+                    "trust:         signature verified, CA NOT pinned (unsafe_skip_ca_verification)"
+                ),
+            }
+            println!(
+                "cluster-info:  sha256 {} ({} attempts, {} ms)",
+                found.kubeconfig_sha256, found.attempts, found.elapsed_ms
+            );
+            if let Some((path, outcome)) = written {
+                let what = match outcome {
+                    fsutil::Outcome::Written => "written",
+                    fsutil::Outcome::Unchanged => "unchanged",
+                };
+                println!("kubeconfig:    {} ({what}, mode 0600)", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let trust = Failure::Discovery(DiscoveryError::Trust(TrustFailure::KubeconfigChanged));
+        assert_eq!(trust.exit_code(), exit::TRUST);
+        let unusable = Failure::Discovery(DiscoveryError::Unusable("x".into()));
+        assert_eq!(unusable.exit_code(), exit::TRANSIENT);
+        let config = Failure::Config(ConfigError {
+            origin: config::Origin::Flag("--server"),
+            key: None,
+            message: "x".into(),
+        });
+        assert_eq!(config.exit_code(), exit::CONFIG);
+    }
+}
