@@ -1,6 +1,7 @@
 //! Logs go to journald when stderr is connected to it (systemd sets `JOURNAL_STREAM`),
 //! with structured fields; otherwise to stderr as text.
 
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
 
@@ -44,6 +45,7 @@ pub fn init() {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_max_level(level)
             .try_init();
     }

@@ -2,7 +2,7 @@
 //! handshake signatures still checked) and the pinned second fetch (only the cluster CA).
 //! Both are anonymous: no `Authorization` header is ever sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -31,8 +31,8 @@ pub struct Response {
 pub enum FetchError {
     #[error("cannot connect to {url}: {detail}")]
     Connect { url: String, detail: String },
-    #[error("{url} did not answer within {secs} s")]
-    Timeout { url: String, secs: u64 },
+    #[error("{url} did not answer within {ms} ms")]
+    Timeout { url: String, ms: u128 },
     /// The server's certificate was refused by the pinned client.
     #[error("the server at {url} presented a certificate that {detail}")]
     Certificate { url: String, detail: String },
@@ -88,6 +88,66 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
+/// Wraps the WebPKI verifier of the pinned client and remembers why it refused a
+/// certificate, so that a refusal is told apart from a network error whatever layers
+/// of hyper and reqwest wrap it.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    refused: Arc<Mutex<Option<rustls::CertificateError>>>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if let Err(rustls::Error::InvalidCertificate(e)) = &result {
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// An anonymous HTTPS client; for the pinned one, with the verifier's last refusal.
+pub struct Client {
+    http: reqwest::Client,
+    refused: Option<Arc<Mutex<Option<rustls::CertificateError>>>>,
+}
+
 fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
@@ -101,7 +161,7 @@ fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
 }
 
 /// The client for the first fetch: no certificate verification, no credentials.
-pub fn untrusted_client() -> reqwest::Client {
+pub fn untrusted_client() -> Client {
     let provider = provider();
     let verifier = AcceptAnyCertificate {
         algorithms: provider.signature_verification_algorithms,
@@ -112,37 +172,68 @@ pub fn untrusted_client() -> reqwest::Client {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    client(tls)
+    Client {
+        http: client(tls),
+        refused: None,
+    }
 }
 
 /// The client for the second fetch: trusts only the given CA certificates.
-pub fn pinned_client(ca: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+pub fn pinned_client(ca: &[Vec<u8>]) -> Result<Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     for der in ca {
         roots
             .add(CertificateDer::from(der.clone()))
             .map_err(|e| format!("the CA certificate cannot be used as a trust anchor: {e}"))?;
     }
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("the CA certificate cannot be used as a trust anchor: {e}"))?;
+    let refused = Arc::new(Mutex::new(None));
+    let verifier = RecordingVerifier {
+        inner,
+        refused: refused.clone(),
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    Ok(client(tls))
+    Ok(Client {
+        http: client(tls),
+        refused: Some(refused),
+    })
 }
 
 /// `GET <endpoint>/api/v1/namespaces/kube-public/configmaps/cluster-info`, anonymously.
+/// `timeout` bounds the whole request, body included (at most [`REQUEST_TIMEOUT`]).
 pub async fn get_cluster_info(
-    client: &reqwest::Client,
+    client: &Client,
     endpoint: &Endpoint,
+    timeout: Duration,
 ) -> Result<Response, FetchError> {
     let url = format!("{endpoint}{CLUSTER_INFO_PATH}");
+    let timeout = timeout.min(REQUEST_TIMEOUT);
+    let classify = |e: reqwest::Error| {
+        let refused = client
+            .refused
+            .as_ref()
+            .and_then(|r| r.lock().unwrap_or_else(|p| p.into_inner()).take());
+        classify(&url, &e, timeout, refused)
+    };
     let mut resp = client
+        .http
         .get(&url)
         .header(reqwest::header::ACCEPT, "application/json")
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| classify(&url, &e))?;
+        .map_err(classify)?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -151,7 +242,7 @@ pub async fn get_cluster_info(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&url, &e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(FetchError::TooLarge { url });
         }
@@ -162,25 +253,6 @@ pub async fn get_cluster_info(
         retry_after,
         body,
     })
-}
-
-/// Finds the rustls error behind a reqwest error, if any. `io::Error` hides its inner
-/// error from `source()`, so look inside it explicitly.
-fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -196,9 +268,14 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn classify(url: &str, e: &reqwest::Error) -> FetchError {
+fn classify(
+    url: &str,
+    e: &reqwest::Error,
+    timeout: Duration,
+    refused: Option<rustls::CertificateError>,
+) -> FetchError {
     let url = url.to_string();
-    if let Some(rustls::Error::InvalidCertificate(cert)) = rustls_cause(e) {
+    if let Some(cert) = refused {
         let detail = match cert {
             rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
                 "is not signed by the pinned cluster CA".to_string()
@@ -221,7 +298,7 @@ fn classify(url: &str, e: &reqwest::Error) -> FetchError {
     if e.is_timeout() {
         return FetchError::Timeout {
             url,
-            secs: REQUEST_TIMEOUT.as_secs(),
+            ms: timeout.as_millis(),
         };
     }
     if e.is_connect() {

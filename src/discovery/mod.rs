@@ -378,6 +378,12 @@ pub struct Discovered {
     pub elapsed_ms: u128,
 }
 
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
 /// Fetches and checks cluster-info until it succeeds, fails for good, or the timeout
 /// passes. Servers are tried in turn.
 pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, DiscoveryError> {
@@ -414,7 +420,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
         tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info (untrusted TLS, anonymous)");
-        let outcome = match http::get_cluster_info(&untrusted, server).await {
+        let outcome = match http::get_cluster_info(&untrusted, server, remaining(deadline)).await {
             Ok(resp) => check_first(server, &resp, token, pins),
             Err(e) => Err(Failure::Retry(e.into())),
         };
@@ -446,7 +452,8 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         loop {
             attempts += 1;
             tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info again over TLS pinned to the cluster CA");
-            let outcome = match http::get_cluster_info(&pinned, &server).await {
+            let outcome = match http::get_cluster_info(&pinned, &server, remaining(deadline)).await
+            {
                 Ok(resp) => check_second(&server, &resp, token, &verified),
                 Err(e @ FetchError::Certificate { .. }) => Err(TrustFailure::Certificate(e).into()),
                 Err(e) => Err(Failure::Retry(e.into())),

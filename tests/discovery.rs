@@ -1,0 +1,720 @@
+//! `kubejoin discover` as a process, against the API server double on loopback: the
+//! good path and every failure the discovery issue lists, with exit code, message, and
+//! no kubeconfig written on failure.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apiserver_double::{ApiServer, Builder, Fault, Pki, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
+
+const EXIT_TRANSIENT: i32 = 1;
+const EXIT_CONFIG: i32 = 2;
+const EXIT_TRUST: i32 = 3;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// A scratch directory with a private token file.
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        let node = Node {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        node.write_private("token", &format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n"));
+        // An empty configuration: the flags say everything.
+        node.write_private("etc/kubejoin/config.toml", "");
+        node
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_private(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.path("var/lib/kubelet/bootstrap-kubeconfig")
+    }
+
+    /// `kubejoin discover` with the node's configuration file,
+    /// the token file, and `extra` flags.
+    fn discover(&self, extra: &[&str]) -> Run {
+        let token = self.path("token");
+        let config = self.path("etc/kubejoin/config.toml");
+        let kubeconfig = self.kubeconfig();
+        let mut args = vec![
+            "discover",
+            "--config",
+            config.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--write-kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[], None)
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    let started = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubejoin"));
+    cmd.args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("kubejoin runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    };
+    // Whatever happened, the secret is never printed.
+    assert!(
+        !run.stdout.contains(REAL_TOKEN_SECRET) && !run.stderr.contains(REAL_TOKEN_SECRET),
+        "the token secret leaked:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+fn pin() -> String {
+    apiserver_double::real_ca_pin()
+}
+
+fn double() -> Builder {
+    ApiServer::builder().token(REAL_TOKEN_ID, REAL_TOKEN_SECRET)
+}
+
+fn assert_exit(run: &Run, code: i32, needles: &[&str]) {
+    assert_eq!(
+        run.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    for n in needles {
+        assert!(
+            run.stderr.contains(n) || run.stdout.contains(n),
+            "{n:?} not in output:\nstdout:\n{}\nstderr:\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn discovers_and_writes_the_bootstrap_kubeconfig() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let url = api.url();
+    let pin = pin();
+    let r = node.discover(&["--server", &url, "--ca-cert-hash", &pin]);
+    assert_exit(
+        &r,
+        0,
+        &[&url, &pin, "signature verified", "(written, mode 0600)"],
+    );
+
+    let written = std::fs::read_to_string(node.kubeconfig()).unwrap();
+    assert_eq!(mode(&node.kubeconfig()), 0o600);
+    assert!(written.contains(&format!("token: {REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n")));
+    assert!(written.contains(&format!("server: {url}\n")));
+    assert!(written.contains("current-context: bootstrap\n"));
+    assert!(written.contains("user: kubelet-bootstrap\n"));
+
+    // Two anonymous requests over HTTP/2: the untrusted fetch and the pinned one.
+    let requests = api.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    for req in &requests {
+        assert_eq!(
+            req.authorization, None,
+            "discovery must not send credentials"
+        );
+        assert_eq!(req.path, apiserver_double::CLUSTER_INFO_PATH);
+        assert_eq!(req.version, "HTTP/2.0");
+    }
+    assert_ne!(requests[0].connection, requests[1].connection);
+
+    // Again: same result, the file is not rewritten.
+    let before = std::fs::metadata(node.kubeconfig())
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = node.discover(&["--server", &url, "--ca-cert-hash", &pin]);
+    assert_exit(&again, 0, &["(unchanged, mode 0600)"]);
+    let after = std::fs::metadata(node.kubeconfig())
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn json_output() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let pin = pin();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin,
+        "--output",
+        "json",
+    ]);
+    assert_exit(&r, 0, &[]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("stdout is JSON");
+    assert_eq!(v["server"], api.url());
+    assert_eq!(v["matched_pin"], pin);
+    assert_eq!(v["pinned"], true);
+    assert_eq!(v["ca"][0]["subject_cn"], "kubernetes");
+    assert_eq!(v["ca"][0]["not_after"], "2036-11-26T05:26:29Z");
+    assert_eq!(v["kubeconfig_written"]["changed"], true);
+}
+
+#[test]
+fn waits_for_the_bootstrap_signer() {
+    let api = double()
+        .sign_after(Duration::from_millis(1500))
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "30s",
+    ]);
+    assert_exit(&r, 0, &["signature verified"]);
+    assert!(api.requests().len() > 2, "it polled");
+    assert!(
+        r.stderr.contains("no signature for token id 0ve35r"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_signature_that_never_comes_times_out_with_the_seed_fix() {
+    let api = ApiServer::builder()
+        .token("c46dzr", "hk5w0sqna1wokaou")
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "2s",
+    ]);
+    assert_exit(
+        &r,
+        EXIT_TRANSIENT,
+        &[
+            "no signature for token id 0ve35r",
+            "signed for token ids: c46dzr",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+            "usage-bootstrap-signing",
+            "bootstrap-token-0ve35r",
+        ],
+    );
+    assert!(!node.kubeconfig().exists());
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}
+
+#[test]
+fn a_forged_signature_is_a_trust_failure_and_not_retried() {
+    let api = double().forge_signatures().start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    assert_exit(
+        &r,
+        EXIT_TRUST,
+        &[
+            "jws-kubeconfig-0ve35r does not verify",
+            "token-secret",
+            "does not retry",
+        ],
+    );
+    assert_eq!(api.requests().len(), 1);
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn a_wrong_pin_is_a_trust_failure_that_prints_the_pin_seen() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &wrong]);
+    assert_exit(
+        &r,
+        EXIT_TRUST,
+        &["matches none of the configured pins", &pin(), &wrong],
+    );
+    assert_eq!(api.requests().len(), 1);
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn an_impostor_with_the_token_but_another_ca_fails_the_pin() {
+    // Someone who learned the token can sign their own cluster-info: the pin stops them.
+    let api = double().pki(Pki::impostor()).start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    assert_exit(
+        &r,
+        EXIT_TRUST,
+        &["matches none of the configured pins", "CN=kubernetes"],
+    );
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn another_certificate_on_the_pinned_fetch_is_a_trust_failure() {
+    let api = double().later_pki(Pki::impostor()).start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "10s",
+    ]);
+    assert_exit(&r, EXIT_TRUST, &["not signed by the pinned cluster CA"]);
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn a_certificate_for_another_name_on_the_pinned_fetch_is_a_trust_failure() {
+    let api = double().later_pki(Pki::wrong_name()).start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "10s",
+    ]);
+    assert_exit(&r, EXIT_TRUST, &["not valid for this host name or address"]);
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn a_changed_kubeconfig_on_the_pinned_fetch_is_a_trust_failure() {
+    let api = double().change_kubeconfig_after(1).start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    assert_exit(&r, EXIT_TRUST, &["differs from the copy fetched first"]);
+    assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn unsafe_skip_trusts_the_signed_ca_without_a_second_fetch() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&["--server", &api.url(), "--unsafe-skip-ca-verification"]);
+    assert_exit(&r, 0, &["CA NOT pinned"]);
+    assert_eq!(api.requests().len(), 1);
+    assert!(node.kubeconfig().exists());
+}
+
+#[test]
+fn cluster_side_errors_name_the_missing_seed_step() {
+    for (code, needles) in [
+        (401, vec!["answered 401", "--anonymous-auth=true"]),
+        (
+            403,
+            vec![
+                "answered 403",
+                "system:anonymous",
+                "kubectl create role anonymous-for-cluster-info",
+                "rolebinding anonymous-for-cluster-info-binding",
+            ],
+        ),
+        (
+            404,
+            vec![
+                "answered 404",
+                "configmaps \"cluster-info\" not found",
+                "kubectl -n kube-public create configmap cluster-info",
+            ],
+        ),
+        (500, vec!["answered 500", "kube-apiserver's log"]),
+    ] {
+        let api = double().always(Fault::Status(code)).start().unwrap();
+        let node = Node::new();
+        let r = node.discover(&[
+            "--server",
+            &api.url(),
+            "--ca-cert-hash",
+            &pin(),
+            "--timeout",
+            "1s",
+        ]);
+        assert_exit(&r, EXIT_TRANSIENT, &needles);
+        assert!(api.requests().len() >= 2, "{code} is retried");
+        assert!(!node.kubeconfig().exists());
+    }
+}
+
+#[test]
+fn transient_faults_are_retried_until_it_works() {
+    let api = double()
+        .faults([
+            Fault::Refuse,
+            Fault::Status(503),
+            Fault::Reset,
+            Fault::RateLimit(1),
+        ])
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "60s",
+    ]);
+    assert_exit(&r, 0, &["answered 503", "answered 429"]);
+    // The 429's Retry-After: 1 was honoured.
+    assert!(r.elapsed >= Duration::from_secs(1), "{:?}", r.elapsed);
+    assert!(node.kubeconfig().exists());
+}
+
+#[test]
+fn a_stalled_server_is_given_up_on_at_the_deadline() {
+    let api = double().always(Fault::Stall).start().unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "2s",
+    ]);
+    assert_exit(&r, EXIT_TRANSIENT, &["did not answer within"]);
+    assert!(r.elapsed < Duration::from_secs(6), "{:?}", r.elapsed);
+}
+
+#[test]
+fn an_unreachable_server_is_a_transient_failure() {
+    let port = free_port();
+    let node = Node::new();
+    let url = format!("https://127.0.0.1:{port}");
+    let r = node.discover(&[
+        "--server",
+        &url,
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "1s",
+    ]);
+    assert_exit(&r, EXIT_TRANSIENT, &["cannot connect", "firewall"]);
+}
+
+#[test]
+fn servers_are_tried_in_turn() {
+    let api = double().start().unwrap();
+    let port = free_port();
+    let node = Node::new();
+    let dead = format!("https://127.0.0.1:{port}");
+    let r = node.discover(&[
+        "--server",
+        &dead,
+        "--server",
+        &api.url(),
+        "--ca-cert-hash",
+        &pin(),
+        "--timeout",
+        "20s",
+    ]);
+    assert_exit(&r, 0, &["cannot connect"]);
+    assert!(
+        std::fs::read_to_string(node.kubeconfig())
+            .unwrap()
+            .contains(&api.url())
+    );
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn the_server_inside_cluster_info_is_used_unless_configured_otherwise() {
+    // cluster-info names the same loopback server by another name (as kubeadm's does
+    // when the node was given an IP and the control plane a DNS name).
+    let port = free_port();
+    let inside = format!("https://localhost:{port}");
+    let api = double()
+        .listen(format!("127.0.0.1:{port}").parse().unwrap())
+        .advertise(inside.clone())
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    assert_exit(&r, 0, &["cluster-info names another server", &inside]);
+    assert!(
+        std::fs::read_to_string(node.kubeconfig())
+            .unwrap()
+            .contains(&format!("server: {inside}\n"))
+    );
+
+    let config = node.write_private(
+        "etc/kubejoin/config.toml",
+        "[cluster]\nuse_configured_server = true\n",
+    );
+    let token = node.path("token");
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            config.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--server",
+            &api.url(),
+            "--ca-cert-hash",
+            &pin(),
+        ],
+        &[],
+        None,
+    );
+    assert_exit(&r, 0, &["using the configured one"]);
+    assert!(
+        r.stdout
+            .starts_with(&format!("server:        {}", api.url())),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn everything_from_the_config_file_and_a_dropin() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let config = node.write_private(
+        "etc/kubejoin/config.toml",
+        &format!(
+            "[cluster]\nserver = \"https://127.0.0.1:1\"\ntoken = \"{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"20s\"\n",
+            pin()
+        ),
+    );
+    node.write_private(
+        "etc/kubejoin/config.d/50-server.toml",
+        &format!("[cluster]\nserver = \"{}\"\n", api.url()),
+    );
+    let r = run(
+        &["discover", "--config", config.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_exit(&r, 0, &[&api.url()]);
+}
+
+#[test]
+fn the_token_from_stdin_and_from_a_systemd_credential() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let config = node.path("etc/kubejoin/config.toml");
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            config.to_str().unwrap(),
+            "--token-file",
+            "-",
+            "--server",
+            &api.url(),
+            "--ca-cert-hash",
+            &pin(),
+        ],
+        &[],
+        Some(&format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}")),
+    );
+    assert_exit(&r, 0, &[]);
+
+    let creds = node.path("credentials");
+    node.write_private(
+        "credentials/token",
+        &format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}"),
+    );
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            config.to_str().unwrap(),
+            "--server",
+            &api.url(),
+            "--ca-cert-hash",
+            &pin(),
+        ],
+        &[("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())],
+        None,
+    );
+    assert_exit(&r, 0, &[]);
+}
+
+#[test]
+fn configuration_errors_exit_2_naming_file_and_key() {
+    let node = Node::new();
+    let config = node.path("etc/kubejoin/config.toml");
+    let cfg = config.to_str().unwrap();
+    let token = node.path("token");
+    let tok = token.to_str().unwrap();
+
+    // A token that is not one: said without echoing it.
+    let bad = node.write_private("bad-token", "0VE35R.l8o5vx90ot05g17z");
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            cfg,
+            "--token-file",
+            bad.to_str().unwrap(),
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca-cert-hash",
+            &pin(),
+        ],
+        &[],
+        None,
+    );
+    assert_exit(&r, EXIT_CONFIG, &["not one of [a-z0-9]", "--token-file"]);
+    assert!(!r.stderr.contains("l8o5vx90ot05g17z"));
+
+    // No pin and no unsafe flag.
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            cfg,
+            "--token-file",
+            tok,
+            "--server",
+            "https://127.0.0.1:1",
+        ],
+        &[],
+        None,
+    );
+    assert_exit(
+        &r,
+        EXIT_CONFIG,
+        &["cluster.ca_cert_hashes", "unsafe_skip_ca_verification"],
+    );
+
+    // A malformed pin.
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            cfg,
+            "--token-file",
+            tok,
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca-cert-hash",
+            "sha256:00",
+        ],
+        &[],
+        None,
+    );
+    assert_exit(&r, EXIT_CONFIG, &["--ca-cert-hash", "64 hex digits"]);
+
+    // A plain-http server.
+    let r = run(
+        &[
+            "discover",
+            "--config",
+            cfg,
+            "--token-file",
+            tok,
+            "--server",
+            "http://127.0.0.1:1",
+            "--ca-cert-hash",
+            &pin(),
+        ],
+        &[],
+        None,
+    );
+    assert_exit(&r, EXIT_CONFIG, &["https"]);
+
+    // An unknown key in a file names file, line and key.
+    node.write_private("etc/kubejoin/config.toml", "[cluster]\nserverr = \"x\"\n");
+    let r = run(&["discover", "--config", cfg], &[], None);
+    assert_exit(&r, EXIT_CONFIG, &[cfg, "line 2", "serverr"]);
+
+    // A token in a file others can read.
+    let world = node.write_private(
+        "etc/kubejoin/config.toml",
+        &format!("[cluster]\nserver = \"127.0.0.1:6443\"\ntoken = \"{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\"\nunsafe_skip_ca_verification = true\n"),
+    );
+    std::fs::set_permissions(&world, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(&["discover", "--config", cfg], &[], None);
+    assert_exit(&r, EXIT_CONFIG, &["chmod 600", cfg]);
+
+    // A named config file that does not exist.
+    let missing = node.path("nope.toml");
+    let r = run(
+        &["discover", "--config", missing.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_exit(&r, EXIT_CONFIG, &["nope.toml", "cannot read"]);
+
+    // The token is never an argument.
+    let r = run(&["discover", "--token", "x"], &[], None);
+    assert_exit(&r, EXIT_CONFIG, &["--token"]);
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let r = run(&["discover", "--help"], &[], None);
+    assert_exit(&r, 0, &["Exit status:", "3  trust failure", "--token-file"]);
+}
