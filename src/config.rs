@@ -696,6 +696,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let origin = file("config.toml.example");
+        let text = include_str!("../packaging/config.toml.example");
+        let mut m = Merged::default();
+        m.add(parse_fragment(text, &origin).unwrap(), &origin)
+            .unwrap();
+        let s = validate(m, &Tokens).unwrap().cluster;
+        assert_eq!(s.servers[0].to_string(), "https://203.0.113.10:6443");
+        assert_eq!(s.discovery_timeout, DEFAULT_DISCOVERY_TIMEOUT);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));

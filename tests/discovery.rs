@@ -21,16 +21,25 @@ struct Run {
     elapsed: Duration,
 }
 
-/// A scratch directory with a private token file.
+/// A scratch directory with a private token file, removed when dropped.
 struct Node {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Node {
     fn new() -> Node {
-        let node = Node {
-            dir: tempfile::tempdir().unwrap(),
-        };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kubejoin-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = Node { dir };
         node.write_private("token", &format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n"));
         // An empty configuration: the flags say everything.
         node.write_private("etc/kubejoin/config.toml", "");
@@ -38,7 +47,7 @@ impl Node {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     fn write_private(&self, name: &str, text: &str) -> PathBuf {

@@ -416,6 +416,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
     };
 
     // Phase 1: the untrusted fetch, verified by signature and pin.
+    let mut last_logged: Option<String> = None;
     let (server, verified) = loop {
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
@@ -428,7 +429,14 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
             Ok(v) => break (server.clone(), v),
             Err(Failure::Stop(e)) => return Err(e),
             Err(Failure::Retry(t)) => {
-                tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet");
+                // The fix is logged when the error first appears, not on every retry.
+                let message = t.to_string();
+                if last_logged.as_ref() != Some(&message) {
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet");
+                } else {
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "cluster-info not usable yet");
+                }
+                last_logged = Some(message);
                 wait(t, attempts).await?;
             }
         }
