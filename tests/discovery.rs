@@ -727,3 +727,72 @@ fn help_documents_the_exit_codes() {
     let r = run(&["discover", "--help"], &[], None);
     assert_exit(&r, 0, &["Exit status:", "3  trust failure", "--token-file"]);
 }
+
+#[test]
+fn the_real_servers_captured_answer_is_accepted_byte_for_byte() {
+    // Capture 02 of the real kube-apiserver, under its CA and serving key, for token 2.
+    let api = ApiServer::builder()
+        .capture("02-cluster-info-anon-token1-token2")
+        .unwrap()
+        .start()
+        .unwrap();
+    let node = Node::new();
+    node.write_private("token", "c46dzr.hk5w0sqna1wokaou\n");
+    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    // The real cluster-info names https://127.0.0.1:6443, not the double's port.
+    assert_exit(
+        &r,
+        0,
+        &[
+            "signature verified",
+            "cluster-info names another server",
+            "https://127.0.0.1:6443",
+        ],
+    );
+    assert!(
+        r.stdout
+            .starts_with("server:        https://127.0.0.1:6443\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
+    use apiserver_double::secret::BootstrapSecret;
+    // As captures 05 and 07: usage-bootstrap-signing "false", and an expired token.
+    let mut no_signing = BootstrapSecret::new(REAL_TOKEN_ID, REAL_TOKEN_SECRET);
+    no_signing
+        .data
+        .insert("usage-bootstrap-signing".into(), "false".into());
+    let mut expired = BootstrapSecret::new(REAL_TOKEN_ID, REAL_TOKEN_SECRET);
+    expired
+        .data
+        .insert("expiration".into(), "2026-11-29T05:49:07Z".into());
+    for secret in [no_signing, expired] {
+        let api = ApiServer::builder()
+            .secret(secret)
+            .token("c46dzr", "hk5w0sqna1wokaou")
+            .start()
+            .unwrap();
+        let node = Node::new();
+        let r = node.discover(&[
+            "--server",
+            &api.url(),
+            "--ca-cert-hash",
+            &pin(),
+            "--timeout",
+            "1s",
+        ]);
+        assert_exit(
+            &r,
+            EXIT_TRANSIENT,
+            &[
+                "no signature for token id 0ve35r",
+                "usage-bootstrap-signing",
+                "expired",
+            ],
+        );
+        assert!(!node.kubeconfig().exists());
+    }
+}

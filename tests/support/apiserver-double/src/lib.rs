@@ -39,6 +39,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod secret;
+
 pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 
 /// The project's test fixtures: `tests/fixtures`.
@@ -193,7 +195,8 @@ pub struct Builder {
     addr: SocketAddr,
     pki: Pki,
     later_pki: Option<Pki>,
-    tokens: Vec<(String, String)>,
+    secrets: Vec<secret::BootstrapSecret>,
+    capture: Option<Vec<u8>>,
     sign_after: Duration,
     forge: bool,
     faults: Vec<Fault>,
@@ -209,7 +212,8 @@ impl Default for Builder {
             addr: "127.0.0.1:0".parse().unwrap(),
             pki: Pki::real(),
             later_pki: None,
-            tokens: Vec::new(),
+            secrets: Vec::new(),
+            capture: None,
             sign_after: Duration::ZERO,
             forge: false,
             faults: Vec::new(),
@@ -240,10 +244,26 @@ impl Builder {
         self
     }
 
-    /// A bootstrap token whose Secret may sign cluster-info.
-    pub fn token(mut self, id: &str, secret: &str) -> Self {
-        self.tokens.push((id.to_string(), secret.to_string()));
+    /// A bootstrap token, stored as `kubeadm token create` stores it: it signs
+    /// cluster-info and authenticates.
+    pub fn token(self, id: &str, secret: &str) -> Self {
+        self.secret(secret::BootstrapSecret::new(id, secret))
+    }
+
+    /// A bootstrap-token Secret as written: the bootstrap signer and the authenticator
+    /// apply Kubernetes' rules to it (usages, expiry, name, deletion).
+    pub fn secret(mut self, s: secret::BootstrapSecret) -> Self {
+        self.secrets.push(s);
         self
+    }
+
+    /// Answer cluster-info with the exact bytes of a real capture
+    /// (`tests/fixtures/real-apiserver/NAME.json`) instead of rendering one.
+    pub fn capture(mut self, name: &str) -> std::io::Result<Self> {
+        self.capture = Some(std::fs::read(
+            fixtures_dir().join(format!("real-apiserver/{name}.json")),
+        )?);
+        Ok(self)
     }
 
     /// The bootstrap signer adds signatures only this long after start.
@@ -520,15 +540,15 @@ async fn handle(state: &State, connection: usize, req: Request<Incoming>) -> Res
     // A bearer token is authenticated, and then it is not system:anonymous: the
     // Role for cluster-info does not apply to it (capture 10), or it is refused (12-14).
     if let Some(auth) = authorization {
-        let known = auth.strip_prefix("Bearer ").and_then(|t| {
+        let user = auth.strip_prefix("Bearer ").and_then(|t| {
             state
                 .config
-                .tokens
+                .secrets
                 .iter()
-                .find(|(id, secret)| t == format!("{id}.{secret}"))
+                .find_map(|s| secret::authenticate(s, t, unix_now()))
         });
-        return match known {
-            Some((id, _)) => forbidden(&format!("system:bootstrap:{id}")),
+        return match user {
+            Some(user) => forbidden(&user.name),
             None => status(401, None),
         };
     }
@@ -544,9 +564,23 @@ async fn handle(state: &State, connection: usize, req: Request<Incoming>) -> Res
             None,
         );
     }
+    if let Some(bytes) = &state.config.capture {
+        state.answers.fetch_add(1, Ordering::SeqCst);
+        let mut body = String::from_utf8_lossy(bytes).into_owned();
+        // respond() adds the newline the capture already ends with.
+        body.pop();
+        return respond(200, body, None, true);
+    }
     let body = configmap_json(state);
     state.answers.fetch_add(1, Ordering::SeqCst);
     respond(200, body, None, true)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn forbidden(user: &str) -> Response<Body> {
@@ -642,7 +676,13 @@ fn configmap_json(state: &State) -> String {
     }
     let mut data = BTreeMap::new();
     if state.started.elapsed() >= state.config.sign_after {
-        for (id, secret) in &state.config.tokens {
+        let now = unix_now();
+        for (id, secret) in state
+            .config
+            .secrets
+            .iter()
+            .filter_map(|s| secret::signing_key(s, now))
+        {
             let key = if state.config.forge {
                 format!("{secret}-forged")
             } else {
@@ -650,7 +690,7 @@ fn configmap_json(state: &State) -> String {
             };
             data.insert(
                 format!("jws-kubeconfig-{id}"),
-                sign_detached(kubeconfig.as_bytes(), id, key.as_bytes()),
+                sign_detached(kubeconfig.as_bytes(), &id, key.as_bytes()),
             );
         }
     }
