@@ -138,6 +138,8 @@ pub struct Sourced<T> {
 /// Fragments merged key by key: later fragments win.
 #[derive(Debug, Default)]
 pub struct Merged {
+    /// The main file, named in errors about keys that nothing set.
+    main_file: Option<PathBuf>,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
@@ -275,8 +277,13 @@ pub trait TokenReader {
 
 /// Turns the merged configuration into settings, naming the file and key of any error.
 pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigError> {
+    let main_file = m.main_file.clone();
     let missing = |key: &str, what: &str| ConfigError {
-        origin: Origin::File(PathBuf::from(DEFAULT_PATH)),
+        origin: Origin::File(
+            main_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
+        ),
         key: Some(key.to_string()),
         message: format!("is required: {what}"),
     };
@@ -434,7 +441,10 @@ pub fn load(
 
     let explicit = main.is_some();
     let main = main.unwrap_or(Path::new(DEFAULT_PATH));
-    let mut merged = Merged::default();
+    let mut merged = Merged {
+        main_file: Some(main.to_path_buf()),
+        ..Default::default()
+    };
     let mut files = vec![main.to_path_buf()];
     files.extend(dropins(main).map_err(|e| {
         ConfigError::new(

@@ -54,7 +54,8 @@ impl Failure {
     fn fix(&self) -> Option<String> {
         match self {
             Failure::Config(_) => Some(
-                "correct the configuration (see /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
+                "correct it and run kubejoin again; configuration errors are not retried \
+                 (every key is documented in /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
                     .into(),
             ),
             Failure::Discovery(d) => Some(d.fix()),

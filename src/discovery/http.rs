@@ -255,15 +255,24 @@ pub async fn get_cluster_info(
     })
 }
 
+/// The causes of an error, without reqwest's and hyper's wrappers that only repeat the
+/// URL or say "client error".
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
     while let Some(err) = cur {
         let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
+        let wrapper = s.starts_with("error sending request")
+            || s.starts_with("client error")
+            || s.starts_with("error decoding response body")
+            || s.starts_with("request or response body error");
+        if !wrapper && !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
         cur = err.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
     }
     parts.join(": ")
 }

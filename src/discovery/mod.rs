@@ -61,7 +61,7 @@ impl Transient {
             }
             Transient::Fetch(_) => {
                 "check that the API server address and port are right, that kube-apiserver is running, \
-                 and that no firewall between this node and it drops port 6443"
+                 and that no firewall between this node and it drops that port"
                     .into()
             }
             Transient::Status { status: 401, .. } => {
