@@ -193,6 +193,7 @@ pub struct RequestRecord {
 #[derive(Clone)]
 pub struct Builder {
     addr: SocketAddr,
+    listener: Option<Arc<std::net::TcpListener>>,
     pki: Pki,
     later_pki: Option<Pki>,
     secrets: Vec<secret::BootstrapSecret>,
@@ -210,6 +211,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             addr: "127.0.0.1:0".parse().unwrap(),
+            listener: None,
             pki: Pki::real(),
             later_pki: None,
             secrets: Vec::new(),
@@ -229,6 +231,12 @@ impl Builder {
     /// Where to listen; default `127.0.0.1:0` (any free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
+        self
+    }
+
+    /// Serve on a socket bound elsewhere, e.g. inside a testbed's network namespace.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(Arc::new(listener));
         self
     }
 
@@ -316,7 +324,10 @@ impl Builder {
             Some(p) => Arc::new(p.server_config().map_err(io_err)?),
             None => first.clone(),
         };
-        let std_listener = std::net::TcpListener::bind(self.addr)?;
+        let std_listener = match &self.listener {
+            Some(l) => l.try_clone()?,
+            None => std::net::TcpListener::bind(self.addr)?,
+        };
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let server = self

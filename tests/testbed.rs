@@ -1,0 +1,244 @@
+//! Tests of the testbed harness itself: real systemd, D-Bus, journald, docker, netfilter
+//! and cloud-init in namespaces, and kubejoin discover run inside one against the API
+//! server double on the testbed's own loopback.
+
+mod support;
+
+use std::time::Instant;
+
+use apiserver_double::{ApiServer, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
+use support::testbed::{self, Testbed};
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn boots_to_running_with_docker_and_its_nat_rules() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = Testbed::builder().with_docker(true).boot().unwrap();
+    println!("testbed boot time (with docker): {:?}", tb.boot_time);
+    assert_eq!(
+        text(&tb.exec(&["systemctl", "is-system-running"])).trim(),
+        "running"
+    );
+    assert_eq!(tb.unit_state("docker.service"), "active running");
+    assert_eq!(tb.unit_state("dbus.service"), "active running");
+    let link = text(&tb.exec(&["ip", "-o", "link", "show", "docker0"]));
+    assert!(link.contains("docker0"), "{link}");
+    let nat = text(&tb.exec(&["iptables", "-t", "nat", "-S"]));
+    assert!(nat.contains("-N DOCKER"), "{nat}");
+    assert!(
+        nat.contains("-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"),
+        "{nat}"
+    );
+    // Its own network namespace: the host has no docker0 (docker is not running here).
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{}/ns/net", tb.pid())).unwrap(),
+        std::fs::read_link("/proc/self/ns/net").unwrap()
+    );
+}
+
+#[test]
+fn boot_time_without_docker() {
+    if !testbed::available() {
+        return;
+    }
+    let started = Instant::now();
+    let tb = Testbed::builder().boot().unwrap();
+    println!("testbed boot time: {:?}", tb.boot_time);
+    assert_eq!(tb.unit_state("docker.service"), "inactive dead");
+    drop(tb);
+    println!("testbed boot and teardown: {:?}", started.elapsed());
+}
+
+#[test]
+fn kubejoin_discover_inside_against_the_double_on_the_testbeds_loopback() {
+    if !testbed::available() {
+        return;
+    }
+    let token = format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}");
+    let config = format!(
+        "[cluster]\nserver = \"https://127.0.0.1:6443\"\ntoken_file = \"/etc/kubejoin/token\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n",
+        apiserver_double::real_ca_pin()
+    );
+    let kubejoin = std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap();
+    let tb = Testbed::builder()
+        .with_file("/usr/local/bin/kubejoin", kubejoin, 0o755)
+        .with_file("/etc/kubejoin/token", format!("{token}\n"), 0o600)
+        .with_file("/etc/kubejoin/config.toml", config, 0o644)
+        .boot()
+        .unwrap();
+    // The double serves on the testbed's 127.0.0.1:6443, which is not the host's.
+    let api = ApiServer::builder()
+        .listener(tb.bind_tcp("127.0.0.1:6443").unwrap())
+        .advertise("https://127.0.0.1:6443")
+        .token(REAL_TOKEN_ID, REAL_TOKEN_SECRET)
+        .start()
+        .unwrap();
+
+    let out = tb.exec(&[
+        "systemd-run",
+        "--unit=kubejoin-discover",
+        "--wait",
+        "--quiet",
+        "--property=Type=exec",
+        "/usr/local/bin/kubejoin",
+        "discover",
+        "--write-kubeconfig",
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+    ]);
+    let journal = tb.journal("kubejoin-discover");
+    assert!(out.status.success(), "{}\n{journal}", text(&out));
+    assert_eq!(api.requests().len(), 2);
+
+    // Structured lines in the testbed's journal, and never the secret.
+    assert!(journal.contains("MESSAGE=discovery done"), "{journal}");
+    assert!(journal.contains("PHASE=discovery"), "{journal}");
+    assert!(journal.contains("SYSLOG_IDENTIFIER=kubejoin"), "{journal}");
+    assert!(
+        !journal.contains(REAL_TOKEN_SECRET),
+        "the secret is in the journal"
+    );
+
+    let kubeconfig =
+        String::from_utf8(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").unwrap()).unwrap();
+    assert!(kubeconfig.contains(&format!("token: {token}\n")));
+    let mode = text(&tb.exec(&["stat", "-c", "%a", "/var/lib/kubelet/bootstrap-kubeconfig"]));
+    assert_eq!(mode.trim(), "600");
+    let changed = tb.changed_files();
+    assert!(
+        changed
+            .iter()
+            .any(|p| p.ends_with("var/lib/kubelet/bootstrap-kubeconfig")),
+        "{changed:?}"
+    );
+}
+
+#[test]
+fn files_written_inside_stay_inside() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = Testbed::builder()
+        .with_file("/etc/kubejoin/seeded", "seed\n", 0o640)
+        .boot()
+        .unwrap();
+    let path = format!("/etc/testbed-{}-written", tb.id());
+    let out = tb.sh(&format!("echo inside > {path}"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tb.read(&path).unwrap(), b"inside\n");
+    assert_eq!(tb.read("/etc/kubejoin/seeded").unwrap(), b"seed\n");
+    let changed = tb.changed_files();
+    assert!(changed.contains(&path.clone().into()), "{changed:?}");
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the file reached the host"
+    );
+    assert!(!std::path::Path::new("/etc/kubejoin/seeded").exists());
+}
+
+#[test]
+fn a_swap_made_by_the_harness_is_seen_inside_and_gone_afterwards() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = Testbed::builder().with_swap(16 << 20).boot().unwrap();
+    let device = tb.swap_device().unwrap().to_string();
+    let swaps = String::from_utf8(tb.read("/proc/swaps").unwrap()).unwrap();
+    assert!(swaps.contains(&device), "{swaps}");
+    drop(tb);
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap();
+    assert!(!swaps.contains(&device), "{swaps}");
+    let loops = text(
+        &std::process::Command::new("losetup")
+            .arg("-a")
+            .output()
+            .unwrap(),
+    );
+    assert!(!loops.contains("swap.img"), "{loops}");
+}
+
+#[test]
+fn a_panicking_test_leaves_no_process_mount_or_loop_device() {
+    if !testbed::available() {
+        return;
+    }
+    let seen = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let tb = Testbed::builder().with_swap(8 << 20).boot().unwrap();
+        *seen.lock().unwrap() = Some((
+            tb.pid(),
+            tb.dir().to_path_buf(),
+            tb.swap_device().unwrap().to_string(),
+        ));
+        panic!("a test fails with a testbed up");
+    });
+    assert!(result.is_err());
+    let (pid, dir, device) = seen.into_inner().unwrap().unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "PID 1 {pid} survived"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(dir.to_str().unwrap()),
+        "a mount survived:\n{mounts}"
+    );
+    assert!(!dir.exists(), "{} survived", dir.display());
+    let loops = text(
+        &std::process::Command::new("losetup")
+            .arg("-a")
+            .output()
+            .unwrap(),
+    );
+    assert!(!loops.contains(dir.to_str().unwrap()), "{loops}");
+    assert!(
+        !std::fs::read_to_string("/proc/swaps")
+            .unwrap()
+            .contains(&device)
+    );
+}
+
+#[test]
+fn two_testbeds_run_at_once() {
+    if !testbed::available() {
+        return;
+    }
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Testbed::builder().boot().unwrap());
+        let b = s.spawn(|| Testbed::builder().boot().unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_ne!(a.id(), b.id());
+    let name_a = text(&a.exec(&["hostname"]));
+    let name_b = text(&b.exec(&["hostname"]));
+    assert_ne!(name_a, name_b);
+    // Each has its own loopback: the same port binds in both.
+    let _la = a.bind_tcp("127.0.0.1:6443").unwrap();
+    let _lb = b.bind_tcp("127.0.0.1:6443").unwrap();
+}
+
+#[test]
+fn cloud_init_runs_the_nocloud_seed_at_boot() {
+    if !testbed::available() {
+        return;
+    }
+    let user_data = "#cloud-config\nwrite_files:\n- path: /etc/kubejoin/from-cloud-init\n  content: hello\n  permissions: '0600'\nruncmd:\n- [touch, /run/runcmd-ran]\n";
+    let tb = Testbed::builder()
+        .with_cloud_init(user_data)
+        .boot()
+        .unwrap();
+    let status = text(&tb.exec(&["cloud-init", "status", "--long"]));
+    assert!(status.contains("status: done"), "{status}");
+    assert_eq!(tb.read("/etc/kubejoin/from-cloud-init").unwrap(), b"hello");
+    let mode = text(&tb.exec(&["stat", "-c", "%a", "/etc/kubejoin/from-cloud-init"]));
+    assert_eq!(mode.trim(), "600");
+    assert!(tb.read("/run/runcmd-ran").is_ok());
+}
