@@ -151,9 +151,12 @@ fn a_swap_made_by_the_harness_is_seen_inside_and_gone_afterwards() {
     }
     let tb = Testbed::builder().with_swap(16 << 20).boot().unwrap();
     let device = tb.swap_device().unwrap().to_string();
+    let dir = tb.dir().to_path_buf();
     let swaps = String::from_utf8(tb.read("/proc/swaps").unwrap()).unwrap();
     assert!(swaps.contains(&device), "{swaps}");
     drop(tb);
+    // No other testbed may make a swap (and reuse the device name) while we look.
+    let _lock = testbed::lock_swap().unwrap();
     let swaps = std::fs::read_to_string("/proc/swaps").unwrap();
     assert!(!swaps.contains(&device), "{swaps}");
     let loops = text(
@@ -162,7 +165,7 @@ fn a_swap_made_by_the_harness_is_seen_inside_and_gone_afterwards() {
             .output()
             .unwrap(),
     );
-    assert!(!loops.contains("swap.img"), "{loops}");
+    assert!(!loops.contains(dir.to_str().unwrap()), "{loops}");
 }
 
 #[test]
@@ -182,6 +185,7 @@ fn a_panicking_test_leaves_no_process_mount_or_loop_device() {
     });
     assert!(result.is_err());
     let (pid, dir, device) = seen.into_inner().unwrap().unwrap();
+    let _lock = testbed::lock_swap().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "PID 1 {pid} survived"
@@ -204,6 +208,17 @@ fn a_panicking_test_leaves_no_process_mount_or_loop_device() {
             .unwrap()
             .contains(&device)
     );
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    let leftover = std::process::Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "6", "-name"])
+        .arg(format!("kubejoin-testbed-{id}"))
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "cgroups survived: {}",
+        text(&leftover)
+    );
 }
 
 #[test]
@@ -220,6 +235,12 @@ fn two_testbeds_run_at_once() {
     let name_a = text(&a.exec(&["hostname"]));
     let name_b = text(&b.exec(&["hostname"]));
     assert_ne!(name_a, name_b);
+    // Each systemd has a cgroup tree of its own (a cgroup namespace rooted at its own
+    // cgroup), so the two never manage the same /system.slice.
+    for tb in [&a, &b] {
+        let own = text(&tb.exec(&["cat", "/proc/1/cgroup"]));
+        assert!(own.contains(":/init.scope"), "{own}");
+    }
     // Each has its own loopback: the same port binds in both.
     let _la = a.bind_tcp("127.0.0.1:6443").unwrap();
     let _lb = b.bind_tcp("127.0.0.1:6443").unwrap();

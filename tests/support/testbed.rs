@@ -83,6 +83,7 @@ pub struct Testbed {
     pid1: i32,
     swap: Option<Swap>,
     layers_mounted: bool,
+    cgroups: Option<Cgroups>,
     pub boot_time: Duration,
 }
 
@@ -137,9 +138,8 @@ R="$W/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$W/upper,workdir=$W/work" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs -o mode=755 tmpfs "$R/run"
-mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+# Fresh cgroup mounts, made in the testbed's cgroup namespace: their root is its own.
+. "$W/../cgroup-mounts.sh"
 mkdir -p "$R/oldroot"
 cd "$R"
 pivot_root . oldroot
@@ -211,6 +211,7 @@ impl Builder {
             pid1: 0,
             swap: None,
             layers_mounted: false,
+            cgroups: None,
             boot_time: Duration::ZERO,
         };
         // The layers live on a tmpfs mounted here, on the host, so that the test reads the
@@ -274,20 +275,22 @@ impl Builder {
         }
         let inner = dir.join("inner.sh");
         fs::write(&inner, INNER).map_err(|e| e.to_string())?;
+        let cgroups = Cgroups::create(&id)?;
+        fs::write(dir.join("cgroup-mounts.sh"), cgroups.mount_script())
+            .map_err(|e| e.to_string())?;
+        tb.cgroups = Some(cgroups);
+        let join = tb.cgroups.as_ref().unwrap().join_script();
 
         let console = File::create(dir.join("console.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("/usr/bin/unshare")
-            .args([
-                "--pid",
-                "--fork",
-                "--mount",
-                "--net",
-                "--uts",
-                "--ipc",
-                "--propagation",
-                "private",
-                "/bin/sh",
-            ])
+        // Join the testbed's cgroups, then unshare: the new cgroup namespace is rooted
+        // there, so each testbed's systemd has a tree of its own.
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "set -e; {join} exec /usr/bin/unshare --pid --fork --mount --net --uts --ipc --cgroup --propagation private \"$@\""
+            ))
+            .arg("testbed")
+            .arg("/bin/sh")
             .arg(&inner)
             .arg(&layers)
             .arg(&name)
@@ -306,11 +309,19 @@ impl Builder {
     }
 }
 
-fn make_swap(dir: &Path, bytes: u64) -> Result<Swap, String> {
+/// The lock every testbed with a swap holds while it lives: the kernel's swap list is
+/// global, so tests that look at it take this lock too.
+pub fn lock_swap() -> Result<File, String> {
+    fs::create_dir_all(scratch_root()).map_err(|e| e.to_string())?;
     let lock_path = scratch_root().join("swap.lock");
     let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
     lock.lock()
         .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    Ok(lock)
+}
+
+fn make_swap(dir: &Path, bytes: u64) -> Result<Swap, String> {
+    let lock = lock_swap()?;
     let file = dir.join("swap.img");
     let f = File::create(&file).map_err(|e| e.to_string())?;
     f.set_len(bytes).map_err(|e| e.to_string())?;
@@ -335,6 +346,151 @@ fn drop_swap(swap: &Swap) {
         .status();
     let _ = Command::new("losetup").arg("-d").arg(&swap.device).status();
     let _ = fs::remove_file(&swap.file);
+}
+
+/// One cgroup hierarchy mounted on the host.
+struct Hierarchy {
+    /// Where it is mounted, e.g. `/sys/fs/cgroup/memory`.
+    point: PathBuf,
+    /// `None` for cgroup2; the v1 mount options (`cpu`, `name=systemd`) otherwise.
+    v1_options: Option<String>,
+    /// This testbed's cgroup in it.
+    cgroup: PathBuf,
+}
+
+/// The testbed's own cgroup in every hierarchy, below this process's cgroups, so that
+/// each testbed's systemd sees its own subtree as the root and two testbeds never fight
+/// over `/system.slice/...`.
+struct Cgroups {
+    hierarchies: Vec<Hierarchy>,
+}
+
+impl Cgroups {
+    fn create(id: &str) -> Result<Cgroups, String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let subsystems = fs::read_to_string("/proc/cgroups").unwrap_or_default();
+        let known: Vec<&str> = subsystems
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let mut hierarchies = Vec::new();
+        for line in mountinfo.lines() {
+            // id parent dev root point options [optional...] - fstype source superoptions
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(dash) = fields.iter().position(|f| *f == "-") else {
+                continue;
+            };
+            let (point, fstype, superopts) = (
+                fields[4],
+                fields[dash + 1],
+                fields.get(dash + 3).copied().unwrap_or(""),
+            );
+            let (v1_options, path) = match fstype {
+                "cgroup2" => {
+                    let path = own.lines().find_map(|l| l.strip_prefix("0::"));
+                    (None, path)
+                }
+                "cgroup" => {
+                    let mut set: Vec<&str> = superopts
+                        .split(',')
+                        .filter(|o| o.starts_with("name=") || known.contains(o))
+                        .collect();
+                    set.sort();
+                    let path = own.lines().find_map(|l| {
+                        let mut parts = l.splitn(3, ':');
+                        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                        let mut mine: Vec<&str> = ctrls.split(',').collect();
+                        mine.sort();
+                        (mine == set).then_some(path)
+                    });
+                    (Some(set.join(",")), path)
+                }
+                _ => continue,
+            };
+            let Some(path) = path else { continue };
+            let cgroup = Path::new(point)
+                .join(path.trim_start_matches('/'))
+                .join(format!("kubejoin-testbed-{id}"));
+            hierarchies.push(Hierarchy {
+                point: point.into(),
+                v1_options,
+                cgroup,
+            });
+        }
+        let cgroups = Cgroups { hierarchies };
+        for h in &cgroups.hierarchies {
+            fs::create_dir_all(&h.cgroup).map_err(|e| format!("{}: {e}", h.cgroup.display()))?;
+            // A v1 cpuset starts empty, and no process may join an empty one.
+            for knob in ["cpuset.cpus", "cpuset.mems"] {
+                let parent = h.cgroup.parent().unwrap().join(knob);
+                if let Ok(value) = fs::read_to_string(&parent) {
+                    let _ = fs::write(h.cgroup.join(knob), value.trim());
+                }
+            }
+        }
+        Ok(cgroups)
+    }
+
+    /// Shell that moves the shell itself into every testbed cgroup.
+    fn join_script(&self) -> String {
+        self.hierarchies
+            .iter()
+            .map(|h| format!("echo $$ > '{}/cgroup.procs';", h.cgroup.display()))
+            .collect()
+    }
+
+    /// Shell, sourced inside the namespaces, that mounts every hierarchy under `$R`.
+    fn mount_script(&self) -> String {
+        let mut s = String::new();
+        let root = Path::new("/sys/fs/cgroup");
+        if self.hierarchies.iter().any(|h| h.point == root) {
+            s.push_str("mount -t cgroup2 cgroup2 \"$R/sys/fs/cgroup\"\n");
+            return s;
+        }
+        s.push_str("mount -t tmpfs -o mode=755 tmpfs \"$R/sys/fs/cgroup\"\n");
+        for h in &self.hierarchies {
+            let Ok(rel) = h.point.strip_prefix(root) else {
+                continue;
+            };
+            let target = format!("\"$R/sys/fs/cgroup/{}\"", rel.display());
+            s.push_str(&format!("mkdir -p {target}\n"));
+            match &h.v1_options {
+                None => s.push_str(&format!("mount -t cgroup2 cgroup2 {target}\n")),
+                Some(opts) if opts.starts_with("name=") => {
+                    s.push_str(&format!("mount -t cgroup -o none,{opts} cgroup {target}\n"))
+                }
+                Some(opts) => s.push_str(&format!("mount -t cgroup -o {opts} cgroup {target}\n")),
+            }
+        }
+        s
+    }
+
+    /// Removes the testbed's cgroups, deepest first. Its processes are all dead by now,
+    /// but a cgroup empties a moment after they are.
+    fn remove(self) {
+        fn subtree(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        subtree(&e.path(), out);
+                    }
+                }
+            }
+            out.push(dir.to_path_buf());
+        }
+        let mut dirs = Vec::new();
+        for h in &self.hierarchies {
+            subtree(&h.cgroup, &mut dirs);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for d in dirs {
+            while fs::remove_dir(&d).is_err() && d.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// The first child of `parent`, found in /proc.
@@ -410,9 +566,21 @@ impl Testbed {
             match String::from_utf8_lossy(&out.stdout).trim() {
                 "running" => return Ok(()),
                 "degraded" => {
+                    let failed =
+                        self.exec_text(&["systemctl", "--failed", "--no-legend", "--plain"]);
+                    let mut logs = String::new();
+                    for unit in failed.lines().filter_map(|l| l.split_whitespace().next()) {
+                        logs.push_str(&self.exec_text(&[
+                            "journalctl",
+                            "--no-pager",
+                            "-n",
+                            "15",
+                            "-u",
+                            unit,
+                        ]));
+                    }
                     return Err(format!(
-                        "the testbed booted degraded; failed units:\n{}",
-                        self.exec_text(&["systemctl", "--failed", "--no-legend", "--plain"])
+                        "the testbed booted degraded; failed units:\n{failed}\n{logs}"
                     ));
                 }
                 // Not up yet (no bus), or still starting: ask again.
@@ -537,6 +705,9 @@ impl Drop for Testbed {
         }
         if let Some(swap) = self.swap.take() {
             drop_swap(&swap);
+        }
+        if let Some(cgroups) = self.cgroups.take() {
+            cgroups.remove();
         }
         // The overlay was mounted in the testbed's own mount namespace, which is gone;
         // the tmpfs under it is the host's.
