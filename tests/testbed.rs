@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apiserver_double::{ApiServer, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
 use support::testbed::{self, Testbed};
@@ -262,4 +262,72 @@ fn cloud_init_runs_the_nocloud_seed_at_boot() {
     let mode = text(&tb.exec(&["stat", "-c", "%a", "/etc/kubejoin/from-cloud-init"]));
     assert_eq!(mode.trim(), "600");
     assert!(tb.read("/run/runcmd-ran").is_ok());
+}
+
+/// The seed's bootstrap kubeconfig for the real cluster's token 1.
+fn bootstrap_kubeconfig(token: &str) -> String {
+    use base64::Engine;
+    let ca = std::fs::read(apiserver_double::fixtures_dir().join("real-apiserver/ca.crt")).unwrap();
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:6443\n  name: bootstrap\ncontexts:\n- context:\n    cluster: bootstrap\n    user: kubelet-bootstrap\n  name: bootstrap\ncurrent-context: bootstrap\nkind: Config\npreferences: {{}}\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {token}\n",
+        base64::engine::general_purpose::STANDARD.encode(ca)
+    )
+}
+
+/// The seed's kubelet.service, without the containerd dependency.
+const KUBELET_UNIT: &str = "[Unit]\nDescription=Kubernetes Kubelet\n[Service]\nExecStart=/usr/local/bin/kubelet --bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig --cert-dir=/var/lib/kubelet/ --kubeconfig=/var/lib/kubelet/kubeconfig --rotate-certificates=true\nRestart=on-failure\nRestartSec=5\n[Install]\nWantedBy=multi-user.target\n";
+
+#[test]
+fn the_kubelet_standin_is_started_and_supervised_by_systemd() {
+    if !testbed::available() {
+        return;
+    }
+    let token = format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}");
+    let tb = Testbed::builder()
+        .with_kubelet_standin("/usr/local/bin/kubelet")
+        .with_file("/etc/systemd/system/kubelet.service", KUBELET_UNIT, 0o644)
+        .with_file(
+            "/var/lib/kubelet/bootstrap-kubeconfig",
+            bootstrap_kubeconfig(&token),
+            0o600,
+        )
+        .boot()
+        .unwrap();
+    let out = tb.exec(&["systemctl", "start", "kubelet.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    // Type=simple: started means forked; the stand-in records itself a moment later.
+    let inv = testbed::wait_for(Duration::from_secs(10), || tb.kubelet_invocation())
+        .expect("the stand-in recorded its start");
+    assert_eq!(
+        inv["argv"][1],
+        "--bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig"
+    );
+    assert_eq!(inv["bootstrap"]["token_id"], REAL_TOKEN_ID);
+    assert_eq!(inv["bootstrap"]["server"], "https://127.0.0.1:6443");
+    assert!(
+        inv["env"]["INVOCATION_ID"].is_string(),
+        "started by systemd"
+    );
+    assert_eq!(tb.kubelet_starts(), 1);
+
+    // A kubeconfig without a token: the stand-in fails like kubelet, systemd restarts it.
+    let out = tb.sh(
+        "sed -i '/token:/d' /var/lib/kubelet/bootstrap-kubeconfig && systemctl restart kubelet.service",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let state = testbed::wait_for(Duration::from_secs(10), || {
+        let s = tb.unit_state("kubelet.service");
+        (s == "activating auto-restart" || s.starts_with("failed")).then_some(s)
+    });
+    assert!(state.is_some(), "{}", tb.unit_state("kubelet.service"));
+    let journal = testbed::wait_for(Duration::from_secs(10), || {
+        let j = tb.journal("kubelet.service");
+        j.contains("the user has no bootstrap token").then_some(j)
+    });
+    assert!(journal.is_some(), "{}", tb.journal("kubelet.service"));
+    assert_eq!(
+        tb.kubelet_invocation().unwrap()["error"],
+        "the user has no bootstrap token"
+    );
 }

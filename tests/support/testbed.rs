@@ -20,6 +20,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What a host needs to run testbeds.
 pub fn prerequisites() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
@@ -183,6 +197,13 @@ impl Builder {
     pub fn with_cloud_init(mut self, user_data: impl Into<String>) -> Self {
         self.cloud_init = Some(user_data.into());
         self
+    }
+
+    /// The kubelet stand-in (`tests/support/kubelet-standin.py`) at `path`, e.g.
+    /// `/usr/local/bin/kubelet`: it records its argv and environment, checks the bootstrap
+    /// kubeconfig it is given, and stays running. See [`Testbed::kubelet_invocation`].
+    pub fn with_kubelet_standin(self, path: impl AsRef<Path>) -> Self {
+        self.with_file(path, include_str!("kubelet-standin.py"), 0o755)
     }
 
     pub fn boot_timeout(mut self, t: Duration) -> Self {
@@ -668,6 +689,22 @@ impl Testbed {
         walk(&upper, &upper, &mut out);
         out.sort();
         out
+    }
+
+    /// How the kubelet stand-in was last started: `argv`, `env`, `pid`, `started`, and
+    /// `bootstrap` (`server`, `token_id`) or `error`.
+    pub fn kubelet_invocation(&self) -> Option<serde_json::Value> {
+        let bytes = self.read("/var/lib/kubelet-standin/invocation.json").ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// How many times the kubelet stand-in was started.
+    pub fn kubelet_starts(&self) -> u32 {
+        self.read("/var/lib/kubelet-standin/starts")
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// A TCP socket bound inside the testbed's network namespace (its own loopback),
