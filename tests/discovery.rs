@@ -84,6 +84,16 @@ impl Node {
     }
 }
 
+impl Node {
+    /// `discover` against `api` with the real cluster's pin, and `extra` flags.
+    fn discover_pinned(&self, api: &ApiServer, extra: &[&str]) -> Run {
+        let (url, pin) = (api.url(), pin());
+        let mut args = vec!["--server", &url, "--ca-cert-hash", &pin];
+        args.extend_from_slice(extra);
+        self.discover(&args)
+    }
+}
+
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
     let started = Instant::now();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubejoin"));
@@ -224,14 +234,7 @@ fn waits_for_the_bootstrap_signer() {
         .start()
         .unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "30s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "30s"]);
     assert_exit(&r, 0, &["signature verified"]);
     assert!(api.requests().len() > 2, "it polled");
     assert!(
@@ -248,14 +251,7 @@ fn a_signature_that_never_comes_times_out_with_the_seed_fix() {
         .start()
         .unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "2s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "2s"]);
     assert_exit(
         &r,
         EXIT_TRANSIENT,
@@ -275,7 +271,7 @@ fn a_signature_that_never_comes_times_out_with_the_seed_fix() {
 fn a_forged_signature_is_a_trust_failure_and_not_retried() {
     let api = double().forge_signatures().start().unwrap();
     let node = Node::new();
-    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    let r = node.discover_pinned(&api, &[]);
     assert_exit(
         &r,
         EXIT_TRUST,
@@ -309,7 +305,7 @@ fn an_impostor_with_the_token_but_another_ca_fails_the_pin() {
     // Someone who learned the token can sign their own cluster-info: the pin stops them.
     let api = double().pki(Pki::impostor()).start().unwrap();
     let node = Node::new();
-    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    let r = node.discover_pinned(&api, &[]);
     assert_exit(
         &r,
         EXIT_TRUST,
@@ -322,14 +318,7 @@ fn an_impostor_with_the_token_but_another_ca_fails_the_pin() {
 fn another_certificate_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().later_pki(Pki::impostor()).start().unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "10s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "10s"]);
     assert_exit(&r, EXIT_TRUST, &["not signed by the pinned cluster CA"]);
     assert!(!node.kubeconfig().exists());
 }
@@ -338,14 +327,7 @@ fn another_certificate_on_the_pinned_fetch_is_a_trust_failure() {
 fn a_certificate_for_another_name_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().later_pki(Pki::wrong_name()).start().unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "10s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "10s"]);
     assert_exit(&r, EXIT_TRUST, &["not valid for this host name or address"]);
     assert!(!node.kubeconfig().exists());
 }
@@ -354,7 +336,7 @@ fn a_certificate_for_another_name_on_the_pinned_fetch_is_a_trust_failure() {
 fn a_changed_kubeconfig_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().change_kubeconfig_after(1).start().unwrap();
     let node = Node::new();
-    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    let r = node.discover_pinned(&api, &[]);
     assert_exit(&r, EXIT_TRUST, &["differs from the copy fetched first"]);
     assert!(!node.kubeconfig().exists());
 }
@@ -394,14 +376,7 @@ fn cluster_side_errors_name_the_missing_seed_step() {
     ] {
         let api = double().always(Fault::Status(code)).start().unwrap();
         let node = Node::new();
-        let r = node.discover(&[
-            "--server",
-            &api.url(),
-            "--ca-cert-hash",
-            &pin(),
-            "--timeout",
-            "1s",
-        ]);
+        let r = node.discover_pinned(&api, &["--timeout", "1s"]);
         assert_exit(&r, EXIT_TRANSIENT, &needles);
         assert!(api.requests().len() >= 2, "{code} is retried");
         assert!(!node.kubeconfig().exists());
@@ -420,14 +395,7 @@ fn transient_faults_are_retried_until_it_works() {
         .start()
         .unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "60s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "60s"]);
     assert_exit(&r, 0, &["answered 503", "answered 429"]);
     // The 429's Retry-After: 1 was honoured.
     assert!(r.elapsed >= Duration::from_secs(1), "{:?}", r.elapsed);
@@ -438,14 +406,7 @@ fn transient_faults_are_retried_until_it_works() {
 fn a_stalled_server_is_given_up_on_at_the_deadline() {
     let api = double().always(Fault::Stall).start().unwrap();
     let node = Node::new();
-    let r = node.discover(&[
-        "--server",
-        &api.url(),
-        "--ca-cert-hash",
-        &pin(),
-        "--timeout",
-        "2s",
-    ]);
+    let r = node.discover_pinned(&api, &["--timeout", "2s"]);
     assert_exit(&r, EXIT_TRANSIENT, &["did not answer within"]);
     assert!(r.elapsed < Duration::from_secs(6), "{:?}", r.elapsed);
 }
@@ -507,7 +468,7 @@ fn the_server_inside_cluster_info_is_used_unless_configured_otherwise() {
         .start()
         .unwrap();
     let node = Node::new();
-    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    let r = node.discover_pinned(&api, &[]);
     assert_exit(&r, 0, &["cluster-info names another server", &inside]);
     assert!(
         std::fs::read_to_string(node.kubeconfig())
@@ -738,7 +699,7 @@ fn the_real_servers_captured_answer_is_accepted_byte_for_byte() {
         .unwrap();
     let node = Node::new();
     node.write_private("token", "c46dzr.hk5w0sqna1wokaou\n");
-    let r = node.discover(&["--server", &api.url(), "--ca-cert-hash", &pin()]);
+    let r = node.discover_pinned(&api, &[]);
     // The real cluster-info names https://127.0.0.1:6443, not the double's port.
     assert_exit(
         &r,
@@ -776,14 +737,7 @@ fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
             .start()
             .unwrap();
         let node = Node::new();
-        let r = node.discover(&[
-            "--server",
-            &api.url(),
-            "--ca-cert-hash",
-            &pin(),
-            "--timeout",
-            "1s",
-        ]);
+        let r = node.discover_pinned(&api, &["--timeout", "1s"]);
         assert_exit(
             &r,
             EXIT_TRANSIENT,
