@@ -22,9 +22,37 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Join this node: discovery, kubelet's bootstrap kubeconfig and configuration, and
+    /// kubelet.service started over D-Bus. A second run on a joined node changes nothing.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
     /// Learn the cluster's CA from kube-public/cluster-info, verified by the token and the CA pin.
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
+    /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Print what would change (files with diffs, D-Bus calls) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,6 +71,21 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Also write the bootstrap kubeconfig (mode 0600) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+/// The configuration file and the flags that override its `[cluster]` table.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 
@@ -66,14 +109,6 @@ pub struct DiscoverArgs {
     /// How long discovery may take, e.g. 30s, 5m (default 5m).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
-
-    /// Output format of the result.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-
-    /// Also write the bootstrap kubeconfig (mode 0600) to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub write_kubeconfig: Option<PathBuf>,
 }
 
 #[cfg(test)]

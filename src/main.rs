@@ -5,10 +5,12 @@ mod config;
 mod discovery;
 mod endpoint;
 mod fsutil;
+mod join;
 mod jws;
 mod kubeconfig;
 mod logging;
 mod pin;
+mod systemd;
 mod token;
 mod x509;
 
@@ -17,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, DiscoverArgs, Output};
+use cli::{Cli, ClusterArgs, Command, DiscoverArgs, Output, RunArgs, StatusArgs};
 use config::ConfigError;
 use discovery::DiscoveryError;
 #[cfg(test)]
@@ -33,21 +35,40 @@ pub mod exit {
 
 /// Every failure a command can end with, mapped to an exit status.
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(crate) enum Failure {
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Discovery(#[from] DiscoveryError),
+    Discovery(Box<DiscoveryError>),
+    #[error(transparent)]
+    Systemd(Box<systemd::dbus::SystemdError>),
+    #[error("{message}")]
+    Preflight { message: String, fix: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<DiscoveryError> for Failure {
+    fn from(e: DiscoveryError) -> Self {
+        Failure::Discovery(Box::new(e))
+    }
+}
+
+impl From<systemd::dbus::SystemdError> for Failure {
+    fn from(e: systemd::dbus::SystemdError) -> Self {
+        Failure::Systemd(Box::new(e))
+    }
 }
 
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => exit::CONFIG,
-            Failure::Discovery(DiscoveryError::Trust(_)) => exit::TRUST,
-            Failure::Discovery(_) | Failure::Other(_) => exit::TRANSIENT,
+            Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
+            Failure::Discovery(_)
+            | Failure::Systemd(_)
+            | Failure::Preflight { .. }
+            | Failure::Other(_) => exit::TRANSIENT,
         }
     }
 
@@ -59,6 +80,8 @@ impl Failure {
                     .into(),
             ),
             Failure::Discovery(d) => Some(d.fix()),
+            Failure::Systemd(e) => Some(e.fix()),
+            Failure::Preflight { fix, .. } => Some(fix.clone()),
             Failure::Other(_) => None,
         }
     }
@@ -78,7 +101,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
         Command::Discover(args) => runtime.block_on(discover(args)),
+        Command::Status(args) => runtime.block_on(status(args)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -112,7 +137,8 @@ fn report(failure: &Failure) {
     }
 }
 
-async fn discover(args: DiscoverArgs) -> Result<(), Failure> {
+/// The settings from the files, the systemd credential and the flags.
+fn settings(args: ClusterArgs) -> Result<config::Settings, Failure> {
     let overrides = config::Overrides {
         servers: args.server,
         token_file: args.token_file,
@@ -121,11 +147,64 @@ async fn discover(args: DiscoverArgs) -> Result<(), Failure> {
         timeout: args.timeout,
     };
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
-    let settings = config::load(
+    Ok(config::load(
         args.config.config.as_deref(),
         &overrides,
         credentials.as_deref().map(Path::new),
-    )?;
+    )?)
+}
+
+async fn run(args: RunArgs) -> Result<(), Failure> {
+    let settings = settings(args.cluster)?;
+    let report = join::run(&settings, args.dry_run).await?;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
+        ),
+        Output::Text => print!("{}", join::render_text(&report, args.dry_run)),
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> Result<(), Failure> {
+    let state = join::load_state()?;
+    let kubelet = match systemd::dbus::Systemd::connect().await {
+        Ok(s) => s.status(systemd::unit::KUBELET_UNIT).await.ok(),
+        Err(_) => None,
+    };
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "last_run": state, "kubelet": kubelet })
+        ),
+        Output::Text => {
+            match &state {
+                Some(s) => println!(
+                    "last run:      {} (finished {}, unix time)",
+                    s["outcome"].as_str().unwrap_or("?"),
+                    s["finished"]
+                ),
+                None => println!("last run:      none ({} does not exist)", join::STATE_FILE),
+            }
+            if let Some(phases) = state.as_ref().and_then(|s| s["phases"].as_array()) {
+                let text: Vec<String> = phases
+                    .iter()
+                    .map(|p| format!("{} {} ms", p["phase"].as_str().unwrap_or("?"), p["ms"]))
+                    .collect();
+                println!("phases:        {}", text.join(", "));
+            }
+            match &kubelet {
+                Some(k) => println!("kubelet:       {} ({})", k.active_state, k.sub_state),
+                None => println!("kubelet:       unknown (systemd not reachable over D-Bus)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn discover(args: DiscoverArgs) -> Result<(), Failure> {
+    let settings = settings(args.cluster)?;
     let cluster = &settings.cluster;
     tracing::info!(
         phase = "discovery",
@@ -216,9 +295,9 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        let trust = Failure::Discovery(DiscoveryError::Trust(TrustFailure::KubeconfigChanged));
+        let trust = Failure::from(DiscoveryError::Trust(TrustFailure::KubeconfigChanged));
         assert_eq!(trust.exit_code(), exit::TRUST);
-        let unusable = Failure::Discovery(DiscoveryError::Unusable("x".into()));
+        let unusable = Failure::from(DiscoveryError::Unusable("x".into()));
         assert_eq!(unusable.exit_code(), exit::TRANSIENT);
         let config = Failure::Config(ConfigError {
             origin: config::Origin::Flag("--server"),

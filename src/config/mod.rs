@@ -11,7 +11,11 @@ use zeroize::Zeroizing;
 
 use crate::endpoint::Endpoint;
 use crate::pin::{self, CaPin};
+use crate::systemd::unit::KubeletSettings;
 use crate::token::{self, BootstrapToken};
+
+pub mod kubelet;
+pub use kubelet::KubeletWaits;
 
 pub const DEFAULT_PATH: &str = "/etc/kubejoin/config.toml";
 /// kubeadm's JoinConfiguration `timeouts.discovery` default.
@@ -60,6 +64,8 @@ impl ConfigError {
 pub struct Fragment {
     #[serde(default)]
     pub cluster: ClusterFragment,
+    #[serde(default)]
+    pub kubelet: kubelet::KubeletFragment,
 }
 
 #[derive(Default, Deserialize)]
@@ -140,6 +146,7 @@ pub struct Sourced<T> {
 pub struct Merged {
     /// The main file, named in errors about keys that nothing set.
     main_file: Option<PathBuf>,
+    kubelet: kubelet::KubeletMerged,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
@@ -159,6 +166,7 @@ fn set<T>(slot: &mut Option<Sourced<T>>, value: Option<T>, origin: &Origin) {
 
 impl Merged {
     pub fn add(&mut self, fragment: Fragment, origin: &Origin) -> Result<(), ConfigError> {
+        self.kubelet.add(fragment.kubelet, origin);
         let c = fragment.cluster;
         if c.server.is_some() && c.servers.is_some() {
             return Err(ConfigError::new(
@@ -268,6 +276,8 @@ pub struct ClusterSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub cluster: ClusterSettings,
+    pub kubelet: KubeletSettings,
+    pub kubelet_waits: KubeletWaits,
 }
 
 /// Reads token files; injected so that [`validate`] stays testable without a disk.
@@ -349,7 +359,10 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             .map_err(|e| ConfigError::new(&t.origin, Some("cluster.discovery_timeout"), e))?,
         None => DEFAULT_DISCOVERY_TIMEOUT,
     };
+    let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
     Ok(Settings {
+        kubelet,
+        kubelet_waits,
         cluster: ClusterSettings {
             servers: endpoints,
             token,
@@ -469,6 +482,16 @@ pub fn load(
             check_private(path, mode, &origin, "cluster.token")?;
         }
         merged.add(fragment, &origin)?;
+    }
+    // Nothing named a token: the conventional file beside the configuration.
+    if merged.token.is_none() {
+        let default = main.parent().unwrap_or(Path::new("/")).join("token");
+        if default.exists() {
+            merged.token = Some(Sourced {
+                value: TokenSource::File(default.clone()),
+                origin: Origin::File(default),
+            });
+        }
     }
     if let Some(dir) = credentials_dir {
         let cred = dir.join("token");
@@ -708,7 +731,7 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let origin = file("config.toml.example");
-        let text = include_str!("../packaging/config.toml.example");
+        let text = include_str!("../../packaging/config.toml.example");
         let mut m = Merged::default();
         m.add(parse_fragment(text, &origin).unwrap(), &origin)
             .unwrap();

@@ -1,0 +1,333 @@
+//! The `[kubelet]` table: how kubejoin writes and starts kubelet.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Origin, parse_duration};
+use crate::systemd::unit::KubeletSettings;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletFragment {
+    pub binary: Option<PathBuf>,
+    pub extra_args: Option<Vec<String>>,
+    pub node_labels: Option<BTreeMap<String, String>>,
+    pub register_with_taints: Option<Vec<String>>,
+    pub container_runtime_endpoint: Option<String>,
+    pub runtime_unit: Option<String>,
+    pub cgroup_driver: Option<String>,
+    pub cluster_dns: Option<Vec<String>>,
+    pub cluster_domain: Option<String>,
+    pub start_timeout: Option<String>,
+    pub settle: Option<String>,
+    pub wait_for_tls_bootstrap: Option<String>,
+}
+
+/// Merged `[kubelet]` keys, each with the file or flag that set it.
+#[derive(Debug, Default)]
+pub struct KubeletMerged {
+    values: KubeletFragment,
+    origins: BTreeMap<&'static str, Origin>,
+}
+
+macro_rules! merge_fields {
+    ($self:ident, $f:ident, $origin:ident, $($field:ident),*) => {
+        $(
+            if $f.$field.is_some() {
+                $self.values.$field = $f.$field;
+                $self.origins.insert(stringify!($field), $origin.clone());
+            }
+        )*
+    };
+}
+
+impl KubeletMerged {
+    pub fn add(&mut self, f: KubeletFragment, origin: &Origin) {
+        merge_fields!(
+            self,
+            f,
+            origin,
+            binary,
+            extra_args,
+            node_labels,
+            register_with_taints,
+            container_runtime_endpoint,
+            runtime_unit,
+            cgroup_driver,
+            cluster_dns,
+            cluster_domain,
+            start_timeout,
+            settle,
+            wait_for_tls_bootstrap
+        );
+    }
+}
+
+/// How long `kubejoin run` waits for kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletWaits {
+    /// For systemd's start job and for the unit to settle.
+    pub start_timeout: Duration,
+    /// How long kubelet must stay active after its start job to count as started.
+    pub settle: Duration,
+    /// Wait until kubelet has written its kubeconfig (TLS bootstrap done), if set.
+    pub tls_bootstrap: Option<Duration>,
+}
+
+/// Flags kubejoin manages itself: setting them in `extra_args` would fight it.
+const MANAGED_FLAGS: [&str; 6] = [
+    "--bootstrap-kubeconfig",
+    "--kubeconfig",
+    "--config",
+    "--cert-dir",
+    "--rotate-certificates",
+    "--container-runtime-endpoint",
+];
+
+fn valid_label_part(s: &str, max: usize) -> bool {
+    s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if name.is_empty() || !valid_label_part(name, 63) {
+        return Err(format!(
+            "label key {key:?} is not a valid Kubernetes label name"
+        ));
+    }
+    if let Some(p) = prefix {
+        if p.is_empty()
+            || p.len() > 253
+            || !p
+                .split('.')
+                .all(|l| valid_label_part(l, 63) && !l.is_empty())
+        {
+            return Err(format!("label key {key:?} has an invalid prefix"));
+        }
+        // kubelet itself refuses these with --node-labels (NodeRestriction).
+        let restricted = p == "kubernetes.io"
+            || p.ends_with(".kubernetes.io")
+            || p == "k8s.io"
+            || p.ends_with(".k8s.io");
+        let allowed = p == "node.kubernetes.io"
+            || p.ends_with(".node.kubernetes.io")
+            || p == "kubelet.kubernetes.io"
+            || p.ends_with(".kubelet.kubernetes.io");
+        if restricted && !allowed {
+            return Err(format!(
+                "kubelet refuses label {key:?} in --node-labels (kubernetes.io and k8s.io labels are reserved); set node roles from the control plane instead"
+            ));
+        }
+    }
+    if !valid_label_part(value, 63) {
+        return Err(format!(
+            "label value {value:?} for {key:?} is not a valid Kubernetes label value"
+        ));
+    }
+    Ok(())
+}
+
+fn check_taint(t: &str) -> Result<(), String> {
+    let bad = || format!("taint {t:?} is not KEY[=VALUE]:NoSchedule|PreferNoSchedule|NoExecute");
+    let (kv, effect) = t.rsplit_once(':').ok_or_else(bad)?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(bad());
+    }
+    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    check_label(k, v).map_err(|_| bad())
+}
+
+/// Validates the merged `[kubelet]` table.
+pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), ConfigError> {
+    let default_origin = Origin::File(PathBuf::from(super::DEFAULT_PATH));
+    let err = |key: &'static str, message: String| ConfigError {
+        origin: m
+            .origins
+            .get(key)
+            .cloned()
+            .unwrap_or(default_origin.clone()),
+        key: Some(format!("kubelet.{key}")),
+        message,
+    };
+    let v = m.values.clone();
+    let mut s = KubeletSettings::default();
+    if let Some(binary) = v.binary {
+        if !binary.is_absolute() {
+            return Err(err(
+                "binary",
+                format!("{} is not an absolute path", binary.display()),
+            ));
+        }
+        s.binary = binary;
+    }
+    if let Some(args) = v.extra_args {
+        for a in &args {
+            if !a.starts_with("--") {
+                return Err(err("extra_args", format!("{a:?} is not a --flag[=value]")));
+            }
+            let name = a.split('=').next().unwrap_or(a);
+            if MANAGED_FLAGS.contains(&name) {
+                return Err(err(
+                    "extra_args",
+                    format!("{name} is set by kubejoin; use the [kubelet] keys instead"),
+                ));
+            }
+        }
+        s.extra_args = args;
+    }
+    if let Some(labels) = v.node_labels {
+        for (k, val) in &labels {
+            check_label(k, val).map_err(|e| err("node_labels", e))?;
+        }
+        s.node_labels = labels.into_iter().collect();
+    }
+    if let Some(taints) = v.register_with_taints {
+        for t in &taints {
+            check_taint(t).map_err(|e| err("register_with_taints", e))?;
+        }
+        s.register_with_taints = taints;
+    }
+    if let Some(ep) = v.container_runtime_endpoint {
+        if !ep.starts_with("unix:///") {
+            return Err(err(
+                "container_runtime_endpoint",
+                format!("{ep:?} is not a unix:///path socket"),
+            ));
+        }
+        s.container_runtime_endpoint = ep;
+    }
+    if let Some(unit) = v.runtime_unit {
+        s.runtime_unit = match unit.as_str() {
+            "" => None,
+            u if (u.ends_with(".service") || u.ends_with(".socket"))
+                && !u.contains(char::is_whitespace) =>
+            {
+                Some(unit)
+            }
+            _ => {
+                return Err(err(
+                    "runtime_unit",
+                    format!("{unit:?} is not a .service or .socket unit name (\"\" for none)"),
+                ));
+            }
+        };
+    }
+    if let Some(driver) = v.cgroup_driver {
+        if driver != "systemd" && driver != "cgroupfs" {
+            return Err(err(
+                "cgroup_driver",
+                format!("{driver:?} is not \"systemd\" or \"cgroupfs\""),
+            ));
+        }
+        s.cgroup_driver = driver;
+    }
+    if let Some(dns) = v.cluster_dns {
+        for ip in &dns {
+            ip.parse::<IpAddr>()
+                .map_err(|_| err("cluster_dns", format!("{ip:?} is not an IP address")))?;
+        }
+        s.cluster_dns = dns;
+    }
+    if let Some(domain) = v.cluster_domain {
+        let ok = !domain.is_empty()
+            && domain
+                .split('.')
+                .all(|l| !l.is_empty() && valid_label_part(l, 63) && !l.contains('_'));
+        if !ok {
+            return Err(err(
+                "cluster_domain",
+                format!("{domain:?} is not a DNS domain"),
+            ));
+        }
+        s.cluster_domain = domain;
+    }
+    let duration = |key: &'static str, value: Option<String>, default: Duration| match value {
+        Some(t) => parse_duration(&t).map_err(|e| err(key, e)),
+        None => Ok(default),
+    };
+    let waits = KubeletWaits {
+        start_timeout: duration("start_timeout", v.start_timeout, Duration::from_secs(120))?,
+        settle: duration("settle", v.settle, Duration::from_secs(3))?,
+        tls_bootstrap: match v.wait_for_tls_bootstrap {
+            Some(t) => Some(parse_duration(&t).map_err(|e| err("wait_for_tls_bootstrap", e))?),
+            None => None,
+        },
+    };
+    Ok((s, waits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(text: &str) -> KubeletMerged {
+        let f: KubeletFragment = toml::from_str(text).unwrap();
+        let mut m = KubeletMerged::default();
+        m.add(f, &Origin::File("/c.toml".into()));
+        m
+    }
+
+    #[test]
+    fn defaults() {
+        let (s, w) = validate(KubeletMerged::default()).unwrap();
+        assert_eq!(s, KubeletSettings::default());
+        assert_eq!(w.settle, Duration::from_secs(3));
+        assert_eq!(w.tls_bootstrap, None);
+    }
+
+    #[test]
+    fn values_are_checked_with_file_and_key() {
+        for (text, key) in [
+            ("binary = \"kubelet\"", "kubelet.binary"),
+            ("extra_args = [\"v=2\"]", "kubelet.extra_args"),
+            ("extra_args = [\"--kubeconfig=/x\"]", "kubelet.extra_args"),
+            (
+                "node_labels = { \"node-role.kubernetes.io/worker\" = \"\" }",
+                "kubelet.node_labels",
+            ),
+            (
+                "node_labels = { \"bad key\" = \"x\" }",
+                "kubelet.node_labels",
+            ),
+            (
+                "register_with_taints = [\"a=b:Sometimes\"]",
+                "kubelet.register_with_taints",
+            ),
+            (
+                "container_runtime_endpoint = \"tcp://x\"",
+                "kubelet.container_runtime_endpoint",
+            ),
+            ("runtime_unit = \"docker\"", "kubelet.runtime_unit"),
+            ("cgroup_driver = \"cgroupv2\"", "kubelet.cgroup_driver"),
+            ("cluster_dns = [\"10.96.0\"]", "kubelet.cluster_dns"),
+            ("cluster_domain = \"bad_domain\"", "kubelet.cluster_domain"),
+            ("settle = \"soon\"", "kubelet.settle"),
+        ] {
+            let e = validate(merged(text)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert_eq!(e.origin, Origin::File("/c.toml".into()));
+        }
+    }
+
+    #[test]
+    fn accepted_values() {
+        let (s, w) = validate(merged(
+            "binary = \"/opt/bin/kubelet\"\nextra_args = [\"--v=2\"]\nnode_labels = { zone = \"a\", \"node.kubernetes.io/pool\" = \"infra\" }\nregister_with_taints = [\"dedicated=infra:NoSchedule\", \"gpu:NoExecute\"]\nruntime_unit = \"\"\ncluster_dns = [\"10.96.0.10\"]\nwait_for_tls_bootstrap = \"2m\"\n",
+        ))
+        .unwrap();
+        assert_eq!(s.runtime_unit, None);
+        assert_eq!(s.node_labels[0].0, "node.kubernetes.io/pool");
+        assert_eq!(w.tls_bootstrap, Some(Duration::from_secs(120)));
+    }
+}

@@ -1,0 +1,302 @@
+//! What `kubejoin run` will change, computed from what is there and what should be:
+//! pure, so `--dry-run` shows exactly what a run does and tests need no host.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A file kubejoin owns, as it should be.
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    /// Never shown in plans or diffs (the bootstrap kubeconfig holds the token).
+    pub secret: bool,
+    /// What it is for, in the plan.
+    pub purpose: &'static str,
+    /// A change to it means kubelet must restart to pick it up.
+    pub restarts_kubelet: bool,
+    /// A change to it means systemd must reload its unit files.
+    pub is_unit: bool,
+}
+
+/// A file as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentFile {
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What the host looks like now.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Indexed like the desired files; `None` when missing.
+    pub files: Vec<Option<CurrentFile>>,
+    pub kubelet_enabled: bool,
+    pub kubelet_active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileAction {
+    Create,
+    Update,
+    /// Same content, wrong mode.
+    Chmod,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileChange {
+    pub path: PathBuf,
+    pub action: FileAction,
+    pub mode: String,
+    pub purpose: &'static str,
+    /// A line diff, for files that are not secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "call", rename_all = "kebab-case")]
+pub enum SystemdAction {
+    /// `Manager.Reload`
+    Reload { why: String },
+    /// `Manager.EnableUnitFiles`
+    Enable { unit: String },
+    /// `Manager.StartUnit(replace)`
+    Start { unit: String },
+    /// `Manager.RestartUnit(replace)`
+    Restart { unit: String, why: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub files: Vec<FileChange>,
+    pub systemd: Vec<SystemdAction>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.systemd.is_empty() && self.files.iter().all(|f| f.action == FileAction::Unchanged)
+    }
+}
+
+/// Plans the files and systemd calls that bring the host from `facts` to `desired`.
+pub fn plan(desired: &[DesiredFile], facts: &Facts, unit: &str) -> Plan {
+    let mut files = Vec::new();
+    let (mut reload, mut restart) = (Vec::new(), Vec::new());
+    for (i, want) in desired.iter().enumerate() {
+        let have = facts.files.get(i).cloned().flatten();
+        let action = match &have {
+            None => FileAction::Create,
+            Some(h) if h.contents != want.contents => FileAction::Update,
+            Some(h) if h.mode & 0o7777 != want.mode => FileAction::Chmod,
+            Some(_) => FileAction::Unchanged,
+        };
+        let name = want.path.display().to_string();
+        if matches!(action, FileAction::Create | FileAction::Update) {
+            if want.is_unit {
+                reload.push(name.clone());
+            }
+            if want.restarts_kubelet {
+                restart.push(name);
+            }
+        }
+        let diff = match (&action, want.secret) {
+            (FileAction::Create | FileAction::Update, false) => Some(line_diff(
+                &have
+                    .map(|h| String::from_utf8_lossy(&h.contents).into_owned())
+                    .unwrap_or_default(),
+                &String::from_utf8_lossy(&want.contents),
+            )),
+            _ => None,
+        };
+        files.push(FileChange {
+            path: want.path.clone(),
+            action,
+            mode: format!("{:04o}", want.mode),
+            purpose: want.purpose,
+            diff,
+        });
+    }
+    let mut systemd = Vec::new();
+    if !reload.is_empty() {
+        systemd.push(SystemdAction::Reload {
+            why: format!("{} changed", reload.join(", ")),
+        });
+    }
+    if !facts.kubelet_enabled {
+        systemd.push(SystemdAction::Enable { unit: unit.into() });
+    }
+    if !facts.kubelet_active {
+        systemd.push(SystemdAction::Start { unit: unit.into() });
+    } else if !restart.is_empty() {
+        systemd.push(SystemdAction::Restart {
+            unit: unit.into(),
+            why: format!("{} changed", restart.join(", ")),
+        });
+    }
+    Plan { files, systemd }
+}
+
+/// A minimal line diff (`-` old, `+` new, two lines of context as `  `), by longest
+/// common subsequence; the files kubejoin writes are a few dozen lines.
+pub fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
+        }
+    }
+    // Keep changed lines and two lines of context around them.
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    let mut out = String::new();
+    let mut last_shown: Option<usize> = None;
+    for (k, (sign, line)) in ops.iter().enumerate() {
+        let near = changed.iter().any(|&c| c.abs_diff(k) <= 2);
+        if !near {
+            continue;
+        }
+        if last_shown.is_some_and(|l| k > l + 1) {
+            out.push_str("  ...\n");
+        }
+        out.push_str(&format!("{sign} {line}\n"));
+        last_shown = Some(k);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, contents: &str, unit: bool, secret: bool) -> DesiredFile {
+        DesiredFile {
+            path: path.into(),
+            contents: contents.as_bytes().to_vec(),
+            mode: 0o644,
+            secret,
+            purpose: "test",
+            restarts_kubelet: true,
+            is_unit: unit,
+        }
+    }
+
+    fn current(contents: &str, mode: u32) -> Option<CurrentFile> {
+        Some(CurrentFile {
+            contents: contents.as_bytes().to_vec(),
+            mode,
+        })
+    }
+
+    #[test]
+    fn a_fresh_host_gets_everything() {
+        let desired = [
+            file("/u", "unit\n", true, false),
+            file("/k", "token\n", false, true),
+        ];
+        let p = plan(
+            &desired,
+            &Facts {
+                files: vec![None, None],
+                ..Default::default()
+            },
+            "kubelet.service",
+        );
+        assert_eq!(p.files[0].action, FileAction::Create);
+        assert_eq!(p.files[0].diff.as_deref(), Some("+ unit\n"));
+        assert_eq!(p.files[1].diff, None, "secrets are never shown");
+        assert_eq!(
+            p.systemd,
+            [
+                SystemdAction::Reload {
+                    why: "/u changed".into()
+                },
+                SystemdAction::Enable {
+                    unit: "kubelet.service".into()
+                },
+                SystemdAction::Start {
+                    unit: "kubelet.service".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_joined_host_plans_nothing() {
+        let desired = [file("/u", "unit\n", true, false)];
+        let facts = Facts {
+            files: vec![current("unit\n", 0o100644)],
+            kubelet_enabled: true,
+            kubelet_active: true,
+        };
+        let p = plan(&desired, &facts, "kubelet.service");
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_changed_config_restarts_without_reload() {
+        let desired = [
+            file("/u", "unit\n", true, false),
+            file("/c", "new\n", false, false),
+        ];
+        let facts = Facts {
+            files: vec![current("unit\n", 0o644), current("old\n", 0o644)],
+            kubelet_enabled: true,
+            kubelet_active: true,
+        };
+        let p = plan(&desired, &facts, "kubelet.service");
+        assert_eq!(
+            p.systemd,
+            [SystemdAction::Restart {
+                unit: "kubelet.service".into(),
+                why: "/c changed".into()
+            }]
+        );
+        assert_eq!(p.files[1].diff.as_deref(), Some("- old\n+ new\n"));
+    }
+
+    #[test]
+    fn a_wrong_mode_is_fixed_without_restart() {
+        let desired = [file("/c", "x\n", false, false)];
+        let facts = Facts {
+            files: vec![current("x\n", 0o666)],
+            kubelet_enabled: true,
+            kubelet_active: true,
+        };
+        let p = plan(&desired, &facts, "kubelet.service");
+        assert_eq!(p.files[0].action, FileAction::Chmod);
+        assert!(p.systemd.is_empty());
+        assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn diffs_keep_context_short() {
+        let old: String = (1..=20).map(|i| format!("{i}\n")).collect();
+        let new = old.replace("10\n", "ten\n");
+        assert_eq!(line_diff(&old, &new), "  8\n  9\n- 10\n+ ten\n  11\n  12\n");
+    }
+}
