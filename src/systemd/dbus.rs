@@ -167,14 +167,21 @@ impl Systemd {
         match self.manager.get_unit_file_state(unit).await {
             Ok(state) => Ok(state == "enabled"),
             // No such unit file yet.
-            Err(zbus::Error::MethodError(..)) => Ok(false),
+            Err(zbus::Error::FDO(e)) if matches!(*e, zbus::fdo::Error::FileNotFound(_)) => {
+                Ok(false)
+            }
+            Err(zbus::Error::MethodError(name, ..))
+                if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Enables unit files; true when anything changed.
     pub async fn enable(&self, unit: &str) -> Result<bool, SystemdError> {
-        if self.manager.get_unit_file_state(unit).await.ok().as_deref() == Some("enabled") {
+        if self.is_enabled(unit).await? {
             return Ok(false);
         }
         let (_, changes) = self

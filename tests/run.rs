@@ -1,0 +1,310 @@
+//! `kubejoin run` and `kubejoin.service` in testbeds: real systemd, D-Bus and journald,
+//! the API server double on the testbed's loopback, the kubelet stand-in as kubelet.
+
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use apiserver_double::{ApiServer, Builder, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
+use support::testbed::{self, Testbed, wait_for};
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A worker as cloud-init leaves it: kubejoin installed, its config and token in place,
+/// kubelet (the stand-in) at the seed's path. `kubelet` is extra `[kubelet]` keys.
+fn node(docker: bool, kubelet: &str) -> testbed::Builder {
+    let config = format!(
+        "[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nsettle = \"1s\"\nstart_timeout = \"30s\"\n{kubelet}",
+        apiserver_double::real_ca_pin()
+    );
+    let runtime = if docker { "" } else { "runtime_unit = \"\"\n" };
+    Testbed::builder()
+        .with_docker(docker)
+        .with_file(
+            "/usr/bin/kubejoin",
+            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
+            0o755,
+        )
+        .with_kubelet_standin("/usr/local/bin/kubelet")
+        .with_file(
+            "/etc/kubejoin/token",
+            format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n"),
+            0o600,
+        )
+        .with_file(
+            "/etc/kubejoin/config.toml",
+            format!("{config}{runtime}"),
+            0o600,
+        )
+}
+
+/// The double, serving on the testbed's own 127.0.0.1:6443.
+fn api(tb: &Testbed, b: Builder) -> ApiServer {
+    b.listener(tb.bind_tcp("127.0.0.1:6443").unwrap())
+        .advertise("https://127.0.0.1:6443")
+        .token(REAL_TOKEN_ID, REAL_TOKEN_SECRET)
+        .start()
+        .unwrap()
+}
+
+fn show(tb: &Testbed, unit: &str, property: &str) -> String {
+    text(&tb.exec(&["systemctl", "show", "--value", "-p", property, unit]))
+        .trim()
+        .to_string()
+}
+
+const KUBELET_FILES: [&str; 4] = [
+    "/var/lib/kubelet/bootstrap-kubeconfig",
+    "/etc/kubernetes/pki/ca.crt",
+    "/var/lib/kubelet/config.yaml",
+    "/etc/systemd/system/kubelet.service",
+];
+
+fn mtimes(tb: &Testbed) -> String {
+    let mut argv = vec!["stat", "-c", "%n %y %a"];
+    argv.extend(KUBELET_FILES);
+    text(&tb.exec(&argv))
+}
+
+fn reloads(tb: &Testbed) -> usize {
+    text(&tb.exec(&["journalctl", "--no-pager", "-o", "cat", "_PID=1"]))
+        .matches("Reloading")
+        .count()
+}
+
+#[test]
+fn run_starts_kubelet_and_a_second_run_changes_nothing() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(true, "node_labels = { zone = \"a\" }\n")
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(report.contains("outcome:       joined"), "{report}");
+    assert!(!report.contains(REAL_TOKEN_SECRET), "{report}");
+
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    assert_eq!(show(&tb, "kubelet.service", "UnitFileState"), "enabled");
+    let inv = wait_for(Duration::from_secs(10), || tb.kubelet_invocation()).unwrap();
+    assert_eq!(
+        inv["argv"],
+        serde_json::json!([
+            "/usr/local/bin/kubelet",
+            "--bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig",
+            "--cert-dir=/var/lib/kubelet/",
+            "--kubeconfig=/var/lib/kubelet/kubeconfig",
+            "--rotate-certificates=true",
+            "--runtime-cgroups=/systemd/system.slice",
+            "--kubelet-cgroups=/systemd/system.slice",
+            "--config=/var/lib/kubelet/config.yaml",
+            "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+            "--node-labels=zone=a",
+        ])
+    );
+    assert_eq!(inv["bootstrap"]["token_id"], REAL_TOKEN_ID);
+    // The token is in the 0600 kubeconfig only: not in the unit, argv or environment.
+    let stat = text(&tb.exec(&["stat", "-c", "%a", "/var/lib/kubelet/bootstrap-kubeconfig"]));
+    assert_eq!(stat.trim(), "600");
+    assert!(!inv.to_string().contains(REAL_TOKEN_SECRET));
+    let unit = String::from_utf8(tb.read("/etc/systemd/system/kubelet.service").unwrap()).unwrap();
+    assert!(unit.contains("Requires=containerd.service"), "{unit}");
+    assert!(!unit.contains(REAL_TOKEN_SECRET));
+    let config = String::from_utf8(tb.read("/var/lib/kubelet/config.yaml").unwrap()).unwrap();
+    assert!(config.contains("kind: KubeletConfiguration"), "{config}");
+    assert_eq!(
+        tb.read("/etc/kubernetes/pki/ca.crt").unwrap(),
+        std::fs::read(apiserver_double::fixtures_dir().join("real-apiserver/ca.crt")).unwrap()
+    );
+    let status = text(&tb.exec(&["kubejoin", "status"]));
+    assert!(status.contains("last run:      joined"), "{status}");
+    assert!(
+        status.contains("kubelet:       active (running)"),
+        "{status}"
+    );
+
+    // Again: nothing rewritten, no reload, kubelet not restarted.
+    let (files, reload_count) = (mtimes(&tb), reloads(&tb));
+    let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       unchanged"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("systemd:       nothing to do"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(mtimes(&tb), files);
+    assert_eq!(reloads(&tb), reload_count);
+    assert_eq!(
+        show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic"),
+        entered
+    );
+    assert_eq!(tb.kubelet_starts(), 1);
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "").boot().unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        files
+            .into_iter()
+            .filter(|p| !p.starts_with("/var/log"))
+            .collect()
+    };
+    let before = outside_logs(tb.changed_files());
+    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for line in [
+        "outcome:       dry-run",
+        "file:          would create /var/lib/kubelet/bootstrap-kubeconfig (0600, bootstrap kubeconfig (holds the token; never shown))",
+        "file:          would create /etc/systemd/system/kubelet.service (0644",
+        "+ ExecStart=/usr/local/bin/kubelet \\",
+        "systemd:       would Reload (/etc/systemd/system/kubelet.service changed)",
+        "systemd:       would EnableUnitFiles kubelet.service",
+        "systemd:       would StartUnit kubelet.service replace",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert!(!plan.contains(REAL_TOKEN_SECRET));
+    assert_eq!(outside_logs(tb.changed_files()), before);
+    assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
+
+    let json = tb.exec(&["kubejoin", "run", "--dry-run", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["plan"]["systemd"][2]["call"], "start");
+    assert_eq!(v["plan"]["files"][0]["action"], "create");
+}
+
+#[test]
+fn a_kubelet_that_exits_at_once_fails_the_run_with_its_result() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "")
+        .with_file("/etc/kubelet-standin/exit-code", "1\n", 0o644)
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let started = Instant::now();
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("kubelet.service did not stay active"), "{msg}");
+    assert!(msg.contains("result exit-code, exit status 1"), "{msg}");
+    assert!(msg.contains("journalctl -u kubelet.service"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// kubejoin.service as shipped, with a short RestartSec for the test.
+fn with_unit(b: testbed::Builder) -> testbed::Builder {
+    b.with_file(
+        "/etc/systemd/system/kubejoin.service",
+        include_str!("../systemd/kubejoin.service"),
+        0o644,
+    )
+    .with_file(
+        "/etc/systemd/system/kubejoin.service.d/test.conf",
+        "[Service]\nRestartSec=1s\n",
+        0o644,
+    )
+}
+
+#[test]
+fn the_service_retries_until_the_api_server_is_up_and_reports_its_status() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = with_unit(node(false, "").with_file(
+        "/etc/kubejoin/config.d/10-fast.toml",
+        "[cluster]\ndiscovery_timeout = \"2s\"\n",
+        0o644,
+    ))
+    .boot()
+    .unwrap();
+    // Nothing listens on the testbed's 127.0.0.1:6443 yet: exit 1, restarted.
+    let out = tb.exec(&["systemctl", "start", "--no-block", "kubejoin.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restarted = wait_for(Duration::from_secs(30), || {
+        (show(&tb, "kubejoin.service", "NRestarts")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(())
+    });
+    assert!(restarted.is_some(), "{}", tb.journal("kubejoin.service"));
+    assert!(tb.journal("kubejoin.service").contains("status=1/FAILURE"));
+
+    // The API server comes up, its signer a few seconds late: STATUS= says what it waits for.
+    let _api = api(&tb, ApiServer::builder().sign_after(Duration::from_secs(4)));
+    let seen = wait_for(Duration::from_secs(20), || {
+        let s = text(&tb.exec(&["systemctl", "status", "--no-pager", "kubejoin.service"]));
+        s.contains("Status: \"discovering the cluster at https://127.0.0.1:6443\"")
+            .then_some(s)
+    });
+    assert!(seen.is_some(), "{}", tb.journal("kubejoin.service"));
+    let done = wait_for(Duration::from_secs(60), || {
+        (tb.unit_state("kubejoin.service") == "active exited").then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "{}\n{}",
+        tb.unit_state("kubejoin.service"),
+        tb.journal("kubejoin.service")
+    );
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    let status = show(&tb, "kubejoin.service", "StatusText");
+    assert!(
+        status.starts_with("joined: kubelet.service is active"),
+        "{status}"
+    );
+    let journal = tb.journal("kubejoin.service");
+    assert!(journal.contains("PHASE=discovery"), "{journal}");
+    assert!(!journal.contains(REAL_TOKEN_SECRET));
+}
+
+#[test]
+fn a_trust_failure_stops_the_service_without_restarts() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = with_unit(node(false, "")).boot().unwrap();
+    let _api = api(&tb, ApiServer::builder().forge_signatures());
+    let out = tb.exec(&["systemctl", "start", "kubejoin.service"]);
+    assert!(!out.status.success(), "the start job fails");
+    let failed = wait_for(Duration::from_secs(20), || {
+        tb.unit_state("kubejoin.service")
+            .starts_with("failed")
+            .then_some(())
+    });
+    assert!(failed.is_some(), "{}", tb.unit_state("kubejoin.service"));
+    std::thread::sleep(Duration::from_secs(2)); // longer than RestartSec
+    assert_eq!(show(&tb, "kubejoin.service", "NRestarts"), "0");
+    assert_eq!(show(&tb, "kubejoin.service", "ExecMainStatus"), "3");
+    assert!(tb.journal("kubejoin.service").contains("trust failure"));
+    assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
+}
