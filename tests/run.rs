@@ -308,3 +308,60 @@ fn a_trust_failure_stops_the_service_without_restarts() {
     assert!(tb.journal("kubejoin.service").contains("trust failure"));
     assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
 }
+
+#[test]
+fn waits_for_tls_bootstrap_and_leaves_a_joined_node_alone() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "wait_for_tls_bootstrap = \"20s\"\n")
+        .with_file("/etc/kubelet-standin/tls-bootstrap", "", 0o644)
+        .boot()
+        .unwrap();
+    let api = api(&tb, ApiServer::builder());
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("tls-bootstrap"), "{}", text(&out));
+    drop(api);
+
+    // Joined: kubelet is active with its client certificate. Even with the API server
+    // gone (or the token expired), a run changes nothing and says so.
+    let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic"),
+        entered
+    );
+}
+
+#[test]
+fn enabled_at_boot_after_cloud_init_without_an_ordering_cycle() {
+    if !testbed::available() {
+        return;
+    }
+    // cloud-init writes part of the configuration, as user-data does on a real worker.
+    let user_data = "#cloud-config\nwrite_files:\n- path: /etc/kubejoin/config.d/50-cloud-init.toml\n  permissions: '0600'\n  content: |\n    [kubelet]\n    node_labels = { pool = \"cloud-init\" }\n";
+    let mut tb = with_unit(node(false, ""))
+        .with_symlink(
+            "/etc/systemd/system/multi-user.target.wants/kubejoin.service",
+            "/etc/systemd/system/kubejoin.service",
+        )
+        .with_cloud_init(user_data)
+        .boot_no_wait()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    // Boot ends when kubejoin.service is ready: multi-user.target is ordered after it.
+    tb.wait_booted(Duration::from_secs(90)).unwrap();
+    assert_eq!(tb.unit_state("kubejoin.service"), "active exited");
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    let pid1 = text(&tb.exec(&["journalctl", "--no-pager", "-o", "cat", "_PID=1"]));
+    assert!(!pid1.contains("ordering cycle"), "{pid1}");
+    let inv = wait_for(Duration::from_secs(10), || tb.kubelet_invocation()).unwrap();
+    assert_eq!(inv["argv"][9], "--node-labels=pool=cloud-init");
+}

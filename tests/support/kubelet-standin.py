@@ -7,6 +7,8 @@ server and the CA, and then stays running like kubelet does, so that kubelet.ser
 really started and supervised by systemd. It exits 1 with the reason on stderr (the
 unit's journal) when the kubeconfig is wrong, and with the code in
 /etc/kubelet-standin/exit-code when that file exists (a kubelet that dies at once).
+When /etc/kubelet-standin/tls-bootstrap exists it writes its --kubeconfig with a
+client certificate, as kubelet does when its CSR is approved.
 
 Only Debian's python3 and python3-yaml, which cloud-init needs anyway.
 """
@@ -95,6 +97,19 @@ def main():
         return code
     except FileNotFoundError:
         pass
+    kubeconfig = flag("kubeconfig")
+    if kubeconfig and os.path.exists("/etc/kubelet-standin/tls-bootstrap"):
+        # As kubelet does once its CSR is approved: a kubeconfig with a client certificate.
+        os.makedirs(os.path.dirname(kubeconfig), exist_ok=True)
+        with open(kubeconfig, "w") as f:
+            f.write(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: %s\n  name: default-cluster\n"
+                "users:\n- name: default-auth\n  user:\n"
+                "    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n"
+                "    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem\n"
+                % record["bootstrap"]["server"]
+            )
+        print("kubelet-standin: TLS bootstrap done, wrote %s" % kubeconfig, flush=True)
     print("kubelet-standin: running, bootstrap kubeconfig %s is valid" % path, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:

@@ -84,6 +84,7 @@ struct Seed {
 #[derive(Clone)]
 pub struct Builder {
     files: Vec<Seed>,
+    symlinks: Vec<(PathBuf, PathBuf)>,
     swap: Option<u64>,
     docker: bool,
     cloud_init: Option<String>,
@@ -98,6 +99,7 @@ pub struct Testbed {
     swap: Option<Swap>,
     layers_mounted: bool,
     cgroups: Option<Cgroups>,
+    started: Option<Instant>,
     pub boot_time: Duration,
 }
 
@@ -113,6 +115,7 @@ impl Testbed {
     pub fn builder() -> Builder {
         Builder {
             files: Vec::new(),
+            symlinks: Vec::new(),
             swap: None,
             docker: false,
             cloud_init: None,
@@ -181,6 +184,13 @@ impl Builder {
         self
     }
 
+    /// A symbolic link in the testbed's root, e.g. to enable a unit before boot.
+    pub fn with_symlink(mut self, path: impl AsRef<Path>, target: impl AsRef<Path>) -> Self {
+        self.symlinks
+            .push((path.as_ref().to_path_buf(), target.as_ref().to_path_buf()));
+        self
+    }
+
     /// A swap of `bytes` on a loop device, on before boot and gone after the handle drops.
     pub fn with_swap(mut self, bytes: u64) -> Self {
         self.swap = Some(bytes);
@@ -211,7 +221,10 @@ impl Builder {
         self
     }
 
-    pub fn boot(self) -> Result<Testbed, String> {
+    /// Starts the testbed and returns as soon as its PID 1 exists (its namespaces do),
+    /// e.g. to serve on its loopback before units that need it start; then call
+    /// [`Testbed::wait_booted`].
+    pub fn boot_no_wait(self) -> Result<Testbed, String> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let started = Instant::now();
         let id = format!(
@@ -233,6 +246,7 @@ impl Builder {
             swap: None,
             layers_mounted: false,
             cgroups: None,
+            started: None,
             boot_time: Duration::ZERO,
         };
         // The layers live on a tmpfs mounted here, on the host, so that the test reads the
@@ -291,6 +305,11 @@ impl Builder {
             fs::set_permissions(&p, fs::Permissions::from_mode(seed.mode))
                 .map_err(|e| e.to_string())?;
         }
+        for (path, target) in &self.symlinks {
+            let p = upper.join(path.strip_prefix("/").unwrap_or(path));
+            fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
+            symlink(target, &p).map_err(|e| format!("symlink {}: {e}", p.display()))?;
+        }
         if let Some(bytes) = self.swap {
             tb.swap = Some(make_swap(&dir, bytes)?);
         }
@@ -324,8 +343,15 @@ impl Builder {
         tb.unshare = Some(child);
         tb.pid1 = wait_for_child(upid, Duration::from_secs(5))
             .ok_or_else(|| format!("the testbed's PID 1 did not appear\n{}", tb.console()))?;
-        tb.wait_running(started + self.boot_timeout)?;
-        tb.boot_time = started.elapsed();
+        tb.started = Some(started);
+        Ok(tb)
+    }
+
+    /// Boots and waits until systemd reports `running`.
+    pub fn boot(self) -> Result<Testbed, String> {
+        let timeout = self.boot_timeout;
+        let mut tb = self.boot_no_wait()?;
+        tb.wait_booted(timeout)?;
         Ok(tb)
     }
 }
@@ -562,6 +588,14 @@ impl Testbed {
 
     fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
+    }
+
+    /// Waits until systemd reports `running`; failed units make it an error.
+    pub fn wait_booted(&mut self, timeout: Duration) -> Result<(), String> {
+        let started = self.started.unwrap_or_else(Instant::now);
+        self.wait_running(started + timeout)?;
+        self.boot_time = started.elapsed();
+        Ok(())
     }
 
     fn wait_running(&self, deadline: Instant) -> Result<(), String> {
