@@ -43,7 +43,7 @@ pub(crate) enum Failure {
     #[error(transparent)]
     Systemd(Box<systemd::dbus::SystemdError>),
     #[error("{message}")]
-    Preflight { message: String, fix: String },
+    Fixable { message: String, fix: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -67,7 +67,7 @@ impl Failure {
             Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
             Failure::Discovery(_)
             | Failure::Systemd(_)
-            | Failure::Preflight { .. }
+            | Failure::Fixable { .. }
             | Failure::Other(_) => exit::TRANSIENT,
         }
     }
@@ -81,7 +81,7 @@ impl Failure {
             ),
             Failure::Discovery(d) => Some(d.fix()),
             Failure::Systemd(e) => Some(e.fix()),
-            Failure::Preflight { fix, .. } => Some(fix.clone()),
+            Failure::Fixable { fix, .. } => Some(fix.clone()),
             Failure::Other(_) => None,
         }
     }

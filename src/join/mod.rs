@@ -141,7 +141,7 @@ fn preflight(settings: &Settings, dry_run: bool) -> Result<(), Failure> {
         if dry_run {
             tracing::warn!(phase = "preflight", "{message}");
         } else {
-            return Err(Failure::Preflight {
+            return Err(Failure::Fixable {
                 message,
                 fix: "install kubelet there (the seed uses /usr/local/bin/kubelet), or set [kubelet] binary".into(),
             });
@@ -254,7 +254,7 @@ pub async fn run(settings: &Settings, dry_run: bool) -> Result<Report, Failure> 
         let deadline = Instant::now() + limit;
         while !tls_bootstrapped() {
             if Instant::now() >= deadline {
-                return Err(Failure::Preflight {
+                return Err(Failure::Fixable {
                     message: format!(
                         "kubelet did not finish TLS bootstrapping within {}s ({} has no client certificate)",
                         limit.as_secs(),
