@@ -22,14 +22,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Join this node: discovery, kubelet's bootstrap kubeconfig and configuration, and
-    /// kubelet.service started over D-Bus. A second run on a joined node changes nothing.
+    /// Join this node: discovery, kubelet's files, kubelet.service started over D-Bus
+    ///
+    /// Discovery as `kubejoin discover`, then the bootstrap kubeconfig (0600), the cluster
+    /// CA, a KubeletConfiguration and kubelet.service, then daemon-reload, enable and start
+    /// over the system D-Bus. Everything is planned first; a second run on a joined node
+    /// changes nothing.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Learn the cluster's CA from kube-public/cluster-info, verified by the token and the CA pin.
+    /// Learn the cluster's CA from kube-public/cluster-info, verified by token and CA pin
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
-    /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state.
+    /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
 }
