@@ -155,8 +155,7 @@ fn settings(args: ClusterArgs) -> Result<config::Settings, Failure> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Failure> {
-    let settings = settings(args.cluster)?;
-    let report = join::run(&settings, args.dry_run).await?;
+    let report = join::run(|| settings(args.cluster), args.dry_run).await?;
     match args.output {
         Output::Json => println!(
             "{}",

@@ -325,7 +325,9 @@ fn waits_for_tls_bootstrap_and_leaves_a_joined_node_alone() {
     drop(api);
 
     // Joined: kubelet is active with its client certificate. Even with the API server
-    // gone (or the token expired), a run changes nothing and says so.
+    // gone and the token deleted (as operators should), a run changes nothing and says so.
+    let out = tb.exec(&["rm", "/etc/kubejoin/token"]);
+    assert!(out.status.success(), "{}", text(&out));
     let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
     let out = tb.exec(&["kubejoin", "run"]);
     assert!(out.status.success(), "{}", text(&out));

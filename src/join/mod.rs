@@ -150,19 +150,21 @@ fn preflight(settings: &Settings, dry_run: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs the join.
-pub async fn run(settings: &Settings, dry_run: bool) -> Result<Report, Failure> {
+/// Runs the join. The settings are loaded only when there is something to join: a
+/// joined node is left alone even when its token has expired or been deleted since.
+pub async fn run(
+    load: impl FnOnce() -> Result<Settings, Failure>,
+    dry_run: bool,
+) -> Result<Report, Failure> {
     let mut phases = Phases {
         notifier: Notifier::from_env(),
         times: Vec::new(),
         current: None,
     };
     phases.start("preflight", "checking this host");
-    preflight(settings, dry_run)?;
     let systemd = Systemd::connect().await?;
     let kubelet = systemd.status(KUBELET_UNIT).await?;
 
-    // A joined node is left alone, even once its bootstrap token has expired.
     if tls_bootstrapped() && kubelet.is_active() {
         phases.end();
         let report = Report {
@@ -180,6 +182,8 @@ pub async fn run(settings: &Settings, dry_run: bool) -> Result<Report, Failure> 
         }
         return Ok(report);
     }
+    let settings = &load()?;
+    preflight(settings, dry_run)?;
 
     let servers: Vec<String> = settings
         .cluster
