@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The quick-start demo: kubejoin discovers a cluster served by the bundled kube-apiserver
-# double on loopback, writes the bootstrap kubeconfig, then refuses an impostor.
-# Everything stays on 127.0.0.1 and in a temporary directory; nothing on the host changes.
+# The quick-start demo. Part 1: kubejoin discovers a cluster served by the bundled
+# kube-apiserver double on loopback, writes the bootstrap kubeconfig, then refuses an
+# impostor. Part 2 (as root, with dbus iptables docker.io cloud-init installed): the whole
+# join, `kubejoin run` under kubejoin.service, in a testbed — a private copy of this
+# machine booted by the real systemd in namespaces.
+# Everything stays on loopback, in a temporary directory or in the testbed; nothing on
+# the host changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,3 +67,17 @@ code=$?
 set -e
 echo "== exit status $code (3 = trust failure, never retried); kubeconfig written: $([ -e "$work/forged-kubeconfig" ] && echo yes || echo no)"
 [ "$code" -eq 3 ]
+
+echo
+if [ "$(id -u)" -ne 0 ]; then
+  echo "== part 2 (kubejoin run in a testbed) needs root: sudo bash demo/run.sh"
+  exit 0
+fi
+for tool in dbus-daemon iptables dockerd cloud-init; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "== part 2 (kubejoin run in a testbed) needs: apt-get install dbus iptables docker.io cloud-init"
+    exit 0
+  fi
+done
+echo "== part 2: kubejoin run, as kubejoin.service, in a testbed"
+cargo test --quiet --test demo -- --ignored --nocapture --exact join_a_worker_in_a_testbed

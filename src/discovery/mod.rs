@@ -409,7 +409,8 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         tracing::info!(
             phase = "discovery",
             delay_ms = delay.as_millis() as u64,
-            "retrying"
+            "retrying in {} ms",
+            delay.as_millis()
         );
         tokio::time::sleep(delay).await;
         Ok(())
@@ -420,7 +421,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
     let (server, verified) = loop {
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
-        tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info (untrusted TLS, anonymous)");
+        tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info from {server} (untrusted TLS, anonymous), attempt {attempts}");
         let outcome = match http::get_cluster_info(&untrusted, server, remaining(deadline)).await {
             Ok(resp) => check_first(server, &resp, token, pins),
             Err(e) => Err(Failure::Retry(e.into())),
@@ -432,9 +433,9 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
                 // The fix is logged when the error first appears, not on every retry.
                 let message = t.to_string();
                 if last_logged.as_ref() != Some(&message) {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet");
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet: {t}; fix: {}", t.fix());
                 } else {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "cluster-info not usable yet");
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "cluster-info not usable yet: {t}");
                 }
                 last_logged = Some(message);
                 wait(t, attempts).await?;
@@ -443,7 +444,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
     };
     match &verified.matched_pin {
         Some(pin) => {
-            tracing::info!(phase = "discovery", server = %server, pin = %pin, "signature verified, CA matches pin")
+            tracing::info!(phase = "discovery", server = %server, pin = %pin, "signature of token id {} verified; CA matches pin {pin}", token.id())
         }
         None => tracing::warn!(
             phase = "discovery",
@@ -459,7 +460,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         let pinned = http::pinned_client(&ders).map_err(DiscoveryError::Unusable)?;
         loop {
             attempts += 1;
-            tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info again over TLS pinned to the cluster CA");
+            tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info again over TLS pinned to the cluster CA, attempt {attempts}");
             let outcome = match http::get_cluster_info(&pinned, &server, remaining(deadline)).await
             {
                 Ok(resp) => check_second(&server, &resp, token, &verified),
@@ -470,7 +471,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
                 Ok(()) => break,
                 Err(Failure::Stop(e)) => return Err(e),
                 Err(Failure::Retry(t)) => {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "pinned re-fetch failed");
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "pinned re-fetch failed: {t}");
                     wait(t, attempts).await?;
                 }
             }
@@ -480,17 +481,17 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
     let inside = verified.cluster.server.clone();
     let use_server = if inside != server {
         if settings.use_configured_server {
-            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names another server; using the configured one (use_configured_server = true)");
+            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names {inside}, not {server}; using {server} (use_configured_server = true)");
             server.clone()
         } else {
-            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names another server; using it, as kubeadm does (set use_configured_server = true to keep the configured one)");
+            tracing::warn!(phase = "discovery", configured = %server, cluster_info = %inside, "cluster-info names {inside}, not {server}; using {inside}, as kubeadm does (set use_configured_server = true to keep {server})");
             inside.clone()
         }
     } else {
         server.clone()
     };
     let elapsed = started.elapsed();
-    tracing::info!(phase = "discovery", server = %use_server, elapsed_ms = elapsed.as_millis() as u64, "discovery done");
+    tracing::info!(phase = "discovery", server = %use_server, elapsed_ms = elapsed.as_millis() as u64, "discovery done in {} ms: API server {use_server}", elapsed.as_millis());
     Ok(Discovered {
         server: use_server,
         queried: server,

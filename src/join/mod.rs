@@ -62,7 +62,7 @@ impl Phases {
     fn end(&mut self) {
         if let Some((phase, started)) = self.current.take() {
             let ms = started.elapsed().as_millis();
-            tracing::info!(phase, elapsed_ms = ms as u64, "phase done");
+            tracing::info!(phase, elapsed_ms = ms as u64, "{phase} done in {ms} ms");
             self.times.push(PhaseTime { phase, ms });
         }
     }
@@ -227,7 +227,7 @@ pub async fn run(
     for (want, change) in desired.iter().zip(&plan.files) {
         if change.action != plan::FileAction::Unchanged {
             fsutil::write_atomic(&want.path, &want.contents, want.mode)?;
-            tracing::info!(phase = "files", path = %want.path.display(), action = ?change.action, "file written");
+            tracing::info!(phase = "files", path = %want.path.display(), action = ?change.action, "wrote {} ({:?}, mode {})", want.path.display(), change.action, change.mode);
         }
     }
 
@@ -235,7 +235,7 @@ pub async fn run(
     let waits = &settings.kubelet_waits;
     let mut status = kubelet;
     for action in &plan.systemd {
-        tracing::info!(phase = "kubelet", call = ?action, "systemd");
+        tracing::info!(phase = "kubelet", call = ?action, "systemd: {action:?}");
         match action {
             SystemdAction::Reload { .. } => systemd.reload().await?,
             SystemdAction::Enable { unit } => {

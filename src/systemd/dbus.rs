@@ -245,7 +245,7 @@ impl Systemd {
         } else {
             self.manager.start_unit(unit, "replace").await?
         };
-        tracing::info!(phase = "kubelet", unit, job = %job.as_str(), "{verb} job queued");
+        tracing::info!(phase = "kubelet", unit, job = %job.as_str(), "{verb} job for {unit} queued");
         let result = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Ok(next) = tokio::time::timeout(remaining, removed.next()).await else {
@@ -263,6 +263,7 @@ impl Systemd {
                 break args.result.clone();
             }
         };
+        tracing::info!(phase = "kubelet", unit, result = %result, "{verb} job for {unit}: {result}");
         if result != "done" {
             return Err(SystemdError::Job {
                 verb,

@@ -1,0 +1,59 @@
+//! A worker node in a testbed, as cloud-init leaves it, and the API server double on its
+//! loopback: shared by the tests of `kubejoin run` and the demo.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use apiserver_double::{ApiServer, Builder, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
+
+use super::testbed::{self, Testbed};
+
+/// A worker as cloud-init leaves it: kubejoin installed, its config and token in place,
+/// kubelet (the stand-in) at the seed's path. `kubelet` is extra `[kubelet]` keys.
+pub fn node(docker: bool, kubelet: &str) -> testbed::Builder {
+    let config = format!(
+        "[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nsettle = \"1s\"\nstart_timeout = \"30s\"\n{kubelet}",
+        apiserver_double::real_ca_pin()
+    );
+    let runtime = if docker { "" } else { "runtime_unit = \"\"\n" };
+    Testbed::builder()
+        .with_docker(docker)
+        .with_file(
+            "/usr/bin/kubejoin",
+            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
+            0o755,
+        )
+        .with_kubelet_standin("/usr/local/bin/kubelet")
+        .with_file(
+            "/etc/kubejoin/token",
+            format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n"),
+            0o600,
+        )
+        .with_file(
+            "/etc/kubejoin/config.toml",
+            format!("{config}{runtime}"),
+            0o600,
+        )
+}
+
+/// The double, serving on the testbed's own 127.0.0.1:6443.
+pub fn api(tb: &Testbed, b: Builder) -> ApiServer {
+    b.listener(tb.bind_tcp("127.0.0.1:6443").unwrap())
+        .advertise("https://127.0.0.1:6443")
+        .token(REAL_TOKEN_ID, REAL_TOKEN_SECRET)
+        .start()
+        .unwrap()
+}
+
+/// kubejoin.service as shipped, with a short RestartSec for the test.
+pub fn with_unit(b: testbed::Builder) -> testbed::Builder {
+    b.with_file(
+        "/etc/systemd/system/kubejoin.service",
+        include_str!("../../systemd/kubejoin.service"),
+        0o644,
+    )
+    .with_file(
+        "/etc/systemd/system/kubejoin.service.d/test.conf",
+        "[Service]\nRestartSec=1s\n",
+        0o644,
+    )
+}
