@@ -33,6 +33,9 @@ pub enum Command {
     /// Learn the cluster's CA from kube-public/cluster-info, verified by token and CA pin
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
+    /// Check this host before a join: each check with its severity and fix
+    #[command(after_help = EXIT_CODES)]
+    Preflight(PreflightArgs),
     /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
@@ -47,7 +50,25 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Preflight checks whose errors are only warnings (names as printed; "all" for every one).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+
     /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Checks whose errors are only warnings (names as printed; "all" for every one).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

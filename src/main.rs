@@ -1,6 +1,7 @@
 //! kubejoin: joins a Linux worker to a Kubernetes cluster with one bootstrap token.
 
 mod cli;
+mod clock;
 mod config;
 mod discovery;
 mod endpoint;
@@ -10,6 +11,7 @@ mod jws;
 mod kubeconfig;
 mod logging;
 mod pin;
+mod preflight;
 mod systemd;
 mod token;
 mod x509;
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Discover(args) => runtime.block_on(discover(args)),
         Command::Status(args) => runtime.block_on(status(args)),
+        Command::Preflight(args) => runtime.block_on(preflight_command(args)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -155,7 +158,12 @@ fn settings(args: ClusterArgs) -> Result<config::Settings, Failure> {
 }
 
 async fn run(args: RunArgs) -> Result<(), Failure> {
-    let report = join::run(|| settings(args.cluster), args.dry_run).await?;
+    let report = join::run(
+        || settings(args.cluster),
+        &args.ignore_preflight_errors,
+        args.dry_run,
+    )
+    .await?;
     match args.output {
         Output::Json => println!(
             "{}",
@@ -164,6 +172,40 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
         Output::Text => print!("{}", join::render_text(&report, args.dry_run)),
     }
     Ok(())
+}
+
+async fn preflight_command(args: cli::PreflightArgs) -> Result<(), Failure> {
+    let settings = settings(args.cluster)?;
+    let (bus, kubelet_active) = match systemd::dbus::Systemd::connect().await {
+        Ok(s) => match s.status(systemd::unit::KUBELET_UNIT).await {
+            Ok(k) => (Ok(()), k.is_active()),
+            Err(e) => (Err(e.to_string()), false),
+        },
+        Err(e) => (Err(e.to_string()), false),
+    };
+    let facts = preflight::inspect(&settings.kubelet, bus, kubelet_active);
+    let checks = preflight::evaluate(&facts, &settings.kubelet, &args.ignore_preflight_errors);
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).map_err(anyhow::Error::from)?
+        ),
+        Output::Text => print!("{}", preflight::render_text(&checks)),
+    }
+    let errors = preflight::errors(&checks);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Fixable {
+            message: format!(
+                "{} preflight check(s) failed: {}",
+                errors.len(),
+                errors.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+            ),
+            fix: "see each check's fix above, or skip one with --ignore-preflight-errors=NAME"
+                .into(),
+        })
+    }
 }
 
 async fn status(args: StatusArgs) -> Result<(), Failure> {

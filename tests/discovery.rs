@@ -750,3 +750,26 @@ fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
         assert!(!node.kubeconfig().exists());
     }
 }
+
+#[test]
+fn a_clock_an_hour_off_is_reported_before_tls_errors_confuse() {
+    // The API server's clock (its Date header) is an hour ahead of this host's.
+    let api = double().date_offset(3600).start().unwrap();
+    let node = Node::new();
+    let r = node.discover_pinned(&api, &["--output", "json"]);
+    assert_exit(
+        &r,
+        0,
+        &["s behind the API server's (its Date header)", "timedatectl"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // Date headers have whole seconds: the two clocks may be read across a second's edge.
+    let skew = v["clock_skew_s"].as_i64().unwrap();
+    assert!((-3601..=-3599).contains(&skew), "{skew}");
+
+    // In step: nothing said.
+    let api = double().start().unwrap();
+    let r = node.discover_pinned(&api, &["--output", "json"]);
+    assert_exit(&r, 0, &[]);
+    assert!(!r.stderr.contains("clock"), "{}", r.stderr);
+}

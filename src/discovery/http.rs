@@ -23,6 +23,8 @@ pub const MAX_BODY: usize = 2 << 20;
 pub struct Response {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The server's `Date` header, as Unix seconds.
+    pub date: Option<i64>,
     pub body: Vec<u8>,
 }
 
@@ -241,6 +243,11 @@ pub async fn get_cluster_info(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let date = resp
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::clock::parse_http_date);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > MAX_BODY {
@@ -251,6 +258,7 @@ pub async fn get_cluster_info(
     Ok(Response {
         status,
         retry_after,
+        date,
         body,
     })
 }

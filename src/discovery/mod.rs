@@ -374,6 +374,9 @@ pub struct Discovered {
     #[serde(skip)]
     pub ca_pem: Vec<u8>,
     pub kubeconfig_sha256: String,
+    /// Seconds this host's clock is ahead of the API server's, when off by over a minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_s: Option<i64>,
     pub attempts: u32,
     pub elapsed_ms: u128,
 }
@@ -418,16 +421,16 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
 
     // Phase 1: the untrusted fetch, verified by signature and pin.
     let mut last_logged: Option<String> = None;
-    let (server, verified) = loop {
+    let (server, verified, server_date) = loop {
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
         tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info from {server} (untrusted TLS, anonymous), attempt {attempts}");
         let outcome = match http::get_cluster_info(&untrusted, server, remaining(deadline)).await {
-            Ok(resp) => check_first(server, &resp, token, pins),
+            Ok(resp) => check_first(server, &resp, token, pins).map(|v| (v, resp.date)),
             Err(e) => Err(Failure::Retry(e.into())),
         };
         match outcome {
-            Ok(v) => break (server.clone(), v),
+            Ok((v, date)) => break (server.clone(), v, date),
             Err(Failure::Stop(e)) => return Err(e),
             Err(Failure::Retry(t)) => {
                 // The fix is logged when the error first appears, not on every retry.
@@ -442,6 +445,22 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
             }
         }
     };
+    // A wrong clock here turns into confusing certificate errors later: say so now.
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let clock_skew_s = server_date.and_then(|d| crate::clock::skew_warning(local, d));
+    if let Some((skew, warning)) = &clock_skew_s {
+        tracing::warn!(phase = "discovery", skew_s = skew, "{warning}");
+    }
+    for ca in &verified.ca {
+        if let Some(warning) =
+            crate::clock::ca_validity_warning(local, &ca.not_before, &ca.not_after)
+        {
+            tracing::warn!(phase = "discovery", "{warning}");
+        }
+    }
     match &verified.matched_pin {
         Some(pin) => {
             tracing::info!(phase = "discovery", server = %server, pin = %pin, "signature of token id {} verified; CA matches pin {pin}", token.id())
@@ -513,6 +532,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+        clock_skew_s: clock_skew_s.map(|(s, _)| s),
         attempts,
         elapsed_ms: elapsed.as_millis(),
     })
@@ -544,6 +564,7 @@ mod tests {
         Response {
             status: 200,
             retry_after: None,
+            date: None,
             body: serde_json::to_vec(&body).unwrap(),
         }
     }
@@ -608,6 +629,7 @@ mod tests {
             vec![Response {
                 status: 404,
                 retry_after: None,
+                date: None,
                 body: br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec(),
             }]
         } else {
@@ -698,6 +720,7 @@ mod tests {
         Response {
             status,
             retry_after: None,
+            date: None,
             body: std::fs::read(format!("{dir}{name}.json")).unwrap(),
         }
     }

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::discovery::{self, Discovered};
 use crate::fsutil;
 use crate::kubeconfig;
+use crate::preflight;
 use crate::systemd::dbus::{Systemd, UnitStatus};
 use crate::systemd::notify::Notifier;
 use crate::systemd::unit::{self, KUBELET_UNIT};
@@ -34,6 +35,8 @@ pub struct PhaseTime {
 pub struct Report {
     /// `joined`, `unchanged`, `already-joined` or `dry-run`.
     pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<preflight::Check>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery: Option<Discovered>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,31 +132,68 @@ fn desired_files(settings: &Settings, found: &Discovered) -> Vec<DesiredFile> {
     ]
 }
 
-fn preflight(settings: &Settings, dry_run: bool) -> Result<(), Failure> {
-    let binary = &settings.kubelet.binary;
-    let ok =
-        std::fs::metadata(binary).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if !ok {
-        let message = format!(
-            "the kubelet binary {} is missing or not executable",
-            binary.display()
-        );
-        if dry_run {
-            tracing::warn!(phase = "preflight", "{message}");
-        } else {
-            return Err(Failure::Fixable {
-                message,
-                fix: "install kubelet there (the seed uses /usr/local/bin/kubelet), or set [kubelet] binary".into(),
-            });
+/// Runs the preflight checks; errors stop a real run, a dry run only reports them.
+fn preflight(
+    settings: &Settings,
+    kubelet_active: bool,
+    ignore: &[String],
+    dry_run: bool,
+) -> Result<Vec<preflight::Check>, Failure> {
+    let facts = preflight::inspect(&settings.kubelet, Ok(()), kubelet_active);
+    let checks = preflight::evaluate(&facts, &settings.kubelet, ignore);
+    for c in checks.iter().filter(|c| !c.ok) {
+        let fix = c.fix.as_deref().unwrap_or_default();
+        match c.severity {
+            preflight::Severity::Error => {
+                tracing::error!(
+                    phase = "preflight",
+                    check = c.name,
+                    "{}: {}; fix: {fix}",
+                    c.name,
+                    c.message
+                )
+            }
+            preflight::Severity::Warning => {
+                tracing::warn!(
+                    phase = "preflight",
+                    check = c.name,
+                    "{}: {}; fix: {fix}",
+                    c.name,
+                    c.message
+                )
+            }
         }
     }
-    Ok(())
+    let errors = preflight::errors(&checks);
+    if !errors.is_empty() && !dry_run {
+        return Err(Failure::Fixable {
+            message: format!(
+                "preflight failed: {}",
+                errors
+                    .iter()
+                    .map(|c| format!("{}: {}", c.name, c.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            fix: format!(
+                "{} (or skip a check with --ignore-preflight-errors={})",
+                errors
+                    .iter()
+                    .filter_map(|c| c.fix.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                errors.iter().map(|c| c.name).collect::<Vec<_>>().join(",")
+            ),
+        });
+    }
+    Ok(checks)
 }
 
 /// Runs the join. The settings are loaded only when there is something to join: a
 /// joined node is left alone even when its token has expired or been deleted since.
 pub async fn run(
     load: impl FnOnce() -> Result<Settings, Failure>,
+    ignore_preflight: &[String],
     dry_run: bool,
 ) -> Result<Report, Failure> {
     let mut phases = Phases {
@@ -169,6 +209,7 @@ pub async fn run(
         phases.end();
         let report = Report {
             outcome: "already-joined",
+            preflight: Vec::new(),
             discovery: None,
             plan: None,
             kubelet: Some(kubelet),
@@ -183,7 +224,7 @@ pub async fn run(
         return Ok(report);
     }
     let settings = &load()?;
-    preflight(settings, dry_run)?;
+    let checks = preflight(settings, kubelet.is_active(), ignore_preflight, dry_run)?;
 
     let servers: Vec<String> = settings
         .cluster
@@ -212,6 +253,7 @@ pub async fn run(
         phases.end();
         return Ok(Report {
             outcome: "dry-run",
+            preflight: checks,
             discovery: Some(found),
             plan: Some(plan),
             kubelet: Some(kubelet),
@@ -280,6 +322,7 @@ pub async fn run(
     };
     let report = Report {
         outcome,
+        preflight: checks,
         discovery: Some(found),
         plan: Some(plan),
         kubelet: Some(status),
@@ -329,6 +372,13 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "outcome:       {}", r.outcome);
+    for c in r.preflight.iter().filter(|c| !c.ok) {
+        let _ = writeln!(
+            out,
+            "preflight:     {:?} {}: {}",
+            c.severity, c.name, c.message
+        );
+    }
     if let Some(d) = &r.discovery {
         let _ = writeln!(out, "server:        {}", d.server);
         if let Some(pin) = &d.matched_pin {

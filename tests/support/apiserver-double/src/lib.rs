@@ -205,6 +205,7 @@ pub struct Builder {
     kubeconfig: Option<String>,
     advertised_server: Option<String>,
     change_kubeconfig_after: Option<usize>,
+    date_offset_s: i64,
 }
 
 impl Default for Builder {
@@ -223,6 +224,7 @@ impl Default for Builder {
             kubeconfig: None,
             advertised_server: None,
             change_kubeconfig_after: None,
+            date_offset_s: 0,
         }
     }
 }
@@ -313,6 +315,12 @@ impl Builder {
     /// After this many cluster-info answers, serve a different (still signed) kubeconfig.
     pub fn change_kubeconfig_after(mut self, answers: usize) -> Self {
         self.change_kubeconfig_after = Some(answers);
+        self
+    }
+
+    /// A server whose clock is off by this many seconds (its `Date` headers show it).
+    pub fn date_offset(mut self, seconds: i64) -> Self {
+        self.date_offset_s = seconds;
         self
     }
 
@@ -507,6 +515,22 @@ impl http_body::Body for HalfBody {
 type Body = http_body_util::Either<http_body_util::Full<Bytes>, HalfBody>;
 
 async fn handle(state: &State, connection: usize, req: Request<Incoming>) -> Response<Body> {
+    let mut resp = answer(state, connection, req).await;
+    if state.config.date_offset_s != 0 {
+        let now = SystemTime::now();
+        let offset = Duration::from_secs(state.config.date_offset_s.unsigned_abs());
+        let shown = if state.config.date_offset_s > 0 {
+            now + offset
+        } else {
+            now - offset
+        };
+        resp.headers_mut()
+            .insert("date", http_date(shown).parse().unwrap());
+    }
+    resp
+}
+
+async fn answer(state: &State, connection: usize, req: Request<Incoming>) -> Response<Body> {
     let header = |name: hyper::header::HeaderName| {
         req.headers()
             .get(name)

@@ -1,0 +1,442 @@
+//! Preflight: what must hold on this host before a join, each check with a severity and
+//! the fix. [`inspect`] reads the host; [`evaluate`] is pure, so every failure is tested
+//! without a host. `kubejoin preflight` prints them; `kubejoin run` stops on errors.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::systemd::unit::KubeletSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// kubeadm-style name, for `--ignore-preflight-errors`.
+    pub name: &'static str,
+    pub ok: bool,
+    pub severity: Severity,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// What preflight looks at.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub euid: u32,
+    /// `/proc/1/comm`.
+    pub pid1: String,
+    /// Whether systemd answered on the system bus, or why not.
+    pub bus: Result<(), String>,
+    pub kubelet_active: bool,
+    /// The kubelet binary: `None` missing, `Some(false)` not executable.
+    pub kubelet_binary: Option<bool>,
+    /// The runtime's socket path and whether it accepted a connection.
+    pub runtime_socket: Option<(PathBuf, bool)>,
+    /// Active swaps (`/proc/swaps` file names).
+    pub swaps: Vec<String>,
+    /// Tools kubelet and kube-proxy need, and whether each is on PATH.
+    pub tools: Vec<(&'static str, bool)>,
+    pub port_10250_free: bool,
+    /// `net.ipv4.ip_forward`.
+    pub ip_forward: Option<bool>,
+    pub hostname: String,
+    /// kubelet already has a client certificate.
+    pub joined: bool,
+}
+
+fn check(
+    name: &'static str,
+    ok: bool,
+    severity: Severity,
+    message: String,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name,
+        ok,
+        severity,
+        message,
+        fix: if ok { None } else { fix },
+    }
+}
+
+/// Whether `s` is a valid node name: a DNS-1123 subdomain.
+pub fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// The checks, in order. `ignore` names checks whose errors become warnings (`all`: every one).
+pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<Check> {
+    use Severity::*;
+    let mut checks = vec![
+        check(
+            "Root",
+            f.euid == 0,
+            Error,
+            format!("running as uid {}", f.euid),
+            Some("run kubejoin as root (it writes under /etc and /var/lib and manages units)".into()),
+        ),
+        check(
+            "Systemd",
+            f.pid1 == "systemd" && f.bus.is_ok(),
+            Error,
+            match &f.bus {
+                Ok(()) => format!("PID 1 is {:?}", f.pid1),
+                Err(e) => format!("PID 1 is {:?}; the system bus: {e}", f.pid1),
+            },
+            Some("kubejoin starts kubelet through systemd over D-Bus: boot with systemd and start dbus.service".into()),
+        ),
+        check(
+            "KubeletBinary",
+            f.kubelet_binary == Some(true),
+            Error,
+            match f.kubelet_binary {
+                None => format!("{} does not exist", kubelet.binary.display()),
+                Some(false) => format!("{} is not executable", kubelet.binary.display()),
+                Some(true) => format!("{} is executable", kubelet.binary.display()),
+            },
+            Some("install kubelet there (the seed uses /usr/local/bin/kubelet), or set [kubelet] binary".into()),
+        ),
+    ];
+    if let Some((socket, answering)) = &f.runtime_socket {
+        checks.push(check(
+            "ContainerRuntime",
+            *answering,
+            Warning,
+            format!(
+                "{} {}",
+                socket.display(),
+                if *answering {
+                    "accepts connections"
+                } else {
+                    "does not accept connections"
+                }
+            ),
+            Some(match &kubelet.runtime_unit {
+                Some(unit) => format!(
+                    "kubelet.service starts {unit} first; if it fails, see `journalctl -u {unit}`"
+                ),
+                None => "start the container runtime, or set [kubelet] container_runtime_endpoint"
+                    .into(),
+            }),
+        ));
+    }
+    checks.push(check(
+        "Swap",
+        f.swaps.is_empty(),
+        Error,
+        if f.swaps.is_empty() {
+            "no swap is active".into()
+        } else {
+            format!("swap is active: {}", f.swaps.join(", "))
+        },
+        Some("kubelet refuses to start with swap on: `swapoff -a` and comment out the swap lines in /etc/fstab".into()),
+    ));
+    let missing: Vec<&str> = f
+        .tools
+        .iter()
+        .filter(|(_, found)| !found)
+        .map(|(t, _)| *t)
+        .collect();
+    checks.push(check(
+        "Tools",
+        missing.is_empty(),
+        Warning,
+        if missing.is_empty() {
+            "iptables, mount and nsenter are installed".into()
+        } else {
+            format!("not found on PATH: {}", missing.join(", "))
+        },
+        Some("install them (Debian: apt-get install iptables mount util-linux); kubelet and kube-proxy use them".into()),
+    ));
+    checks.push(check(
+        "Port-10250",
+        f.port_10250_free || f.kubelet_active,
+        Error,
+        if f.port_10250_free || f.kubelet_active {
+            "port 10250 is free (or kubelet holds it)".into()
+        } else {
+            "port 10250 is in use by another program".into()
+        },
+        Some("kubelet serves on 10250: find the program with `ss -ltnp 'sport = :10250'` and stop it".into()),
+    ));
+    checks.push(check(
+        "IPForward",
+        f.ip_forward == Some(true),
+        Warning,
+        match f.ip_forward {
+            Some(true) => "net.ipv4.ip_forward is 1".into(),
+            Some(false) => "net.ipv4.ip_forward is 0".into(),
+            None => "net.ipv4.ip_forward cannot be read".into(),
+        },
+        Some(
+            "pods need forwarding: `sysctl -w net.ipv4.ip_forward=1` and set it in /etc/sysctl.d/"
+                .into(),
+        ),
+    ));
+    checks.push(check(
+        "Hostname",
+        valid_node_name(&f.hostname),
+        Error,
+        format!("hostname {:?} {} a valid node name", f.hostname, if valid_node_name(&f.hostname) { "is" } else { "is not" }),
+        Some("the node registers under its hostname, which must be lower-case letters, digits, '-' and '.' (DNS-1123): set it with hostnamectl or cloud-init's hostname".into()),
+    ));
+    checks.push(check(
+        "ExistingJoin",
+        !f.joined,
+        Warning,
+        if f.joined {
+            "kubelet already has a client certificate (/var/lib/kubelet/kubeconfig): this node is joined".into()
+        } else {
+            "this node is not joined yet".into()
+        },
+        Some("nothing to do; to join again, remove /var/lib/kubelet/kubeconfig and /var/lib/kubelet/pki first".into()),
+    ));
+    let all = ignore.iter().any(|i| i.eq_ignore_ascii_case("all"));
+    for c in &mut checks {
+        if c.severity == Error && (all || ignore.iter().any(|i| i.eq_ignore_ascii_case(c.name))) {
+            c.severity = Warning;
+        }
+    }
+    checks
+}
+
+/// The failed checks that stop a join.
+pub fn errors(checks: &[Check]) -> Vec<&Check> {
+    checks
+        .iter()
+        .filter(|c| !c.ok && c.severity == Severity::Error)
+        .collect()
+}
+
+fn parse_proc_swaps(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_else(|| {
+            vec![
+                "/usr/sbin".into(),
+                "/usr/bin".into(),
+                "/sbin".into(),
+                "/bin".into(),
+            ]
+        })
+        .iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")].iter())
+        .any(|d| d.join(tool).is_file())
+}
+
+/// Reads the host. `bus` and `kubelet_active` come from the caller's D-Bus connection.
+pub fn inspect(kubelet: &KubeletSettings, bus: Result<(), String>, kubelet_active: bool) -> Facts {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = std::fs::metadata(&kubelet.binary)
+        .ok()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let runtime_socket = kubelet
+        .container_runtime_endpoint
+        .strip_prefix("unix://")
+        .map(|p| {
+            let path = PathBuf::from(p);
+            let answering = std::os::unix::net::UnixStream::connect(&path).is_ok();
+            (path, answering)
+        });
+    Facts {
+        // SAFETY: geteuid has no preconditions.
+        euid: unsafe { libc::geteuid() },
+        pid1: std::fs::read_to_string("/proc/1/comm")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        bus,
+        kubelet_active,
+        kubelet_binary: binary,
+        runtime_socket,
+        swaps: std::fs::read_to_string("/proc/swaps")
+            .map(|t| parse_proc_swaps(&t))
+            .unwrap_or_default(),
+        tools: ["iptables", "mount", "nsenter"]
+            .map(|t| (t, on_path(t)))
+            .to_vec(),
+        port_10250_free: std::net::TcpListener::bind("0.0.0.0:10250").is_ok(),
+        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .ok()
+            .map(|v| v.trim() == "1"),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        joined: std::fs::read_to_string(crate::systemd::unit::KUBELET_KUBECONFIG)
+            .is_ok_and(|k| k.contains("client-certificate")),
+    }
+}
+
+/// Checks as text, one per line.
+pub fn render_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match (c.ok, c.severity) {
+            (true, _) => "ok",
+            (false, Severity::Error) => "ERROR",
+            (false, Severity::Warning) => "warning",
+        };
+        out.push_str(&format!("[{tag:>7}] {:<16} {}\n", c.name, c.message));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("          {:<16} fix: {fix}\n", ""));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Facts {
+        Facts {
+            euid: 0,
+            pid1: "systemd".into(),
+            bus: Ok(()),
+            kubelet_active: false,
+            kubelet_binary: Some(true),
+            runtime_socket: Some(("/run/containerd/containerd.sock".into(), true)),
+            swaps: vec![],
+            tools: vec![("iptables", true), ("mount", true), ("nsenter", true)],
+            port_10250_free: true,
+            ip_forward: Some(true),
+            hostname: "worker-1".into(),
+            joined: false,
+        }
+    }
+
+    fn failing(f: &Facts, ignore: &[&str]) -> Vec<(&'static str, Severity)> {
+        let ignore: Vec<String> = ignore.iter().map(|s| s.to_string()).collect();
+        evaluate(f, &KubeletSettings::default(), &ignore)
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| (c.name, c.severity))
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_host_passes() {
+        assert!(failing(&healthy(), &[]).is_empty());
+    }
+
+    #[test]
+    fn each_failure_has_its_severity_and_fix() {
+        use Severity::*;
+        type Breaks = Box<dyn Fn(&mut Facts)>;
+        let cases: Vec<(Breaks, &str, Severity)> = vec![
+            (Box::new(|f| f.euid = 1000), "Root", Error),
+            (Box::new(|f| f.pid1 = "bash".into()), "Systemd", Error),
+            (
+                Box::new(|f| f.bus = Err("no socket".into())),
+                "Systemd",
+                Error,
+            ),
+            (
+                Box::new(|f| f.kubelet_binary = None),
+                "KubeletBinary",
+                Error,
+            ),
+            (
+                Box::new(|f| f.kubelet_binary = Some(false)),
+                "KubeletBinary",
+                Error,
+            ),
+            (
+                Box::new(|f| f.runtime_socket = Some(("/x".into(), false))),
+                "ContainerRuntime",
+                Warning,
+            ),
+            (
+                Box::new(|f| f.swaps = vec!["/dev/loop0".into()]),
+                "Swap",
+                Error,
+            ),
+            (Box::new(|f| f.tools[0].1 = false), "Tools", Warning),
+            (Box::new(|f| f.port_10250_free = false), "Port-10250", Error),
+            (
+                Box::new(|f| f.ip_forward = Some(false)),
+                "IPForward",
+                Warning,
+            ),
+            (
+                Box::new(|f| f.hostname = "Worker_1".into()),
+                "Hostname",
+                Error,
+            ),
+            (Box::new(|f| f.joined = true), "ExistingJoin", Warning),
+        ];
+        for (break_it, name, severity) in cases {
+            let mut f = healthy();
+            break_it(&mut f);
+            assert_eq!(failing(&f, &[]), [(name, severity)], "{name}");
+            let checks = evaluate(&f, &KubeletSettings::default(), &[]);
+            let c = checks.iter().find(|c| c.name == name).unwrap();
+            assert!(c.fix.is_some(), "{name} names a fix");
+        }
+    }
+
+    #[test]
+    fn kubelet_holding_its_port_is_fine() {
+        let mut f = healthy();
+        f.port_10250_free = false;
+        f.kubelet_active = true;
+        assert!(failing(&f, &[]).is_empty());
+    }
+
+    #[test]
+    fn ignored_errors_become_warnings() {
+        let mut f = healthy();
+        f.swaps = vec!["/swapfile".into()];
+        f.hostname = "Bad_Name".into();
+        assert_eq!(
+            failing(&f, &["swap"]),
+            [("Swap", Severity::Warning), ("Hostname", Severity::Error)]
+        );
+        assert_eq!(
+            failing(&f, &["all"]),
+            [("Swap", Severity::Warning), ("Hostname", Severity::Warning)]
+        );
+    }
+
+    #[test]
+    fn node_names() {
+        for ok in ["worker-1", "a", "node.example.com", "10.0.0.1"] {
+            assert!(valid_node_name(ok), "{ok}");
+        }
+        for bad in ["", "Worker", "a_b", "-a", "a-", "a..b"] {
+            assert!(!valid_node_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn proc_swaps() {
+        let text = "Filename\tType\tSize\tUsed\tPriority\n/dev/loop0 partition 16380 0 -2\n/swap\\040file file 10 0 -3\n";
+        assert_eq!(parse_proc_swaps(text), ["/dev/loop0", "/swap\\040file"]);
+    }
+}
