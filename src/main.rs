@@ -6,6 +6,7 @@ mod config;
 mod discovery;
 mod endpoint;
 mod fsutil;
+mod host;
 mod join;
 mod jws;
 mod kubeconfig;
@@ -183,7 +184,7 @@ async fn preflight_command(args: cli::PreflightArgs) -> Result<(), Failure> {
         },
         Err(e) => (Err(e.to_string()), false),
     };
-    let facts = preflight::inspect(&settings.kubelet, bus, kubelet_active);
+    let facts = preflight::inspect(&settings.kubelet, settings.host.swap, bus, kubelet_active);
     let checks = preflight::evaluate(&facts, &settings.kubelet, &args.ignore_preflight_errors);
     match args.output {
         Output::Json => println!(

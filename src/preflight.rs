@@ -41,6 +41,8 @@ pub struct Facts {
     pub runtime_socket: Option<(PathBuf, bool)>,
     /// Active swaps (`/proc/swaps` file names).
     pub swaps: Vec<String>,
+    /// Host preparation turns swap off (`[host] swap`): active swap is then no error.
+    pub swap_managed: bool,
     /// Tools kubelet and kube-proxy need, and whether each is on PATH.
     pub tools: Vec<(&'static str, bool)>,
     pub port_10250_free: bool,
@@ -140,9 +142,11 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
     checks.push(check(
         "Swap",
         f.swaps.is_empty(),
-        Error,
+        if f.swap_managed { Warning } else { Error },
         if f.swaps.is_empty() {
             "no swap is active".into()
+        } else if f.swap_managed {
+            format!("swap is active: {} (host preparation turns it off)", f.swaps.join(", "))
         } else {
             format!("swap is active: {}", f.swaps.join(", "))
         },
@@ -226,10 +230,9 @@ pub fn errors(checks: &[Check]) -> Vec<&Check> {
 }
 
 fn parse_proc_swaps(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
+    crate::host::swap::parse_proc_swaps(text)
+        .iter()
+        .map(|p| p.display().to_string())
         .collect()
 }
 
@@ -250,7 +253,12 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Reads the host. `bus` and `kubelet_active` come from the caller's D-Bus connection.
-pub fn inspect(kubelet: &KubeletSettings, bus: Result<(), String>, kubelet_active: bool) -> Facts {
+pub fn inspect(
+    kubelet: &KubeletSettings,
+    swap_managed: bool,
+    bus: Result<(), String>,
+    kubelet_active: bool,
+) -> Facts {
     use std::os::unix::fs::PermissionsExt;
     let binary = std::fs::metadata(&kubelet.binary)
         .ok()
@@ -277,6 +285,7 @@ pub fn inspect(kubelet: &KubeletSettings, bus: Result<(), String>, kubelet_activ
         swaps: std::fs::read_to_string("/proc/swaps")
             .map(|t| parse_proc_swaps(&t))
             .unwrap_or_default(),
+        swap_managed,
         tools: ["iptables", "mount", "nsenter"]
             .map(|t| (t, on_path(t)))
             .to_vec(),
@@ -323,6 +332,7 @@ mod tests {
             kubelet_binary: Some(true),
             runtime_socket: Some(("/run/containerd/containerd.sock".into(), true)),
             swaps: vec![],
+            swap_managed: false,
             tools: vec![("iptables", true), ("mount", true), ("nsenter", true)],
             port_10250_free: true,
             ip_forward: Some(true),
@@ -437,6 +447,6 @@ mod tests {
     #[test]
     fn proc_swaps() {
         let text = "Filename\tType\tSize\tUsed\tPriority\n/dev/loop0 partition 16380 0 -2\n/swap\\040file file 10 0 -3\n";
-        assert_eq!(parse_proc_swaps(text), ["/dev/loop0", "/swap\\040file"]);
+        assert_eq!(parse_proc_swaps(text), ["/dev/loop0", "/swap file"]);
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::endpoint::Endpoint;
+use crate::host::HostSettings;
 use crate::pin::{self, CaPin};
 use crate::systemd::unit::KubeletSettings;
 use crate::token::{self, BootstrapToken};
@@ -66,6 +67,16 @@ pub struct Fragment {
     pub cluster: ClusterFragment,
     #[serde(default)]
     pub kubelet: kubelet::KubeletFragment,
+    #[serde(default)]
+    pub host: HostFragment,
+}
+
+/// `[host]`: which host-preparation steps run.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFragment {
+    /// Turn swap off now and after reboot (default true).
+    pub swap: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -147,6 +158,7 @@ pub struct Merged {
     /// The main file, named in errors about keys that nothing set.
     main_file: Option<PathBuf>,
     kubelet: kubelet::KubeletMerged,
+    host: HostFragment,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
@@ -167,6 +179,9 @@ fn set<T>(slot: &mut Option<Sourced<T>>, value: Option<T>, origin: &Origin) {
 impl Merged {
     pub fn add(&mut self, fragment: Fragment, origin: &Origin) -> Result<(), ConfigError> {
         self.kubelet.add(fragment.kubelet, origin);
+        if fragment.host.swap.is_some() {
+            self.host.swap = fragment.host.swap;
+        }
         let c = fragment.cluster;
         if c.server.is_some() && c.servers.is_some() {
             return Err(ConfigError::new(
@@ -278,6 +293,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub kubelet: KubeletSettings,
     pub kubelet_waits: KubeletWaits,
+    pub host: HostSettings,
 }
 
 /// Reads token files; injected so that [`validate`] stays testable without a disk.
@@ -360,9 +376,13 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         None => DEFAULT_DISCOVERY_TIMEOUT,
     };
     let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
+    let host = HostSettings {
+        swap: m.host.swap.unwrap_or(true),
+    };
     Ok(Settings {
         kubelet,
         kubelet_waits,
+        host,
         cluster: ClusterSettings {
             servers: endpoints,
             token,

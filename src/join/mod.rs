@@ -15,6 +15,7 @@ use crate::Failure;
 use crate::config::Settings;
 use crate::discovery::{self, Discovered};
 use crate::fsutil;
+use crate::host;
 use crate::kubeconfig;
 use crate::preflight;
 use crate::systemd::dbus::{Systemd, UnitStatus};
@@ -37,6 +38,9 @@ pub struct Report {
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub preflight: Vec<preflight::Check>,
+    /// Host preparation: what changed (or would).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host: Vec<host::Change>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery: Option<Discovered>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +143,12 @@ fn preflight(
     ignore: &[String],
     dry_run: bool,
 ) -> Result<Vec<preflight::Check>, Failure> {
-    let facts = preflight::inspect(&settings.kubelet, Ok(()), kubelet_active);
+    let facts = preflight::inspect(
+        &settings.kubelet,
+        settings.host.swap,
+        Ok(()),
+        kubelet_active,
+    );
     let checks = preflight::evaluate(&facts, &settings.kubelet, ignore);
     for c in checks.iter().filter(|c| !c.ok) {
         let fix = c.fix.as_deref().unwrap_or_default();
@@ -210,6 +219,7 @@ pub async fn run(
         let report = Report {
             outcome: "already-joined",
             preflight: Vec::new(),
+            host: Vec::new(),
             discovery: None,
             plan: None,
             kubelet: Some(kubelet),
@@ -225,6 +235,13 @@ pub async fn run(
     }
     let settings = &load()?;
     let checks = preflight(settings, kubelet.is_active(), ignore_preflight, dry_run)?;
+
+    phases.start("host", "preparing this host: swap");
+    let host_facts = host::inspect(&settings.host, &systemd).await?;
+    let host_changes = host::plan(&settings.host, &host_facts);
+    if !dry_run {
+        host::apply(&host_changes, &systemd).await?;
+    }
 
     let servers: Vec<String> = settings
         .cluster
@@ -254,6 +271,7 @@ pub async fn run(
         return Ok(Report {
             outcome: "dry-run",
             preflight: checks,
+            host: host_changes,
             discovery: Some(found),
             plan: Some(plan),
             kubelet: Some(kubelet),
@@ -315,7 +333,7 @@ pub async fn run(
         }
     }
     phases.end();
-    let outcome = if plan.is_empty() {
+    let outcome = if plan.is_empty() && host_changes.is_empty() {
         "unchanged"
     } else {
         "joined"
@@ -323,6 +341,7 @@ pub async fn run(
     let report = Report {
         outcome,
         preflight: checks,
+        host: host_changes,
         discovery: Some(found),
         plan: Some(plan),
         kubelet: Some(status),
@@ -385,8 +404,16 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
             let _ = writeln!(out, "CA pin:        {pin}");
         }
     }
+    let verb = if dry_run { "would " } else { "" };
+    for change in &r.host {
+        let _ = writeln!(out, "host:          {verb}{}", change.describe());
+        if let (true, host::Change::Edit { diff, .. }) = (dry_run, change) {
+            for line in diff.lines() {
+                let _ = writeln!(out, "                 {line}");
+            }
+        }
+    }
     if let Some(plan) = &r.plan {
-        let verb = if dry_run { "would " } else { "" };
         for f in &plan.files {
             let action = match f.action {
                 plan::FileAction::Create => "create",

@@ -162,21 +162,23 @@ impl Systemd {
         Ok(self.manager.reload().await?)
     }
 
-    /// Whether a unit file is enabled.
-    pub async fn is_enabled(&self, unit: &str) -> Result<bool, SystemdError> {
+    /// A unit file's state (`enabled`, `masked`, ...); `None` when there is no unit file.
+    pub async fn unit_file_state(&self, unit: &str) -> Result<Option<String>, SystemdError> {
         match self.manager.get_unit_file_state(unit).await {
-            Ok(state) => Ok(state == "enabled"),
-            // No such unit file yet.
-            Err(zbus::Error::FDO(e)) if matches!(*e, zbus::fdo::Error::FileNotFound(_)) => {
-                Ok(false)
-            }
+            Ok(state) => Ok(Some(state)),
+            Err(zbus::Error::FDO(e)) if matches!(*e, zbus::fdo::Error::FileNotFound(_)) => Ok(None),
             Err(zbus::Error::MethodError(name, ..))
                 if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a unit file is enabled.
+    pub async fn is_enabled(&self, unit: &str) -> Result<bool, SystemdError> {
+        Ok(self.unit_file_state(unit).await?.as_deref() == Some("enabled"))
     }
 
     /// Enables unit files; true when anything changed.
@@ -192,7 +194,6 @@ impl Systemd {
     }
 
     /// Masks unit files; true when anything changed.
-    #[allow(dead_code)] // host preparation masks swap units with it (next issue)
     pub async fn mask(&self, unit: &str) -> Result<bool, SystemdError> {
         let changes = self.manager.mask_unit_files(&[unit], false, true).await?;
         Ok(!changes.is_empty())

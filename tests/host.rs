@@ -1,0 +1,104 @@
+//! Host preparation by `kubejoin run`, in testbeds with real swap and real systemd.
+
+mod support;
+
+use std::process::Output;
+
+use apiserver_double::ApiServer;
+use support::node::{api, node};
+use support::testbed;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn swap_goes_off_now_and_after_reboot() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-swap.toml",
+            "[host]\nswap = true\n",
+            0o644,
+        )
+        .with_swap(16 << 20)
+        .boot()
+        .unwrap();
+    let device = tb.swap_device().unwrap().to_string();
+    // kubejoin turns off every swap it sees, and swap is the kernel's: only ours may be on.
+    let host_swaps = std::fs::read_to_string("/proc/swaps").unwrap();
+    let others: Vec<&str> = host_swaps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(&device))
+        .collect();
+    if !others.is_empty() {
+        let why =
+            format!("this machine has swap of its own, which the test would turn off: {others:?}");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    // As an installer leaves it: the swap in /etc/fstab.
+    let out = tb.sh(&format!("echo '{device} none swap sw 0 0' >> /etc/fstab"));
+    assert!(out.status.success(), "{}", text(&out));
+    let fstab_before = tb.read("/etc/fstab").unwrap();
+    let unit = format!("{}.swap", device.trim_start_matches('/').replace('/', "-"));
+    let _api = api(&tb, ApiServer::builder());
+
+    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for line in [
+        format!("host:          would swapoff {device} (kubelet does not run with swap on)"),
+        "host:          would edit /etc/fstab (so that swap stays off after a reboot), original kept as /etc/fstab.kubejoin-orig".to_string(),
+        format!("+ # kubejoin: swap off for kubelet: {device} none swap sw 0 0"),
+        format!("host:          would MaskUnitFiles {unit}"),
+        format!("preflight:     Warning Swap: swap is active: {device} (host preparation turns it off)"),
+    ] {
+        assert!(plan.contains(&line), "{line:?} not in:\n{plan}");
+    }
+    assert!(
+        std::fs::read_to_string("/proc/swaps")
+            .unwrap()
+            .contains(&device)
+    );
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !std::fs::read_to_string("/proc/swaps")
+            .unwrap()
+            .contains(&device),
+        "swap is off"
+    );
+    let fstab = String::from_utf8(tb.read("/etc/fstab").unwrap()).unwrap();
+    assert!(
+        fstab.ends_with(&format!(
+            "# kubejoin: swap off for kubelet: {device} none swap sw 0 0\n"
+        )),
+        "{fstab}"
+    );
+    assert_eq!(tb.read("/etc/fstab.kubejoin-orig").unwrap(), fstab_before);
+    let state = text(&tb.exec(&["systemctl", "show", "--value", "-p", "UnitFileState", &unit]));
+    assert_eq!(state.trim(), "masked");
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+
+    // Prepared: the next run plans nothing for the host.
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       unchanged"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("host:          "), "{}", text(&out));
+}
