@@ -102,3 +102,70 @@ fn swap_goes_off_now_and_after_reboot() {
     );
     assert!(!text(&out).contains("host:          "), "{}", text(&out));
 }
+
+#[test]
+fn kernel_prerequisites_are_written_and_applied() {
+    if !testbed::available() {
+        return;
+    }
+    // Loading a module would change this machine's kernel: run only where both are in.
+    let present = std::path::Path::new("/sys/module/overlay").exists()
+        && std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
+    if !present {
+        let why =
+            "overlay or br_netfilter is not in this kernel; loading it would change the machine";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    // Swaps are global: keep the swap test's from showing up in this run's preflight.
+    let _swap = testbed::lock_swap().unwrap();
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-kernel.toml",
+            "[host]\nkernel = true\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    // A new network namespace starts without forwarding (per namespace, like these
+    // sysctls: read them from inside, /proc/sys/net answers for the reader's namespace).
+    let forwarding = || text(&tb.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
+    assert_eq!(forwarding(), "0\n");
+
+    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for line in [
+        "host:          would write /etc/modules-load.d/kubejoin.conf (load overlay and br_netfilter at every boot)",
+        "host:          would write /etc/sysctl.d/90-kubejoin.conf (forwarding and bridge netfilter at every boot)",
+        "host:          would sysctl net.ipv4.ip_forward = 1 (now 0)",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert!(!plan.contains("RestartUnit systemd-modules-load"), "{plan}");
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(forwarding(), "1\n");
+    let modules = String::from_utf8(tb.read("/etc/modules-load.d/kubejoin.conf").unwrap()).unwrap();
+    assert!(modules.ends_with("overlay\nbr_netfilter\n"), "{modules}");
+    let sysctls = String::from_utf8(tb.read("/etc/sysctl.d/90-kubejoin.conf").unwrap()).unwrap();
+    assert!(sysctls.contains("net.ipv4.ip_forward = 1\n"), "{sysctls}");
+    // The host's own forwarding is untouched.
+    assert_eq!(
+        std::fs::read("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        b"0\n"
+    );
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       unchanged"),
+        "{}",
+        text(&out)
+    );
+}

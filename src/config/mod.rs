@@ -77,6 +77,8 @@ pub struct Fragment {
 pub struct HostFragment {
     /// Turn swap off now and after reboot (default true).
     pub swap: Option<bool>,
+    /// Kernel modules and sysctls kubelet's networking needs (default true).
+    pub kernel: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -181,6 +183,9 @@ impl Merged {
         self.kubelet.add(fragment.kubelet, origin);
         if fragment.host.swap.is_some() {
             self.host.swap = fragment.host.swap;
+        }
+        if fragment.host.kernel.is_some() {
+            self.host.kernel = fragment.host.kernel;
         }
         let c = fragment.cluster;
         if c.server.is_some() && c.servers.is_some() {
@@ -378,6 +383,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
     let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
     let host = HostSettings {
         swap: m.host.swap.unwrap_or(true),
+        kernel: m.host.kernel.unwrap_or(true),
     };
     Ok(Settings {
         kubelet,

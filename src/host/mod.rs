@@ -2,13 +2,16 @@
 //! worker, done persistently and planned first. [`inspect`] reads the host into
 //! [`Facts`], [`plan`] (pure) says what must change and why, [`apply`] does it.
 //!
-//! Steps so far: swap. (The container runtime, netfilter, docker0 and kernel
-//! prerequisites are the rest of the host-preparation issue.)
+//! Steps so far: swap and kernel prerequisites. (The container runtime, netfilter and
+//! docker0 are the rest of the host-preparation issue.)
 
+pub mod kernel;
 pub mod swap;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -25,11 +28,15 @@ pub const BACKUP_SUFFIX: &str = ".kubejoin-orig";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSettings {
     pub swap: bool,
+    pub kernel: bool,
 }
 
 impl Default for HostSettings {
     fn default() -> Self {
-        HostSettings { swap: true }
+        HostSettings {
+            swap: true,
+            kernel: true,
+        }
     }
 }
 
@@ -42,6 +49,13 @@ pub struct Facts {
     pub fstab_backup_exists: bool,
     /// Units whose unit file is masked already.
     pub masked: BTreeSet<String>,
+    /// kubejoin's modules-load.d and sysctl.d files, as they are.
+    pub modules_file: Option<String>,
+    pub sysctl_file: Option<String>,
+    /// Modules whose function is missing from the kernel.
+    pub missing_modules: Vec<&'static str>,
+    /// Sysctls and their current values (`None`: the key does not exist yet).
+    pub sysctls: Vec<(&'static str, Option<String>)>,
 }
 
 /// One change to the host, with the reason.
@@ -64,6 +78,22 @@ pub enum Change {
     },
     /// `Manager.MaskUnitFiles`.
     Mask { unit: String, why: &'static str },
+    /// A file kubejoin owns, written whole.
+    Write {
+        path: PathBuf,
+        why: &'static str,
+        diff: String,
+        #[serde(skip)]
+        contents: String,
+    },
+    /// `Manager.RestartUnit(replace)`, waiting for its result.
+    Restart { unit: String, why: String },
+    /// A write to `/proc/sys`.
+    Sysctl {
+        key: &'static str,
+        from: Option<String>,
+        to: &'static str,
+    },
 }
 
 impl Change {
@@ -81,6 +111,12 @@ impl Change {
                     .unwrap_or_default()
             ),
             Change::Mask { unit, why } => format!("MaskUnitFiles {unit} ({why})"),
+            Change::Write { path, why, .. } => format!("write {} ({why})", path.display()),
+            Change::Restart { unit, why } => format!("RestartUnit {unit} replace ({why})"),
+            Change::Sysctl { key, from, to } => format!(
+                "sysctl {key} = {to} (now {})",
+                from.as_deref().unwrap_or("unset")
+            ),
         }
     }
 }
@@ -119,6 +155,53 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Vec<Change> {
             });
         }
     }
+    if settings.kernel {
+        for (path, want, have, why) in [
+            (
+                kernel::MODULES_FILE,
+                kernel::modules_file(),
+                &facts.modules_file,
+                "load overlay and br_netfilter at every boot",
+            ),
+            (
+                kernel::SYSCTL_FILE,
+                kernel::sysctl_file(),
+                &facts.sysctl_file,
+                "forwarding and bridge netfilter at every boot",
+            ),
+        ] {
+            if have.as_deref() != Some(want.as_str()) {
+                changes.push(Change::Write {
+                    path: path.into(),
+                    why,
+                    diff: line_diff(have.as_deref().unwrap_or_default(), &want),
+                    contents: want,
+                });
+            }
+        }
+        if !facts.missing_modules.is_empty() {
+            changes.push(Change::Restart {
+                unit: kernel::MODULES_LOAD_UNIT.into(),
+                why: format!("load {} now", facts.missing_modules.join(" and ")),
+            });
+        }
+        let loading_bridge = facts.missing_modules.contains(&"br_netfilter");
+        for (key, want) in kernel::SYSCTLS {
+            let have = facts
+                .sysctls
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.clone());
+            // The bridge keys appear with br_netfilter: set them after it loads.
+            if have.as_deref() != Some(want) && (have.is_some() || loading_bridge) {
+                changes.push(Change::Sysctl {
+                    key,
+                    from: have,
+                    to: want,
+                });
+            }
+        }
+    }
     changes
 }
 
@@ -126,6 +209,25 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Vec<Change> {
 pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Result<Facts> {
     use std::os::unix::fs::PermissionsExt;
     let mut facts = Facts::default();
+    if settings.kernel {
+        let read = |p: &str| std::fs::read_to_string(p).ok();
+        facts.modules_file = read(kernel::MODULES_FILE);
+        facts.sysctl_file = read(kernel::SYSCTL_FILE);
+        facts.missing_modules = kernel::MODULES
+            .iter()
+            .filter(|(_, present)| !Path::new(present).exists())
+            .map(|(m, _)| *m)
+            .collect();
+        facts.sysctls = kernel::SYSCTLS
+            .iter()
+            .map(|(k, _)| {
+                (
+                    *k,
+                    read(&kernel::proc_path(k)).map(|v| v.trim().to_string()),
+                )
+            })
+            .collect();
+    }
     if !settings.swap {
         return Ok(facts);
     }
@@ -185,6 +287,19 @@ pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> 
             Change::Mask { unit, .. } => {
                 systemd.mask(unit).await?;
             }
+            Change::Write { path, contents, .. } => {
+                fsutil::write_atomic(path, contents.as_bytes(), 0o644)?;
+            }
+            Change::Restart { unit, .. } => {
+                systemd
+                    .start(unit, true, Duration::ZERO, Duration::from_secs(60))
+                    .await?;
+            }
+            Change::Sysctl { key, to, .. } => {
+                let path = kernel::proc_path(key);
+                std::fs::write(&path, to)
+                    .with_context(|| format!("failed to set {key} ({path})"))?;
+            }
         }
     }
     Ok(())
@@ -198,14 +313,18 @@ mod tests {
         Facts {
             swaps: vec!["/dev/loop3".into()],
             fstab: Some(("/dev/loop3 none swap sw 0 0\n".into(), 0o644)),
-            fstab_backup_exists: false,
-            masked: BTreeSet::new(),
+            ..Default::default()
         }
     }
 
+    const SWAP_ONLY: HostSettings = HostSettings {
+        swap: true,
+        kernel: false,
+    };
+
     #[test]
     fn swap_on_everywhere() {
-        let changes = plan(&HostSettings::default(), &facts());
+        let changes = plan(&SWAP_ONLY, &facts());
         let described: Vec<String> = changes.iter().map(Change::describe).collect();
         assert_eq!(
             described,
@@ -220,13 +339,18 @@ mod tests {
     #[test]
     fn a_prepared_host_plans_nothing() {
         let f = Facts {
-            swaps: vec![],
             fstab: Some((
                 format!("{}/dev/loop3 none swap sw 0 0\n", swap::FSTAB_MARKER),
                 0o644,
             )),
             fstab_backup_exists: true,
-            masked: BTreeSet::new(),
+            modules_file: Some(kernel::modules_file()),
+            sysctl_file: Some(kernel::sysctl_file()),
+            sysctls: kernel::SYSCTLS
+                .iter()
+                .map(|(k, v)| (*k, Some(v.to_string())))
+                .collect(),
+            ..Default::default()
         };
         assert!(plan(&HostSettings::default(), &f).is_empty());
     }
@@ -235,12 +359,63 @@ mod tests {
     fn the_backup_is_made_once() {
         let mut f = facts();
         f.fstab_backup_exists = true;
-        let changes = plan(&HostSettings::default(), &f);
+        let changes = plan(&SWAP_ONLY, &f);
         assert!(matches!(&changes[1], Change::Edit { backup: None, .. }));
     }
 
     #[test]
     fn turned_off_in_the_config() {
-        assert!(plan(&HostSettings { swap: false }, &facts()).is_empty());
+        assert!(
+            plan(
+                &HostSettings {
+                    swap: false,
+                    kernel: false
+                },
+                &facts()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn kernel_prerequisites() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: true,
+        };
+        // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
+        let f = Facts {
+            missing_modules: vec!["br_netfilter"],
+            sysctls: vec![
+                ("net.ipv4.ip_forward", Some("0".into())),
+                ("net.bridge.bridge-nf-call-iptables", None),
+                ("net.bridge.bridge-nf-call-ip6tables", None),
+            ],
+            ..Default::default()
+        };
+        let described: Vec<String> = plan(&settings, &f).iter().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "write /etc/modules-load.d/kubejoin.conf (load overlay and br_netfilter at every boot)",
+                "write /etc/sysctl.d/90-kubejoin.conf (forwarding and bridge netfilter at every boot)",
+                "RestartUnit systemd-modules-load.service replace (load br_netfilter now)",
+                "sysctl net.ipv4.ip_forward = 1 (now 0)",
+                "sysctl net.bridge.bridge-nf-call-iptables = 1 (now unset)",
+                "sysctl net.bridge.bridge-nf-call-ip6tables = 1 (now unset)",
+            ]
+        );
+        // Everything loaded and set but a sysctl key that does not exist: left alone.
+        let f = Facts {
+            modules_file: Some(kernel::modules_file()),
+            sysctl_file: Some(kernel::sysctl_file()),
+            sysctls: vec![
+                ("net.ipv4.ip_forward", Some("1".into())),
+                ("net.bridge.bridge-nf-call-iptables", Some("1".into())),
+                ("net.bridge.bridge-nf-call-ip6tables", None),
+            ],
+            ..Default::default()
+        };
+        assert!(plan(&settings, &f).is_empty());
     }
 }

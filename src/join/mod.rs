@@ -236,7 +236,7 @@ pub async fn run(
     let settings = &load()?;
     let checks = preflight(settings, kubelet.is_active(), ignore_preflight, dry_run)?;
 
-    phases.start("host", "preparing this host: swap");
+    phases.start("host", "preparing this host: swap, kernel prerequisites");
     let host_facts = host::inspect(&settings.host, &systemd).await?;
     let host_changes = host::plan(&settings.host, &host_facts);
     if !dry_run {

@@ -10,12 +10,13 @@ use super::testbed::{self, Testbed};
 /// A worker as cloud-init leaves it: kubejoin installed, its config and token in place,
 /// kubelet (the stand-in) at the seed's path. `kubelet` is extra `[kubelet]` keys.
 ///
-/// Swap is the kernel's, not the testbed's: host preparation's swap step is off here
-/// (`[host] swap = false`), so that no test turns off a swap it did not make. The swap
-/// tests turn it on with their own loop-device swap, under the swap lock.
+/// Swap and kernel modules are the kernel's, not the testbed's: host preparation's swap
+/// and kernel steps are off here (`[host] swap = false`, `kernel = false`), so that no
+/// test turns off a swap it did not make or loads a module into this machine's kernel.
+/// tests/host.rs turns them on where that is safe.
 pub fn node(docker: bool, kubelet: &str) -> testbed::Builder {
     let config = format!(
-        "[host]\nswap = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nsettle = \"1s\"\nstart_timeout = \"30s\"\n{kubelet}",
+        "[host]\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nsettle = \"1s\"\nstart_timeout = \"30s\"\n{kubelet}",
         apiserver_double::real_ca_pin()
     );
     let runtime = if docker { "" } else { "runtime_unit = \"\"\n" };
