@@ -169,3 +169,81 @@ fn kernel_prerequisites_are_written_and_applied() {
         text(&out)
     );
 }
+
+#[test]
+fn docker_runs_as_the_seed_says_and_its_leftovers_go() {
+    if !testbed::available() {
+        return;
+    }
+    // Swaps are global: keep the swap test's from showing up in this run's preflight.
+    let _swap = testbed::lock_swap().unwrap();
+    let tb = node(true, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-docker.toml",
+            "[host]\ncontainer_runtime = \"docker\"\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let nat = || text(&tb.exec(&["iptables", "-t", "nat", "-S"]));
+    let networks = || text(&tb.exec(&["docker", "network", "ls", "--format", "{{.Name}}"]));
+    assert!(nat().contains("-N DOCKER"), "{}", nat());
+    assert!(networks().lines().any(|n| n == "bridge"), "{}", networks());
+
+    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for line in [
+        "host:          would write /etc/docker/daemon.json",
+        "+   \"bridge\": \"none\",",
+        "host:          would RestartUnit docker.service replace",
+        "host:          would iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+        "host:          would iptables -t nat -X DOCKER",
+        "host:          would delete link docker0",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tb.unit_state("docker.service"), "active running");
+    let json: serde_json::Value =
+        serde_json::from_slice(&tb.read("/etc/docker/daemon.json").unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"bridge": "none", "iptables": false, "ip-masq": false})
+    );
+    // In effect in the running daemon: it has no bridge network, and wrote no nat rules.
+    assert!(!networks().lines().any(|n| n == "bridge"), "{}", networks());
+    assert!(!nat().contains("DOCKER"), "{}", nat());
+    assert!(!nat().contains("docker0"), "{}", nat());
+    assert!(
+        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
+        "docker0 is gone"
+    );
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+
+    // A docker0 left behind (docker already configured): deleted over rtnetlink.
+    let out = tb.exec(&["ip", "link", "add", "docker0", "type", "bridge"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("host:          delete link docker0"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
+        "docker0 is gone"
+    );
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       unchanged"),
+        "{}",
+        text(&out)
+    );
+}

@@ -79,6 +79,8 @@ pub struct HostFragment {
     pub swap: Option<bool>,
     /// Kernel modules and sysctls kubelet's networking needs (default true).
     pub kernel: Option<bool>,
+    /// `"docker"` (the seed's settings, nat leftovers, docker0) or `"none"` (default).
+    pub container_runtime: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -161,6 +163,7 @@ pub struct Merged {
     main_file: Option<PathBuf>,
     kubelet: kubelet::KubeletMerged,
     host: HostFragment,
+    host_runtime_origin: Option<Origin>,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
@@ -186,6 +189,10 @@ impl Merged {
         }
         if fragment.host.kernel.is_some() {
             self.host.kernel = fragment.host.kernel;
+        }
+        if fragment.host.container_runtime.is_some() {
+            self.host.container_runtime = fragment.host.container_runtime;
+            self.host_runtime_origin = Some(origin.clone());
         }
         let c = fragment.cluster;
         if c.server.is_some() && c.servers.is_some() {
@@ -381,9 +388,30 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         None => DEFAULT_DISCOVERY_TIMEOUT,
     };
     let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
+    let runtime = match m.host.container_runtime.as_deref() {
+        None | Some("none") => crate::host::Runtime::None,
+        Some("docker") => crate::host::Runtime::Docker,
+        Some(other) => {
+            let origin = m
+                .host_runtime_origin
+                .clone()
+                .unwrap_or(Origin::File(PathBuf::from(DEFAULT_PATH)));
+            let hint = if other == "containerd" {
+                " (containerd's configuration is not prepared by this version yet)"
+            } else {
+                ""
+            };
+            return Err(ConfigError::new(
+                &origin,
+                Some("host.container_runtime"),
+                format!("{other:?} is not \"docker\" or \"none\"{hint}"),
+            ));
+        }
+    };
     let host = HostSettings {
         swap: m.host.swap.unwrap_or(true),
         kernel: m.host.kernel.unwrap_or(true),
+        runtime,
     };
     Ok(Settings {
         kubelet,

@@ -2,10 +2,13 @@
 //! worker, done persistently and planned first. [`inspect`] reads the host into
 //! [`Facts`], [`plan`] (pure) says what must change and why, [`apply`] does it.
 //!
-//! Steps so far: swap and kernel prerequisites. (The container runtime, netfilter and
-//! docker0 are the rest of the host-preparation issue.)
+//! Steps: swap, kernel prerequisites, and docker as the seed runs it (its three
+//! settings, its nat leftovers, docker0). (containerd's configuration is still to come.)
 
+pub mod docker;
 pub mod kernel;
+pub mod link;
+pub mod netfilter;
 pub mod swap;
 
 use std::collections::BTreeSet;
@@ -29,6 +32,17 @@ pub const BACKUP_SUFFIX: &str = ".kubejoin-orig";
 pub struct HostSettings {
     pub swap: bool,
     pub kernel: bool,
+    pub runtime: Runtime,
+}
+
+/// `[host] container_runtime`: which runtime kubejoin prepares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// The seed's: docker with `--bridge=none --iptables=false --ip-masq=false`, its nat
+    /// leftovers removed and docker0 deleted.
+    Docker,
+    /// Leave the runtime alone.
+    None,
 }
 
 impl Default for HostSettings {
@@ -36,6 +50,7 @@ impl Default for HostSettings {
         HostSettings {
             swap: true,
             kernel: true,
+            runtime: Runtime::None,
         }
     }
 }
@@ -56,6 +71,50 @@ pub struct Facts {
     pub missing_modules: Vec<&'static str>,
     /// Sysctls and their current values (`None`: the key does not exist yet).
     pub sysctls: Vec<(&'static str, Option<String>)>,
+    pub docker: Option<DockerFacts>,
+}
+
+/// docker, as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DockerFacts {
+    /// docker.service has a unit file.
+    pub installed: bool,
+    /// Its `ExecStart=` words, `$VARS` expanded from its `EnvironmentFile=`s.
+    pub args: Vec<String>,
+    /// `/etc/docker/daemon.json`'s text and mode, if it exists.
+    pub daemon_json: Option<(String, u32)>,
+    pub daemon_json_backup_exists: bool,
+    /// `iptables -t nat -S`.
+    pub nat_rules: String,
+    pub docker0: bool,
+}
+
+/// Why host preparation cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("[host] container_runtime = \"docker\", but docker.service is not installed")]
+    DockerMissing,
+    #[error("{0}")]
+    DockerConflict(#[from] docker::Conflict),
+    #[error("/etc/docker/daemon.json is not a JSON object: {0}")]
+    DaemonJson(String),
+}
+
+impl PlanError {
+    pub fn fix(&self) -> String {
+        match self {
+            PlanError::DockerMissing => {
+                "install docker (Debian: apt-get install docker.io), or set [host] container_runtime".into()
+            }
+            PlanError::DockerConflict(c) => format!(
+                "remove the {} flag from docker's command line (DOCKER_OPTS in /etc/default/docker, or a \
+                 docker.service drop-in); kubejoin sets it in {}",
+                c.key,
+                docker::DAEMON_JSON
+            ),
+            PlanError::DaemonJson(_) => format!("fix {} or move it aside", docker::DAEMON_JSON),
+        }
+    }
 }
 
 /// One change to the host, with the reason.
@@ -94,6 +153,13 @@ pub enum Change {
         from: Option<String>,
         to: &'static str,
     },
+    /// The host's `iptables` with these arguments.
+    Iptables {
+        args: Vec<String>,
+        why: &'static str,
+    },
+    /// `RTM_DELLINK`.
+    DeleteLink { name: String, why: &'static str },
 }
 
 impl Change {
@@ -117,6 +183,8 @@ impl Change {
                 "sysctl {key} = {to} (now {})",
                 from.as_deref().unwrap_or("unset")
             ),
+            Change::Iptables { args, why } => format!("iptables {} ({why})", args.join(" ")),
+            Change::DeleteLink { name, why } => format!("delete link {name} ({why})"),
         }
     }
 }
@@ -124,7 +192,7 @@ impl Change {
 const SWAP_WHY: &str = "kubelet does not run with swap on";
 
 /// The changes that bring the host from `facts` to what kubelet needs.
-pub fn plan(settings: &HostSettings, facts: &Facts) -> Vec<Change> {
+pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanError> {
     let mut changes = Vec::new();
     if settings.swap {
         for path in &facts.swaps {
@@ -202,7 +270,65 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Vec<Change> {
             }
         }
     }
-    changes
+    if settings.runtime == Runtime::Docker {
+        plan_docker(facts.docker.clone().unwrap_or_default(), &mut changes)?;
+    }
+    Ok(changes)
+}
+
+fn plan_docker(d: DockerFacts, changes: &mut Vec<Change>) -> Result<(), PlanError> {
+    if !d.installed {
+        return Err(PlanError::DockerMissing);
+    }
+    let current = match &d.daemon_json {
+        Some((text, _)) if !text.trim().is_empty() => Some(
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .map_err(|e| PlanError::DaemonJson(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let flags = docker::flag_settings(&d.args);
+    if let Some(json) = docker::plan_daemon_json(&flags, current.as_ref())? {
+        let text = format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json).expect("a JSON map serializes")
+        );
+        let why = "docker without its bridge, iptables rules or masquerading, as the seed runs it";
+        changes.push(match &d.daemon_json {
+            Some((old, mode)) => Change::Edit {
+                path: docker::DAEMON_JSON.into(),
+                why,
+                backup: (!d.daemon_json_backup_exists)
+                    .then(|| PathBuf::from(format!("{}{BACKUP_SUFFIX}", docker::DAEMON_JSON))),
+                diff: line_diff(old, &text),
+                contents: text,
+                mode: *mode,
+            },
+            None => Change::Write {
+                path: docker::DAEMON_JSON.into(),
+                why,
+                diff: line_diff("", &text),
+                contents: text,
+            },
+        });
+        changes.push(Change::Restart {
+            unit: docker::UNIT.into(),
+            why: "to take the settings in daemon.json".into(),
+        });
+    }
+    for args in netfilter::docker_nat_cleanup(&d.nat_rules) {
+        changes.push(Change::Iptables {
+            args,
+            why: "docker's nat leftovers (the seed's iptables -t nat -F)",
+        });
+    }
+    if d.docker0 {
+        changes.push(Change::DeleteLink {
+            name: "docker0".into(),
+            why: "docker runs with --bridge=none now",
+        });
+    }
+    Ok(())
 }
 
 /// Reads the host.
@@ -227,6 +353,9 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
                 )
             })
             .collect();
+    }
+    if settings.runtime == Runtime::Docker {
+        facts.docker = Some(inspect_docker(systemd).await?);
     }
     if !settings.swap {
         return Ok(facts);
@@ -253,6 +382,45 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         }
     }
     Ok(facts)
+}
+
+async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = DockerFacts::default();
+    let Some((argv, env_files)) = systemd.exec_start(docker::UNIT).await? else {
+        return Ok(d);
+    };
+    d.installed = true;
+    let mut env = std::collections::BTreeMap::new();
+    for path in env_files {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            env.extend(docker::parse_env_file(&text));
+        }
+    }
+    d.args = docker::expand(&argv, &env);
+    d.daemon_json = match std::fs::read_to_string(docker::DAEMON_JSON) {
+        Ok(text) => Some((
+            text,
+            std::fs::metadata(docker::DAEMON_JSON)?.permissions().mode() & 0o7777,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("failed to read /etc/docker/daemon.json"),
+    };
+    d.daemon_json_backup_exists =
+        Path::new(&format!("{}{BACKUP_SUFFIX}", docker::DAEMON_JSON)).exists();
+    let out = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .context("failed to run iptables -t nat -S")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "iptables -t nat -S failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    d.nat_rules = String::from_utf8_lossy(&out.stdout).into_owned();
+    d.docker0 = link::exists("docker0");
+    Ok(d)
 }
 
 /// Makes the changes, in order.
@@ -300,6 +468,25 @@ pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> 
                 std::fs::write(&path, to)
                     .with_context(|| format!("failed to set {key} ({path})"))?;
             }
+            Change::Iptables { args, .. } => {
+                let out = std::process::Command::new("iptables")
+                    .args(args)
+                    .output()
+                    .context("failed to run iptables")?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "iptables {} failed: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+            Change::DeleteLink { name, .. } => {
+                // Planned before docker restarted; it may have gone with the restart.
+                if link::exists(name) {
+                    link::delete(name).with_context(|| format!("failed to delete link {name}"))?;
+                }
+            }
         }
     }
     Ok(())
@@ -320,11 +507,12 @@ mod tests {
     const SWAP_ONLY: HostSettings = HostSettings {
         swap: true,
         kernel: false,
+        runtime: Runtime::None,
     };
 
     #[test]
     fn swap_on_everywhere() {
-        let changes = plan(&SWAP_ONLY, &facts());
+        let changes = plan(&SWAP_ONLY, &facts()).unwrap();
         let described: Vec<String> = changes.iter().map(Change::describe).collect();
         assert_eq!(
             described,
@@ -352,14 +540,14 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        assert!(plan(&HostSettings::default(), &f).is_empty());
+        assert!(plan(&HostSettings::default(), &f).unwrap().is_empty());
     }
 
     #[test]
     fn the_backup_is_made_once() {
         let mut f = facts();
         f.fstab_backup_exists = true;
-        let changes = plan(&SWAP_ONLY, &f);
+        let changes = plan(&SWAP_ONLY, &f).unwrap();
         assert!(matches!(&changes[1], Change::Edit { backup: None, .. }));
     }
 
@@ -369,12 +557,146 @@ mod tests {
             plan(
                 &HostSettings {
                     swap: false,
-                    kernel: false
+                    kernel: false,
+                    runtime: Runtime::None,
                 },
                 &facts()
             )
+            .unwrap()
             .is_empty()
         );
+    }
+
+    fn docker_facts() -> DockerFacts {
+        DockerFacts {
+            installed: true,
+            args: vec!["/usr/sbin/dockerd".into(), "-H".into(), "fd://".into()],
+            daemon_json: None,
+            daemon_json_backup_exists: false,
+            nat_rules: "-P POSTROUTING ACCEPT\n-N DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n".into(),
+            docker0: true,
+        }
+    }
+
+    const DOCKER: HostSettings = HostSettings {
+        swap: false,
+        kernel: false,
+        runtime: Runtime::Docker,
+    };
+
+    #[test]
+    fn docker_as_the_seed_runs_it() {
+        let f = Facts {
+            docker: Some(docker_facts()),
+            ..Default::default()
+        };
+        let described: Vec<String> = plan(&DOCKER, &f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "write /etc/docker/daemon.json (docker without its bridge, iptables rules or masquerading, as the seed runs it)",
+                "RestartUnit docker.service replace (to take the settings in daemon.json)",
+                "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE (docker's nat leftovers (the seed's iptables -t nat -F))",
+                "iptables -t nat -F DOCKER (docker's nat leftovers (the seed's iptables -t nat -F))",
+                "iptables -t nat -X DOCKER (docker's nat leftovers (the seed's iptables -t nat -F))",
+                "delete link docker0 (docker runs with --bridge=none now)",
+            ]
+        );
+        // An existing daemon.json is edited with a backup, its other settings kept.
+        let mut d = docker_facts();
+        d.daemon_json = Some(("{\"log-driver\": \"journald\"}\n".into(), 0o600));
+        let changes = plan(
+            &DOCKER,
+            &Facts {
+                docker: Some(d),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let Change::Edit {
+            contents,
+            backup,
+            mode,
+            ..
+        } = &changes[0]
+        else {
+            panic!("{changes:?}")
+        };
+        assert!(
+            contents.starts_with("{\n  \"log-driver\": \"journald\",\n  \"bridge\": \"none\""),
+            "{contents}"
+        );
+        assert_eq!(
+            backup.as_deref(),
+            Some(Path::new("/etc/docker/daemon.json.kubejoin-orig"))
+        );
+        assert_eq!(*mode, 0o600);
+    }
+
+    #[test]
+    fn docker_prepared_plans_nothing() {
+        let d = DockerFacts {
+            installed: true,
+            args: vec!["/usr/sbin/dockerd".into()],
+            daemon_json: Some((
+                "{\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"ip-masq\": false\n}\n"
+                    .into(),
+                0o644,
+            )),
+            daemon_json_backup_exists: false,
+            nat_rules: "-P POSTROUTING ACCEPT\n".into(),
+            docker0: false,
+        };
+        assert!(
+            plan(
+                &DOCKER,
+                &Facts {
+                    docker: Some(d),
+                    ..Default::default()
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn docker_problems_are_errors_with_a_fix() {
+        let missing = Facts {
+            docker: Some(DockerFacts::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&DOCKER, &missing).unwrap_err(),
+            PlanError::DockerMissing
+        );
+        let mut d = docker_facts();
+        d.args.push("--iptables=true".into());
+        let e = plan(
+            &DOCKER,
+            &Facts {
+                docker: Some(d),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.fix().contains("DOCKER_OPTS"), "{}", e.fix());
+        let mut d = docker_facts();
+        d.daemon_json = Some(("[1]".into(), 0o644));
+        assert!(matches!(
+            plan(
+                &DOCKER,
+                &Facts {
+                    docker: Some(d),
+                    ..Default::default()
+                }
+            ),
+            Err(PlanError::DaemonJson(_))
+        ));
     }
 
     #[test]
@@ -382,6 +704,7 @@ mod tests {
         let settings = HostSettings {
             swap: false,
             kernel: true,
+            runtime: Runtime::None,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {
@@ -393,7 +716,11 @@ mod tests {
             ],
             ..Default::default()
         };
-        let described: Vec<String> = plan(&settings, &f).iter().map(Change::describe).collect();
+        let described: Vec<String> = plan(&settings, &f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect();
         assert_eq!(
             described,
             [
@@ -416,6 +743,6 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert!(plan(&settings, &f).is_empty());
+        assert!(plan(&settings, &f).unwrap().is_empty());
     }
 }

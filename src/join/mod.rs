@@ -236,9 +236,15 @@ pub async fn run(
     let settings = &load()?;
     let checks = preflight(settings, kubelet.is_active(), ignore_preflight, dry_run)?;
 
-    phases.start("host", "preparing this host: swap, kernel prerequisites");
+    phases.start(
+        "host",
+        "preparing this host: swap, kernel prerequisites, container runtime",
+    );
     let host_facts = host::inspect(&settings.host, &systemd).await?;
-    let host_changes = host::plan(&settings.host, &host_facts);
+    let host_changes = host::plan(&settings.host, &host_facts).map_err(|e| Failure::Fixable {
+        fix: e.fix(),
+        message: e.to_string(),
+    })?;
     if !dry_run {
         host::apply(&host_changes, &systemd).await?;
     }
@@ -407,7 +413,9 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     let verb = if dry_run { "would " } else { "" };
     for change in &r.host {
         let _ = writeln!(out, "host:          {verb}{}", change.describe());
-        if let (true, host::Change::Edit { diff, .. }) = (dry_run, change) {
+        if let (true, host::Change::Edit { diff, .. } | host::Change::Write { diff, .. }) =
+            (dry_run, change)
+        {
             for line in diff.lines() {
                 let _ = writeln!(out, "                 {line}");
             }

@@ -69,6 +69,14 @@ trait Service {
     fn exec_main_status(&self) -> zbus::Result<i32>;
     #[zbus(property, name = "NRestarts")]
     fn n_restarts(&self) -> zbus::Result<u32>;
+    /// `a(sasbttttuii)`: path, argv, ignore-failure, then timestamps and status.
+    #[zbus(property)]
+    #[allow(clippy::type_complexity)]
+    fn exec_start(
+        &self,
+    ) -> zbus::Result<Vec<(String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32)>>;
+    #[zbus(property)]
+    fn environment_files(&self) -> zbus::Result<Vec<(String, bool)>>;
 }
 
 /// What systemd says of a unit.
@@ -148,13 +156,19 @@ impl SystemdError {
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxy<'static>,
+    /// `Subscribe` is once per connection; systemd refuses a second one.
+    subscribed: std::sync::atomic::AtomicBool,
 }
 
 impl Systemd {
     pub async fn connect() -> Result<Systemd, SystemdError> {
         let conn = Connection::system().await?;
         let manager = ManagerProxy::new(&conn).await?;
-        Ok(Systemd { conn, manager })
+        Ok(Systemd {
+            conn,
+            manager,
+            subscribed: false.into(),
+        })
     }
 
     /// `daemon-reload`.
@@ -226,6 +240,42 @@ impl Systemd {
         })
     }
 
+    /// A service's `ExecStart=` words (unexpanded) and its `EnvironmentFile=`s, or `None`
+    /// when it has no unit file.
+    pub async fn exec_start(
+        &self,
+        unit: &str,
+    ) -> Result<Option<(Vec<String>, Vec<std::path::PathBuf>)>, SystemdError> {
+        let path = self.manager.load_unit(unit).await?;
+        let u = UnitProxy::builder(&self.conn)
+            .path(path.clone())
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?;
+        if u.load_state().await? != "loaded" {
+            return Ok(None);
+        }
+        let s = ServiceProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?;
+        let argv = s
+            .exec_start()
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.1)
+            .unwrap_or_default();
+        let files = s
+            .environment_files()
+            .await?
+            .into_iter()
+            .map(|(p, _)| std::path::PathBuf::from(p))
+            .collect();
+        Ok(Some((argv, files)))
+    }
+
     /// Starts (or restarts) a unit with mode `replace`, waits for its job to finish, then
     /// checks that it stays active for `settle` (a kubelet that exits at once fails
     /// here rather than later). The whole wait is bounded by `timeout`.
@@ -240,7 +290,12 @@ impl Systemd {
         let verb = if restart { "restart" } else { "start" };
         // Subscribe before queuing the job, so its JobRemoved cannot be missed.
         let mut removed = self.manager.receive_job_removed().await?;
-        self.manager.subscribe().await?;
+        if !self
+            .subscribed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.manager.subscribe().await?;
+        }
         let job = if restart {
             self.manager.restart_unit(unit, "replace").await?
         } else {
