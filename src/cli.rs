@@ -30,6 +30,9 @@ pub enum Command {
     /// changes nothing.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
+    /// Print what `kubejoin run` would change (as `run --dry-run`) and change nothing
+    #[command(after_help = EXIT_CODES)]
+    Plan(PlanArgs),
     /// Learn the cluster's CA from kube-public/cluster-info, verified by token and CA pin
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
@@ -55,6 +58,20 @@ pub struct RunArgs {
     pub ignore_preflight_errors: Vec<String>,
 
     /// Output format of the result.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Preflight checks whose errors are only warnings (names as printed; "all" for every one).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+
+    /// Output format of the plan.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

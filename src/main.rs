@@ -105,6 +105,12 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Plan(args) => runtime.block_on(run(RunArgs {
+            cluster: args.cluster,
+            dry_run: true,
+            ignore_preflight_errors: args.ignore_preflight_errors,
+            output: args.output,
+        })),
         Command::Discover(args) => runtime.block_on(discover(args)),
         Command::Status(args) => runtime.block_on(status(args)),
         Command::Preflight(args) => runtime.block_on(preflight_command(args)),

@@ -247,3 +247,87 @@ fn docker_runs_as_the_seed_says_and_its_leftovers_go() {
         text(&out)
     );
 }
+
+/// An operator's containerd configuration, comments and all.
+const CONTAINERD_CONFIG: &str = "# Managed by ops: containerd for workers\nversion = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    # our CNI lives here\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
+
+#[test]
+fn containerd_is_configured_in_place_and_restarted() {
+    if !testbed::available() {
+        return;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let tb = node(true, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-containerd.toml",
+            "[host]\ncontainer_runtime = \"containerd\"\n",
+            0o644,
+        )
+        .with_file("/etc/containerd/config.toml", CONTAINERD_CONFIG, 0o644)
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let entered = |unit: &str| {
+        text(&tb.exec(&[
+            "systemctl",
+            "show",
+            "--value",
+            "-p",
+            "ActiveEnterTimestampMonotonic",
+            unit,
+        ]))
+    };
+    let before = entered("containerd.service");
+
+    // A dry run changes nothing, not even a file.
+    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        files
+            .into_iter()
+            .filter(|p| !p.starts_with("/var/log"))
+            .collect()
+    };
+    let files_before = outside_logs(tb.changed_files());
+    let out = tb.exec(&["kubejoin", "plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = text(&out);
+    for line in [
+        "host:          would edit /etc/containerd/config.toml (the CRI plugin on and runc's cgroup driver matching kubelet's), original kept as /etc/containerd/config.toml.kubejoin-orig",
+        "+ [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]",
+        "+ SystemdCgroup = true",
+        "host:          would RestartUnit containerd.service replace",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert_eq!(outside_logs(tb.changed_files()), files_before);
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Every byte of the operator's file kept, comments included; the setting appended.
+    let config = String::from_utf8(tb.read("/etc/containerd/config.toml").unwrap()).unwrap();
+    assert_eq!(
+        config,
+        format!(
+            "{CONTAINERD_CONFIG}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+        )
+    );
+    assert_eq!(
+        tb.read("/etc/containerd/config.toml.kubejoin-orig")
+            .unwrap(),
+        CONTAINERD_CONFIG.as_bytes()
+    );
+    assert_eq!(tb.unit_state("containerd.service"), "active running");
+    assert_ne!(
+        entered("containerd.service"),
+        before,
+        "containerd was restarted"
+    );
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       unchanged"),
+        "{}",
+        text(&out)
+    );
+}

@@ -391,20 +391,16 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
     let runtime = match m.host.container_runtime.as_deref() {
         None | Some("none") => crate::host::Runtime::None,
         Some("docker") => crate::host::Runtime::Docker,
+        Some("containerd") => crate::host::Runtime::Containerd,
         Some(other) => {
             let origin = m
                 .host_runtime_origin
                 .clone()
                 .unwrap_or(Origin::File(PathBuf::from(DEFAULT_PATH)));
-            let hint = if other == "containerd" {
-                " (containerd's configuration is not prepared by this version yet)"
-            } else {
-                ""
-            };
             return Err(ConfigError::new(
                 &origin,
                 Some("host.container_runtime"),
-                format!("{other:?} is not \"docker\" or \"none\"{hint}"),
+                format!("{other:?} is not \"docker\", \"containerd\" or \"none\""),
             ));
         }
     };
@@ -412,6 +408,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         swap: m.host.swap.unwrap_or(true),
         kernel: m.host.kernel.unwrap_or(true),
         runtime,
+        systemd_cgroup: kubelet.cgroup_driver == "systemd",
     };
     Ok(Settings {
         kubelet,

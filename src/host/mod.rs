@@ -5,6 +5,7 @@
 //! Steps: swap, kernel prerequisites, and docker as the seed runs it (its three
 //! settings, its nat leftovers, docker0). (containerd's configuration is still to come.)
 
+pub mod containerd;
 pub mod docker;
 pub mod kernel;
 pub mod link;
@@ -33,6 +34,8 @@ pub struct HostSettings {
     pub swap: bool,
     pub kernel: bool,
     pub runtime: Runtime,
+    /// kubelet's cgroup driver is systemd's (containerd's runc must match it).
+    pub systemd_cgroup: bool,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -41,6 +44,8 @@ pub enum Runtime {
     /// The seed's: docker with `--bridge=none --iptables=false --ip-masq=false`, its nat
     /// leftovers removed and docker0 deleted.
     Docker,
+    /// containerd with its CRI plugin on and runc's cgroup driver matching kubelet's.
+    Containerd,
     /// Leave the runtime alone.
     None,
 }
@@ -51,6 +56,7 @@ impl Default for HostSettings {
             swap: true,
             kernel: true,
             runtime: Runtime::None,
+            systemd_cgroup: true,
         }
     }
 }
@@ -72,6 +78,16 @@ pub struct Facts {
     /// Sysctls and their current values (`None`: the key does not exist yet).
     pub sysctls: Vec<(&'static str, Option<String>)>,
     pub docker: Option<DockerFacts>,
+    pub containerd: Option<ContainerdFacts>,
+}
+
+/// containerd, as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerdFacts {
+    pub installed: bool,
+    /// `/etc/containerd/config.toml`'s text and mode, if it exists.
+    pub config: Option<(String, u32)>,
+    pub config_backup_exists: bool,
 }
 
 /// docker, as it is.
@@ -98,6 +114,10 @@ pub enum PlanError {
     DockerConflict(#[from] docker::Conflict),
     #[error("/etc/docker/daemon.json is not a JSON object: {0}")]
     DaemonJson(String),
+    #[error("[host] container_runtime = \"containerd\", but containerd.service is not installed")]
+    ContainerdMissing,
+    #[error("/etc/containerd/config.toml cannot be edited: {0}")]
+    ContainerdConfig(String),
 }
 
 impl PlanError {
@@ -113,6 +133,13 @@ impl PlanError {
                 docker::DAEMON_JSON
             ),
             PlanError::DaemonJson(_) => format!("fix {} or move it aside", docker::DAEMON_JSON),
+            PlanError::ContainerdMissing => {
+                "install containerd (Debian: apt-get install containerd), or set [host] container_runtime".into()
+            }
+            PlanError::ContainerdConfig(_) => format!(
+                "fix {} (or regenerate it with `containerd config default`)",
+                containerd::CONFIG
+            ),
         }
     }
 }
@@ -270,10 +297,55 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             }
         }
     }
-    if settings.runtime == Runtime::Docker {
-        plan_docker(facts.docker.clone().unwrap_or_default(), &mut changes)?;
+    match settings.runtime {
+        Runtime::Docker => plan_docker(facts.docker.clone().unwrap_or_default(), &mut changes)?,
+        Runtime::Containerd => plan_containerd(
+            facts.containerd.clone().unwrap_or_default(),
+            settings.systemd_cgroup,
+            &mut changes,
+        )?,
+        Runtime::None => {}
     }
     Ok(changes)
+}
+
+fn plan_containerd(
+    c: ContainerdFacts,
+    systemd_cgroup: bool,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    if !c.installed {
+        return Err(PlanError::ContainerdMissing);
+    }
+    let current = c.config.as_ref().map(|(t, _)| t.as_str());
+    let Some(new) =
+        containerd::plan_config(current, systemd_cgroup).map_err(PlanError::ContainerdConfig)?
+    else {
+        return Ok(());
+    };
+    let why = "the CRI plugin on and runc's cgroup driver matching kubelet's";
+    changes.push(match &c.config {
+        Some((old, mode)) => Change::Edit {
+            path: containerd::CONFIG.into(),
+            why,
+            backup: (!c.config_backup_exists)
+                .then(|| PathBuf::from(format!("{}{BACKUP_SUFFIX}", containerd::CONFIG))),
+            diff: line_diff(old, &new),
+            contents: new,
+            mode: *mode,
+        },
+        None => Change::Write {
+            path: containerd::CONFIG.into(),
+            why,
+            diff: line_diff("", &new),
+            contents: new,
+        },
+    });
+    changes.push(Change::Restart {
+        unit: containerd::UNIT.into(),
+        why: "to take its new configuration".into(),
+    });
+    Ok(())
 }
 
 fn plan_docker(d: DockerFacts, changes: &mut Vec<Change>) -> Result<(), PlanError> {
@@ -354,8 +426,26 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
             })
             .collect();
     }
-    if settings.runtime == Runtime::Docker {
-        facts.docker = Some(inspect_docker(systemd).await?);
+    match settings.runtime {
+        Runtime::Docker => facts.docker = Some(inspect_docker(systemd).await?),
+        Runtime::Containerd => {
+            let installed = systemd.exec_start(containerd::UNIT).await?.is_some();
+            let config = match std::fs::read_to_string(containerd::CONFIG) {
+                Ok(text) => Some((
+                    text,
+                    std::fs::metadata(containerd::CONFIG)?.permissions().mode() & 0o7777,
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).context("failed to read /etc/containerd/config.toml"),
+            };
+            facts.containerd = Some(ContainerdFacts {
+                installed,
+                config,
+                config_backup_exists: Path::new(&format!("{}{BACKUP_SUFFIX}", containerd::CONFIG))
+                    .exists(),
+            });
+        }
+        Runtime::None => {}
     }
     if !settings.swap {
         return Ok(facts);
@@ -508,6 +598,7 @@ mod tests {
         swap: true,
         kernel: false,
         runtime: Runtime::None,
+        systemd_cgroup: true,
     };
 
     #[test]
@@ -559,6 +650,7 @@ mod tests {
                     swap: false,
                     kernel: false,
                     runtime: Runtime::None,
+                    systemd_cgroup: true,
                 },
                 &facts()
             )
@@ -582,6 +674,7 @@ mod tests {
         swap: false,
         kernel: false,
         runtime: Runtime::Docker,
+        systemd_cgroup: true,
     };
 
     #[test]
@@ -700,11 +793,50 @@ mod tests {
     }
 
     #[test]
+    fn containerd_gets_cri_and_the_systemd_cgroup_driver() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            systemd_cgroup: true,
+        };
+        let f = Facts {
+            containerd: Some(ContainerdFacts {
+                installed: true,
+                config: Some(("version = 2\ndisabled_plugins = [\"cri\"]\n".into(), 0o644)),
+                config_backup_exists: false,
+            }),
+            ..Default::default()
+        };
+        let described: Vec<String> = plan(&settings, &f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "edit /etc/containerd/config.toml (the CRI plugin on and runc's cgroup driver matching kubelet's), original kept as /etc/containerd/config.toml.kubejoin-orig",
+                "RestartUnit containerd.service replace (to take its new configuration)",
+            ]
+        );
+        let missing = Facts {
+            containerd: Some(ContainerdFacts::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&settings, &missing).unwrap_err(),
+            PlanError::ContainerdMissing
+        );
+    }
+
+    #[test]
     fn kernel_prerequisites() {
         let settings = HostSettings {
             swap: false,
             kernel: true,
             runtime: Runtime::None,
+            systemd_cgroup: true,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {

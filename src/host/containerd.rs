@@ -1,0 +1,151 @@
+//! containerd, which kubelet talks to: its CRI plugin enabled and runc's cgroup driver
+//! matching kubelet's (`SystemdCgroup = true` for `cgroupDriver: systemd`, the mismatch
+//! behind many "kubelet never comes up" reports). `/etc/containerd/config.toml` is edited
+//! in place with a format-preserving TOML editor: every other byte, comments included,
+//! stays as it was. Pure functions.
+
+use toml_edit::{DocumentMut, Item, Table, value};
+
+pub const UNIT: &str = "containerd.service";
+pub const CONFIG: &str = "/etc/containerd/config.toml";
+
+/// The CRI plugin's id in config version 2 (containerd 1.x) and 3 (containerd 2.x), and
+/// where runc's options live under it.
+fn cri_paths(version: i64) -> (&'static str, &'static [&'static str]) {
+    if version >= 3 {
+        (
+            "io.containerd.cri.v1.runtime",
+            &[
+                "io.containerd.cri.v1.runtime",
+                "containerd",
+                "runtimes",
+                "runc",
+                "options",
+            ],
+        )
+    } else {
+        (
+            "io.containerd.grpc.v1.cri",
+            &[
+                "io.containerd.grpc.v1.cri",
+                "containerd",
+                "runtimes",
+                "runc",
+                "options",
+            ],
+        )
+    }
+}
+
+/// The config with CRI enabled and `SystemdCgroup` set as kubelet's cgroup driver needs,
+/// or `None` when it already is. A missing file starts as `version = 2`.
+pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option<String>, String> {
+    let text = current.unwrap_or("version = 2\n");
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    if version < 2 {
+        return Err(format!(
+            "config version {version} is too old to edit; regenerate it with `containerd config default`"
+        ));
+    }
+    let (plugin, path) = cri_paths(version);
+
+    // CRI must not be disabled (docker's containerd packages disable it).
+    if let Some(disabled) = doc.get_mut("disabled_plugins").and_then(Item::as_array_mut) {
+        let before = disabled.len();
+        disabled.retain(|v| v.as_str().is_none_or(|p| p != "cri" && p != plugin));
+        if disabled.len() != before {
+            // The line changed anyway; keep the remaining list tidy.
+            disabled.fmt();
+        }
+    }
+
+    let plugins = doc
+        .entry("plugins")
+        .or_insert_with(|| Item::Table(implicit_table()))
+        .as_table_like_mut()
+        .ok_or("plugins is not a table")?;
+    let mut table = plugins;
+    for (i, key) in path.iter().enumerate() {
+        let last = i == path.len() - 1;
+        table = table
+            .entry(key)
+            .or_insert_with(|| {
+                let mut t = Table::new();
+                // Intermediate tables stay implicit: only the leaf gets a header, at the
+                // end of the file, so that the existing text is not split.
+                t.set_implicit(!last);
+                if last {
+                    t.set_position(Some(1 << 30));
+                }
+                Item::Table(t)
+            })
+            .as_table_like_mut()
+            .ok_or_else(|| format!("{key} is not a table"))?;
+    }
+    match table.get_mut("SystemdCgroup") {
+        Some(item) if item.as_bool() == Some(systemd_cgroup) => {}
+        Some(item) => {
+            // Replace the value only: the key's comments and indentation stay.
+            let decor = item.as_value().map(|v| v.decor().clone());
+            *item = value(systemd_cgroup);
+            if let (Some(decor), Some(v)) = (decor, item.as_value_mut()) {
+                *v.decor_mut() = decor;
+            }
+        }
+        None => {
+            table.insert("SystemdCgroup", value(systemd_cgroup));
+        }
+    }
+    let out = doc.to_string();
+    Ok((out != text || current.is_none()).then_some(out))
+}
+
+fn implicit_table() -> Table {
+    let mut t = Table::new();
+    t.set_implicit(true);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN: &str = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
+
+    #[test]
+    fn debians_config_gains_systemd_cgroup_and_keeps_the_rest() {
+        let out = plan_config(Some(DEBIAN), true).unwrap().unwrap();
+        assert!(out.starts_with(DEBIAN), "{out}");
+        assert_eq!(
+            &out[DEBIAN.len()..],
+            "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+        );
+        assert_eq!(plan_config(Some(&out), true).unwrap(), None, "idempotent");
+    }
+
+    #[test]
+    fn comments_and_other_settings_stay_byte_for_byte() {
+        let text = "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"cri\", \"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = false\n  BinaryName = \"/usr/local/bin/runc\"\n";
+        let out = plan_config(Some(text), true).unwrap().unwrap();
+        assert_eq!(
+            out,
+            "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = true\n  BinaryName = \"/usr/local/bin/runc\"\n"
+        );
+    }
+
+    #[test]
+    fn no_file_and_version_3() {
+        let out = plan_config(None, true).unwrap().unwrap();
+        assert_eq!(
+            out,
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+        );
+        let v3 = plan_config(Some("version = 3\n"), false).unwrap().unwrap();
+        assert!(v3.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\nSystemdCgroup = false\n"), "{v3}");
+        assert!(plan_config(Some("version = 1\n"), true).is_err());
+        assert!(plan_config(Some("version = \n"), true).is_err());
+    }
+}
