@@ -190,7 +190,13 @@ async fn preflight_command(args: cli::PreflightArgs) -> Result<(), Failure> {
         },
         Err(e) => (Err(e.to_string()), false),
     };
-    let facts = preflight::inspect(&settings.kubelet, settings.host.swap, bus, kubelet_active);
+    let facts = preflight::inspect(
+        &settings.kubelet,
+        settings.host.swap,
+        settings.host.swap_zram,
+        bus,
+        kubelet_active,
+    );
     let checks = preflight::evaluate(&facts, &settings.kubelet, &args.ignore_preflight_errors);
     match args.output {
         Output::Json => println!(

@@ -41,8 +41,10 @@ pub struct Facts {
     pub runtime_socket: Option<(PathBuf, bool)>,
     /// Active swaps (`/proc/swaps` file names).
     pub swaps: Vec<String>,
-    /// Host preparation turns swap off (`[host] swap`): active swap is then no error.
+    /// Host preparation turns swap off (`[host] swap`): active swap is then no error,
+    /// except zram swap unless `[host] swap_zram` (it belongs to its generator).
     pub swap_managed: bool,
+    pub zram_managed: bool,
     /// Tools kubelet and kube-proxy need, and whether each is on PATH.
     pub tools: Vec<(&'static str, bool)>,
     pub port_10250_free: bool,
@@ -139,14 +141,27 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
             }),
         ));
     }
+    let unmanaged: Vec<&str> = f
+        .swaps
+        .iter()
+        .filter(|s| {
+            !f.swap_managed || (!f.zram_managed && crate::host::is_zram(std::path::Path::new(s)))
+        })
+        .map(String::as_str)
+        .collect();
     checks.push(check(
         "Swap",
         f.swaps.is_empty(),
-        if f.swap_managed { Warning } else { Error },
+        if unmanaged.is_empty() { Warning } else { Error },
         if f.swaps.is_empty() {
             "no swap is active".into()
-        } else if f.swap_managed {
+        } else if unmanaged.is_empty() {
             format!("swap is active: {} (host preparation turns it off)", f.swaps.join(", "))
+        } else if f.swap_managed {
+            format!(
+                "zram swap is active: {} (left to its generator; [host] swap_zram = true turns it off too)",
+                unmanaged.join(", ")
+            )
         } else {
             format!("swap is active: {}", f.swaps.join(", "))
         },
@@ -256,6 +271,7 @@ fn on_path(tool: &str) -> bool {
 pub fn inspect(
     kubelet: &KubeletSettings,
     swap_managed: bool,
+    zram_managed: bool,
     bus: Result<(), String>,
     kubelet_active: bool,
 ) -> Facts {
@@ -286,6 +302,7 @@ pub fn inspect(
             .map(|t| parse_proc_swaps(&t))
             .unwrap_or_default(),
         swap_managed,
+        zram_managed,
         tools: ["iptables", "mount", "nsenter"]
             .map(|t| (t, on_path(t)))
             .to_vec(),
@@ -333,6 +350,7 @@ mod tests {
             runtime_socket: Some(("/run/containerd/containerd.sock".into(), true)),
             swaps: vec![],
             swap_managed: false,
+            zram_managed: false,
             tools: vec![("iptables", true), ("mount", true), ("nsenter", true)],
             port_10250_free: true,
             ip_forward: Some(true),
@@ -409,6 +427,24 @@ mod tests {
             let c = checks.iter().find(|c| c.name == name).unwrap();
             assert!(c.fix.is_some(), "{name} names a fix");
         }
+    }
+
+    #[test]
+    fn managed_swap_is_a_warning_but_zram_is_reported() {
+        let mut f = healthy();
+        f.swaps = vec!["/swapfile".into()];
+        f.swap_managed = true;
+        assert_eq!(failing(&f, &[]), [("Swap", Severity::Warning)]);
+        f.swaps.push("/dev/zram0".into());
+        assert_eq!(failing(&f, &[]), [("Swap", Severity::Error)]);
+        let msg = evaluate(&f, &KubeletSettings::default(), &[])
+            .into_iter()
+            .find(|c| c.name == "Swap")
+            .unwrap()
+            .message;
+        assert!(msg.contains("zram swap is active: /dev/zram0"), "{msg}");
+        f.zram_managed = true;
+        assert_eq!(failing(&f, &[]), [("Swap", Severity::Warning)]);
     }
 
     #[test]

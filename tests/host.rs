@@ -16,15 +16,37 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Skips (or, under CI, fails) a test that cannot run without changing this machine.
+fn unsafe_here(why: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    true
+}
+
+/// The seed's worker preparation in one run: a testbed with docker running (docker0,
+/// docker's nat rules; dockerd turned forwarding on itself) and a loop-device swap on
+/// and in /etc/fstab.
 #[test]
-fn swap_goes_off_now_and_after_reboot() {
+fn the_seeds_worker_preparation_in_one_run() {
     if !testbed::available() {
         return;
     }
-    let tb = node(false, "")
+    // Loading a module would change this machine's kernel: run only where both are in.
+    let modules = std::path::Path::new("/sys/module/overlay").exists()
+        && std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
+    if !modules
+        && unsafe_here(
+            "overlay or br_netfilter is not in this kernel; loading it would change the machine",
+        )
+    {
+        return;
+    }
+    let tb = node(true, "")
         .with_file(
-            "/etc/kubejoin/config.d/20-swap.toml",
-            "[host]\nswap = true\n",
+            "/etc/kubejoin/config.d/20-host.toml",
+            "[host]\nswap = true\nkernel = true\ncontainer_runtime = \"docker\"\n",
             0o644,
         )
         .with_swap(16 << 20)
@@ -38,34 +60,55 @@ fn swap_goes_off_now_and_after_reboot() {
         .skip(1)
         .filter(|l| !l.starts_with(&device))
         .collect();
-    if !others.is_empty() {
-        let why =
-            format!("this machine has swap of its own, which the test would turn off: {others:?}");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED: {why}");
+    if !others.is_empty()
+        && unsafe_here(&format!(
+            "this machine has swap of its own, which the test would turn off: {others:?}"
+        ))
+    {
         return;
     }
-    // As an installer leaves it: the swap in /etc/fstab.
     let out = tb.sh(&format!("echo '{device} none swap sw 0 0' >> /etc/fstab"));
     assert!(out.status.success(), "{}", text(&out));
     let fstab_before = tb.read("/etc/fstab").unwrap();
     let unit = format!("{}.swap", device.trim_start_matches('/').replace('/', "-"));
     let _api = api(&tb, ApiServer::builder());
+    let nat = || text(&tb.exec(&["iptables", "-t", "nat", "-S"]));
+    let networks = || text(&tb.exec(&["docker", "network", "ls", "--format", "{{.Name}}"]));
+    // Sysctls under /proc/sys/net answer for the reader's network namespace: ask inside.
+    let forwarding = || text(&tb.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
+    assert!(nat().contains("-N DOCKER"), "{}", nat());
+    assert!(networks().lines().any(|n| n == "bridge"), "{}", networks());
 
+    // The plan lists every change, and changes nothing.
+    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        files
+            .into_iter()
+            .filter(|p| !p.starts_with("/var/log"))
+            .collect()
+    };
+    let files_before = outside_logs(tb.changed_files());
     let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = text(&out);
     for line in [
         format!("host:          would swapoff {device} (kubelet does not run with swap on)"),
-        "host:          would edit /etc/fstab (so that swap stays off after a reboot), original kept as /etc/fstab.kubejoin-orig".to_string(),
+        "host:          would edit /etc/fstab (so that swap stays off after a reboot), original kept as /etc/fstab.kubejoin-orig".into(),
         format!("+ # kubejoin: swap off for kubelet: {device} none swap sw 0 0"),
         format!("host:          would MaskUnitFiles {unit}"),
+        "host:          would write /etc/modules-load.d/kubejoin.conf".into(),
+        "host:          would write /etc/sysctl.d/90-kubejoin.conf".into(),
+        "host:          would write /etc/docker/daemon.json".into(),
+        "+   \"bridge\": \"none\",".into(),
+        "host:          would RestartUnit docker.service replace".into(),
+        "host:          would iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE".into(),
+        "host:          would iptables -t nat -X DOCKER".into(),
+        "host:          would delete link docker0".into(),
         format!("preflight:     Warning Swap: swap is active: {device} (host preparation turns it off)"),
     ] {
         assert!(plan.contains(&line), "{line:?} not in:\n{plan}");
     }
+    assert!(!plan.contains("RestartUnit systemd-modules-load"), "{plan}");
+    assert_eq!(outside_logs(tb.changed_files()), files_before);
     assert!(
         std::fs::read_to_string("/proc/swaps")
             .unwrap()
@@ -74,6 +117,7 @@ fn swap_goes_off_now_and_after_reboot() {
 
     let out = tb.exec(&["kubejoin", "run"]);
     assert!(out.status.success(), "{}", text(&out));
+    // Swap off, now and after reboot.
     assert!(
         !std::fs::read_to_string("/proc/swaps")
             .unwrap()
@@ -90,9 +134,50 @@ fn swap_goes_off_now_and_after_reboot() {
     assert_eq!(tb.read("/etc/fstab.kubejoin-orig").unwrap(), fstab_before);
     let state = text(&tb.exec(&["systemctl", "show", "--value", "-p", "UnitFileState", &unit]));
     assert_eq!(state.trim(), "masked");
+    // Kernel prerequisites, in this testbed's namespace only.
+    assert_eq!(forwarding(), "1\n");
+    assert_eq!(
+        std::fs::read("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        b"0\n",
+        "the machine's own"
+    );
+    let modules = String::from_utf8(tb.read("/etc/modules-load.d/kubejoin.conf").unwrap()).unwrap();
+    assert!(modules.ends_with("overlay\nbr_netfilter\n"), "{modules}");
+    let sysctls = String::from_utf8(tb.read("/etc/sysctl.d/90-kubejoin.conf").unwrap()).unwrap();
+    assert!(sysctls.contains("net.ipv4.ip_forward = 1\n"), "{sysctls}");
+    // docker with the seed's settings, in effect in the running daemon.
+    assert_eq!(tb.unit_state("docker.service"), "active running");
+    let json: serde_json::Value =
+        serde_json::from_slice(&tb.read("/etc/docker/daemon.json").unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"bridge": "none", "iptables": false, "ip-masq": false})
+    );
+    assert!(!networks().lines().any(|n| n == "bridge"), "{}", networks());
+    assert!(!nat().contains("DOCKER"), "{}", nat());
+    assert!(!nat().contains("docker0"), "{}", nat());
+    assert!(
+        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
+        "docker0 is gone"
+    );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 
-    // Prepared: the next run plans nothing for the host.
+    // A docker0 left behind (docker already configured): deleted over rtnetlink.
+    let out = tb.exec(&["ip", "link", "add", "docker0", "type", "bridge"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("host:          delete link docker0"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
+        "docker0 is gone"
+    );
+
+    // Prepared: the next run plans and changes nothing.
     let out = tb.exec(&["kubejoin", "run"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -159,84 +244,6 @@ fn kernel_prerequisites_are_written_and_applied() {
     assert_eq!(
         std::fs::read("/proc/sys/net/ipv4/ip_forward").unwrap(),
         b"0\n"
-    );
-
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("outcome:       unchanged"),
-        "{}",
-        text(&out)
-    );
-}
-
-#[test]
-fn docker_runs_as_the_seed_says_and_its_leftovers_go() {
-    if !testbed::available() {
-        return;
-    }
-    // Swaps are global: keep the swap test's from showing up in this run's preflight.
-    let _swap = testbed::lock_swap().unwrap();
-    let tb = node(true, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-docker.toml",
-            "[host]\ncontainer_runtime = \"docker\"\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
-    let _api = api(&tb, ApiServer::builder());
-    let nat = || text(&tb.exec(&["iptables", "-t", "nat", "-S"]));
-    let networks = || text(&tb.exec(&["docker", "network", "ls", "--format", "{{.Name}}"]));
-    assert!(nat().contains("-N DOCKER"), "{}", nat());
-    assert!(networks().lines().any(|n| n == "bridge"), "{}", networks());
-
-    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let plan = text(&out);
-    for line in [
-        "host:          would write /etc/docker/daemon.json",
-        "+   \"bridge\": \"none\",",
-        "host:          would RestartUnit docker.service replace",
-        "host:          would iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-        "host:          would iptables -t nat -X DOCKER",
-        "host:          would delete link docker0",
-    ] {
-        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
-    }
-
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(tb.unit_state("docker.service"), "active running");
-    let json: serde_json::Value =
-        serde_json::from_slice(&tb.read("/etc/docker/daemon.json").unwrap()).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({"bridge": "none", "iptables": false, "ip-masq": false})
-    );
-    // In effect in the running daemon: it has no bridge network, and wrote no nat rules.
-    assert!(!networks().lines().any(|n| n == "bridge"), "{}", networks());
-    assert!(!nat().contains("DOCKER"), "{}", nat());
-    assert!(!nat().contains("docker0"), "{}", nat());
-    assert!(
-        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
-        "docker0 is gone"
-    );
-    assert_eq!(tb.unit_state("kubelet.service"), "active running");
-
-    // A docker0 left behind (docker already configured): deleted over rtnetlink.
-    let out = tb.exec(&["ip", "link", "add", "docker0", "type", "bridge"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("host:          delete link docker0"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        !tb.exec(&["ip", "link", "show", "docker0"]).status.success(),
-        "docker0 is gone"
     );
 
     let out = tb.exec(&["kubejoin", "run"]);

@@ -79,6 +79,8 @@ pub struct HostFragment {
     pub swap: Option<bool>,
     /// Kernel modules and sysctls kubelet's networking needs (default true).
     pub kernel: Option<bool>,
+    /// Turn zram swap off too (default false: it belongs to its generator).
+    pub swap_zram: Option<bool>,
     /// `"docker"` (the seed's settings, nat leftovers, docker0) or `"none"` (default).
     pub container_runtime: Option<String>,
 }
@@ -189,6 +191,9 @@ impl Merged {
         }
         if fragment.host.kernel.is_some() {
             self.host.kernel = fragment.host.kernel;
+        }
+        if fragment.host.swap_zram.is_some() {
+            self.host.swap_zram = fragment.host.swap_zram;
         }
         if fragment.host.container_runtime.is_some() {
             self.host.container_runtime = fragment.host.container_runtime;
@@ -409,6 +414,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         kernel: m.host.kernel.unwrap_or(true),
         runtime,
         systemd_cgroup: kubelet.cgroup_driver == "systemd",
+        swap_zram: m.host.swap_zram.unwrap_or(false),
     };
     Ok(Settings {
         kubelet,

@@ -36,6 +36,8 @@ pub struct HostSettings {
     pub runtime: Runtime,
     /// kubelet's cgroup driver is systemd's (containerd's runc must match it).
     pub systemd_cgroup: bool,
+    /// Turn zram swap off too (it belongs to its generator: left alone by default).
+    pub swap_zram: bool,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -57,8 +59,18 @@ impl Default for HostSettings {
             kernel: true,
             runtime: Runtime::None,
             systemd_cgroup: true,
+            swap_zram: false,
         }
     }
+}
+
+/// zram swap is set up by its generator (zram-generator, zram-tools): reported, not
+/// fought, unless `[host] swap_zram = true`.
+pub fn is_zram(path: &Path) -> bool {
+    path.starts_with("/dev")
+        && path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("zram"))
 }
 
 /// What the host looks like.
@@ -222,13 +234,18 @@ const SWAP_WHY: &str = "kubelet does not run with swap on";
 pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanError> {
     let mut changes = Vec::new();
     if settings.swap {
-        for path in &facts.swaps {
+        let ours: Vec<&PathBuf> = facts
+            .swaps
+            .iter()
+            .filter(|p| settings.swap_zram || !is_zram(p))
+            .collect();
+        for path in &ours {
             changes.push(Change::Swapoff {
-                path: path.clone(),
+                path: (*path).clone(),
                 why: SWAP_WHY,
             });
         }
-        let mut units: BTreeSet<String> = facts.swaps.iter().map(|p| swap::swap_unit(p)).collect();
+        let mut units: BTreeSet<String> = ours.iter().map(|p| swap::swap_unit(p)).collect();
         if let Some((text, mode)) = &facts.fstab {
             units.extend(swap::fstab_swaps(text).iter().map(|p| swap::swap_unit(p)));
             if let Some(new) = swap::comment_out_swaps(text) {
@@ -599,6 +616,7 @@ mod tests {
         kernel: false,
         runtime: Runtime::None,
         systemd_cgroup: true,
+        swap_zram: false,
     };
 
     #[test]
@@ -635,6 +653,30 @@ mod tests {
     }
 
     #[test]
+    fn zram_is_left_to_its_generator_unless_configured() {
+        let f = Facts {
+            swaps: vec!["/dev/zram0".into()],
+            ..Default::default()
+        };
+        assert!(plan(&SWAP_ONLY, &f).unwrap().is_empty());
+        let all = HostSettings {
+            swap_zram: true,
+            ..SWAP_ONLY
+        };
+        let described: Vec<String> = plan(&all, &f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect();
+        assert_eq!(
+            described[0],
+            "swapoff /dev/zram0 (kubelet does not run with swap on)"
+        );
+        assert!(is_zram(Path::new("/dev/zram12")));
+        assert!(!is_zram(Path::new("/srv/zram.img")));
+    }
+
+    #[test]
     fn the_backup_is_made_once() {
         let mut f = facts();
         f.fstab_backup_exists = true;
@@ -651,6 +693,7 @@ mod tests {
                     kernel: false,
                     runtime: Runtime::None,
                     systemd_cgroup: true,
+                    swap_zram: false,
                 },
                 &facts()
             )
@@ -675,6 +718,7 @@ mod tests {
         kernel: false,
         runtime: Runtime::Docker,
         systemd_cgroup: true,
+        swap_zram: false,
     };
 
     #[test]
@@ -799,6 +843,7 @@ mod tests {
             kernel: false,
             runtime: Runtime::Containerd,
             systemd_cgroup: true,
+            swap_zram: false,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -837,6 +882,7 @@ mod tests {
             kernel: true,
             runtime: Runtime::None,
             systemd_cgroup: true,
+            swap_zram: false,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {

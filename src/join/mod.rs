@@ -146,6 +146,7 @@ fn preflight(
     let facts = preflight::inspect(
         &settings.kubelet,
         settings.host.swap,
+        settings.host.swap_zram,
         Ok(()),
         kubelet_active,
     );
