@@ -110,3 +110,47 @@ fn an_active_swap_is_named() {
     );
     assert!(swap["fix"].as_str().unwrap().contains("swapoff"), "{swap}");
 }
+
+#[test]
+fn a_clock_far_off_is_named_before_the_tls_error() {
+    if !testbed::available() {
+        return;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let future_pin =
+        std::fs::read_to_string(apiserver_double::fixtures_dir().join("pki/future-ca-hash.txt"))
+            .unwrap();
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/30-pin.toml",
+            format!("[cluster]\nca_cert_hashes = [\"{}\"]\n", future_pin.trim()),
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    // The cluster's clock says 2099: its Date header and its CA's validity both do.
+    let _api = api(
+        &tb,
+        ApiServer::builder()
+            .pki(apiserver_double::Pki::future())
+            .date_offset(2_500_000_000),
+    );
+    let out = tb.exec(&["kubejoin", "run"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    // First the clock, then the TLS failure it explains.
+    let clock = msg
+        .find("s behind the API server's (its Date header)")
+        .expect(&msg);
+    let ca = msg
+        .find("the cluster CA is valid only from 2099-01-01T00:00:00Z, after this host's clock")
+        .expect(&msg);
+    let tls = msg
+        .find("is not valid yet (check this host's clock)")
+        .expect(&msg);
+    assert!(clock < tls && ca < tls, "{msg}");
+    assert!(
+        tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err(),
+        "nothing written"
+    );
+}

@@ -81,6 +81,10 @@ pub struct HostFragment {
     pub kernel: Option<bool>,
     /// Turn zram swap off too (default false: it belongs to its generator).
     pub swap_zram: Option<bool>,
+    /// With docker: remove its nat leftovers (default true).
+    pub netfilter: Option<bool>,
+    /// With docker: delete docker0 (default true).
+    pub docker0: Option<bool>,
     /// `"docker"` (the seed's settings, nat leftovers, docker0) or `"none"` (default).
     pub container_runtime: Option<String>,
 }
@@ -194,6 +198,12 @@ impl Merged {
         }
         if fragment.host.swap_zram.is_some() {
             self.host.swap_zram = fragment.host.swap_zram;
+        }
+        if fragment.host.netfilter.is_some() {
+            self.host.netfilter = fragment.host.netfilter;
+        }
+        if fragment.host.docker0.is_some() {
+            self.host.docker0 = fragment.host.docker0;
         }
         if fragment.host.container_runtime.is_some() {
             self.host.container_runtime = fragment.host.container_runtime;
@@ -415,6 +425,8 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         runtime,
         systemd_cgroup: kubelet.cgroup_driver == "systemd",
         swap_zram: m.host.swap_zram.unwrap_or(false),
+        netfilter: m.host.netfilter.unwrap_or(true),
+        docker0: m.host.docker0.unwrap_or(true),
     };
     Ok(Settings {
         kubelet,

@@ -38,6 +38,10 @@ pub struct HostSettings {
     pub systemd_cgroup: bool,
     /// Turn zram swap off too (it belongs to its generator: left alone by default).
     pub swap_zram: bool,
+    /// With docker: remove its nat leftovers.
+    pub netfilter: bool,
+    /// With docker: delete docker0.
+    pub docker0: bool,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -60,6 +64,8 @@ impl Default for HostSettings {
             runtime: Runtime::None,
             systemd_cgroup: true,
             swap_zram: false,
+            netfilter: true,
+            docker0: true,
         }
     }
 }
@@ -315,7 +321,11 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         }
     }
     match settings.runtime {
-        Runtime::Docker => plan_docker(facts.docker.clone().unwrap_or_default(), &mut changes)?,
+        Runtime::Docker => plan_docker(
+            facts.docker.clone().unwrap_or_default(),
+            settings,
+            &mut changes,
+        )?,
         Runtime::Containerd => plan_containerd(
             facts.containerd.clone().unwrap_or_default(),
             settings.systemd_cgroup,
@@ -365,7 +375,11 @@ fn plan_containerd(
     Ok(())
 }
 
-fn plan_docker(d: DockerFacts, changes: &mut Vec<Change>) -> Result<(), PlanError> {
+fn plan_docker(
+    d: DockerFacts,
+    settings: &HostSettings,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
     if !d.installed {
         return Err(PlanError::DockerMissing);
     }
@@ -405,13 +419,18 @@ fn plan_docker(d: DockerFacts, changes: &mut Vec<Change>) -> Result<(), PlanErro
             why: "to take the settings in daemon.json".into(),
         });
     }
-    for args in netfilter::docker_nat_cleanup(&d.nat_rules) {
+    let nat = if settings.netfilter {
+        netfilter::docker_nat_cleanup(&d.nat_rules)
+    } else {
+        Vec::new()
+    };
+    for args in nat {
         changes.push(Change::Iptables {
             args,
             why: "docker's nat leftovers (the seed's iptables -t nat -F)",
         });
     }
-    if d.docker0 {
+    if settings.docker0 && d.docker0 {
         changes.push(Change::DeleteLink {
             name: "docker0".into(),
             why: "docker runs with --bridge=none now",
@@ -617,6 +636,8 @@ mod tests {
         runtime: Runtime::None,
         systemd_cgroup: true,
         swap_zram: false,
+        netfilter: true,
+        docker0: true,
     };
 
     #[test]
@@ -694,6 +715,8 @@ mod tests {
                     runtime: Runtime::None,
                     systemd_cgroup: true,
                     swap_zram: false,
+                    netfilter: true,
+                    docker0: true,
                 },
                 &facts()
             )
@@ -719,6 +742,8 @@ mod tests {
         runtime: Runtime::Docker,
         systemd_cgroup: true,
         swap_zram: false,
+        netfilter: true,
+        docker0: true,
     };
 
     #[test]
@@ -772,6 +797,25 @@ mod tests {
             Some(Path::new("/etc/docker/daemon.json.kubejoin-orig"))
         );
         assert_eq!(*mode, 0o600);
+    }
+
+    #[test]
+    fn netfilter_and_docker0_can_be_left_alone() {
+        let settings = HostSettings {
+            netfilter: false,
+            docker0: false,
+            ..DOCKER
+        };
+        let f = Facts {
+            docker: Some(docker_facts()),
+            ..Default::default()
+        };
+        let changes = plan(&settings, &f).unwrap();
+        assert_eq!(
+            changes.len(),
+            2,
+            "daemon.json and the restart only: {changes:?}"
+        );
     }
 
     #[test]
@@ -844,6 +888,8 @@ mod tests {
             runtime: Runtime::Containerd,
             systemd_cgroup: true,
             swap_zram: false,
+            netfilter: true,
+            docker0: true,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -883,6 +929,8 @@ mod tests {
             runtime: Runtime::None,
             systemd_cgroup: true,
             swap_zram: false,
+            netfilter: true,
+            docker0: true,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {

@@ -116,6 +116,16 @@ impl Pki {
         )
     }
 
+    /// A CA and serving certificate valid only from 2099: what a host whose clock is far
+    /// behind sees. Its pin is in `tests/fixtures/pki/future-ca-hash.txt`.
+    pub fn future() -> Pki {
+        Pki::fixture(
+            "pki/future-ca.crt",
+            "pki/future-apiserver.crt",
+            "pki/future-apiserver.key",
+        )
+    }
+
     /// Signed by the real CA, but only for `wrong-name.invalid`.
     pub fn wrong_name() -> Pki {
         Pki::fixture(
