@@ -255,15 +255,13 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         if let Some((text, mode)) = &facts.fstab {
             units.extend(swap::fstab_swaps(text).iter().map(|p| swap::swap_unit(p)));
             if let Some(new) = swap::comment_out_swaps(text) {
-                changes.push(Change::Edit {
-                    path: FSTAB.into(),
-                    why: "so that swap stays off after a reboot",
-                    backup: (!facts.fstab_backup_exists)
-                        .then(|| PathBuf::from(format!("{FSTAB}{BACKUP_SUFFIX}"))),
-                    diff: line_diff(text, &new),
-                    contents: new,
-                    mode: *mode,
-                });
+                changes.push(edit_or_write(
+                    FSTAB,
+                    "so that swap stays off after a reboot",
+                    Some(&(text.clone(), *mode)),
+                    facts.fstab_backup_exists,
+                    new,
+                ));
             }
         }
         for unit in units.difference(&facts.masked) {
@@ -336,6 +334,50 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
     Ok(changes)
 }
 
+/// The change that gives a configuration file new text: edited in place with a one-time
+/// backup when it exists, written when it does not.
+fn edit_or_write(
+    path: &str,
+    why: &'static str,
+    current: Option<&(String, u32)>,
+    backup_exists: bool,
+    new: String,
+) -> Change {
+    match current {
+        Some((old, mode)) => Change::Edit {
+            path: path.into(),
+            why,
+            backup: (!backup_exists).then(|| backup_path(path)),
+            diff: line_diff(old, &new),
+            contents: new,
+            mode: *mode,
+        },
+        None => Change::Write {
+            path: path.into(),
+            why,
+            diff: line_diff("", &new),
+            contents: new,
+        },
+    }
+}
+
+fn backup_path(path: &str) -> PathBuf {
+    PathBuf::from(format!("{path}{BACKUP_SUFFIX}"))
+}
+
+/// A file's text and permission bits, or `None` when it does not exist.
+fn read_with_mode(path: &str) -> anyhow::Result<Option<(String, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some((
+            text,
+            std::fs::metadata(path)?.permissions().mode() & 0o7777,
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read {path}")),
+    }
+}
+
 fn plan_containerd(
     c: ContainerdFacts,
     systemd_cgroup: bool,
@@ -350,24 +392,13 @@ fn plan_containerd(
     else {
         return Ok(());
     };
-    let why = "the CRI plugin on and runc's cgroup driver matching kubelet's";
-    changes.push(match &c.config {
-        Some((old, mode)) => Change::Edit {
-            path: containerd::CONFIG.into(),
-            why,
-            backup: (!c.config_backup_exists)
-                .then(|| PathBuf::from(format!("{}{BACKUP_SUFFIX}", containerd::CONFIG))),
-            diff: line_diff(old, &new),
-            contents: new,
-            mode: *mode,
-        },
-        None => Change::Write {
-            path: containerd::CONFIG.into(),
-            why,
-            diff: line_diff("", &new),
-            contents: new,
-        },
-    });
+    changes.push(edit_or_write(
+        containerd::CONFIG,
+        "the CRI plugin on and runc's cgroup driver matching kubelet's",
+        c.config.as_ref(),
+        c.config_backup_exists,
+        new,
+    ));
     changes.push(Change::Restart {
         unit: containerd::UNIT.into(),
         why: "to take its new configuration".into(),
@@ -396,24 +427,13 @@ fn plan_docker(
             "{}\n",
             serde_json::to_string_pretty(&json).expect("a JSON map serializes")
         );
-        let why = "docker without its bridge, iptables rules or masquerading, as the seed runs it";
-        changes.push(match &d.daemon_json {
-            Some((old, mode)) => Change::Edit {
-                path: docker::DAEMON_JSON.into(),
-                why,
-                backup: (!d.daemon_json_backup_exists)
-                    .then(|| PathBuf::from(format!("{}{BACKUP_SUFFIX}", docker::DAEMON_JSON))),
-                diff: line_diff(old, &text),
-                contents: text,
-                mode: *mode,
-            },
-            None => Change::Write {
-                path: docker::DAEMON_JSON.into(),
-                why,
-                diff: line_diff("", &text),
-                contents: text,
-            },
-        });
+        changes.push(edit_or_write(
+            docker::DAEMON_JSON,
+            "docker without its bridge, iptables rules or masquerading, as the seed runs it",
+            d.daemon_json.as_ref(),
+            d.daemon_json_backup_exists,
+            text,
+        ));
         changes.push(Change::Restart {
             unit: docker::UNIT.into(),
             why: "to take the settings in daemon.json".into(),
@@ -441,7 +461,6 @@ fn plan_docker(
 
 /// Reads the host.
 pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Result<Facts> {
-    use std::os::unix::fs::PermissionsExt;
     let mut facts = Facts::default();
     if settings.kernel {
         let read = |p: &str| std::fs::read_to_string(p).ok();
@@ -466,19 +485,10 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         Runtime::Docker => facts.docker = Some(inspect_docker(systemd).await?),
         Runtime::Containerd => {
             let installed = systemd.exec_start(containerd::UNIT).await?.is_some();
-            let config = match std::fs::read_to_string(containerd::CONFIG) {
-                Ok(text) => Some((
-                    text,
-                    std::fs::metadata(containerd::CONFIG)?.permissions().mode() & 0o7777,
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).context("failed to read /etc/containerd/config.toml"),
-            };
             facts.containerd = Some(ContainerdFacts {
                 installed,
-                config,
-                config_backup_exists: Path::new(&format!("{}{BACKUP_SUFFIX}", containerd::CONFIG))
-                    .exists(),
+                config: read_with_mode(containerd::CONFIG)?,
+                config_backup_exists: backup_path(containerd::CONFIG).exists(),
             });
         }
         Runtime::None => {}
@@ -489,15 +499,8 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
     facts.swaps = swap::parse_proc_swaps(
         &std::fs::read_to_string("/proc/swaps").context("failed to read /proc/swaps")?,
     );
-    facts.fstab = match std::fs::read_to_string(FSTAB) {
-        Ok(text) => Some((
-            text,
-            std::fs::metadata(FSTAB)?.permissions().mode() & 0o7777,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).context("failed to read /etc/fstab"),
-    };
-    facts.fstab_backup_exists = Path::new(&format!("{FSTAB}{BACKUP_SUFFIX}")).exists();
+    facts.fstab = read_with_mode(FSTAB)?;
+    facts.fstab_backup_exists = backup_path(FSTAB).exists();
     let mut units: Vec<String> = facts.swaps.iter().map(|p| swap::swap_unit(p)).collect();
     if let Some((text, _)) = &facts.fstab {
         units.extend(swap::fstab_swaps(text).iter().map(|p| swap::swap_unit(p)));
@@ -511,7 +514,6 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
 }
 
 async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
-    use std::os::unix::fs::PermissionsExt;
     let mut d = DockerFacts::default();
     let Some((argv, env_files)) = systemd.exec_start(docker::UNIT).await? else {
         return Ok(d);
@@ -524,16 +526,8 @@ async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
         }
     }
     d.args = docker::expand(&argv, &env);
-    d.daemon_json = match std::fs::read_to_string(docker::DAEMON_JSON) {
-        Ok(text) => Some((
-            text,
-            std::fs::metadata(docker::DAEMON_JSON)?.permissions().mode() & 0o7777,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).context("failed to read /etc/docker/daemon.json"),
-    };
-    d.daemon_json_backup_exists =
-        Path::new(&format!("{}{BACKUP_SUFFIX}", docker::DAEMON_JSON)).exists();
+    d.daemon_json = read_with_mode(docker::DAEMON_JSON)?;
+    d.daemon_json_backup_exists = backup_path(docker::DAEMON_JSON).exists();
     let out = std::process::Command::new("iptables")
         .args(["-t", "nat", "-S"])
         .output()
