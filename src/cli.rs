@@ -39,6 +39,16 @@ pub enum Command {
     /// Check this host before a join: each check with its severity and fix
     #[command(after_help = EXIT_CODES)]
     Preflight(PreflightArgs),
+    /// Write a worker's configuration, or its whole cloud-init user-data
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), kubejoin(8)
+    Manpage,
     /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
@@ -60,6 +70,40 @@ pub struct RunArgs {
     /// Output format of the result.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print /etc/kubejoin/config.toml, or with --output cloud-init a worker's whole
+    /// #cloud-config, from the values `kubeadm token create --print-join-command` gives
+    #[command(after_help = EXIT_CODES)]
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitOutput {
+    Config,
+    CloudInit,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// API server, https://HOST[:PORT] or HOST:PORT (repeatable).
+    #[arg(long, value_name = "URL", required = true)]
+    pub server: Vec<String>,
+
+    /// CA public-key pin, sha256:HEX (repeatable).
+    #[arg(long = "ca-cert-hash", value_name = "sha256:HEX", required = true)]
+    pub ca_cert_hashes: Vec<String>,
+
+    /// With --output config: where the worker finds its token. With --output cloud-init:
+    /// the file to read the token from ("-" for stdin), to put into the user-data.
+    #[arg(long, value_name = "PATH", default_value = "/etc/kubejoin/token")]
+    pub token_file: std::path::PathBuf,
+
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = InitOutput::Config)]
+    pub output: InitOutput,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod discovery;
 mod endpoint;
 mod fsutil;
 mod host;
+mod init;
 mod join;
 mod jws;
 mod kubeconfig;
@@ -113,6 +114,13 @@ fn main() -> ExitCode {
         })),
         Command::Discover(args) => runtime.block_on(discover(args)),
         Command::Status(args) => runtime.block_on(status(args)),
+        Command::Config(cli::ConfigCommand::Init(args)) => config_init(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kubejoin", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => manpage(),
         Command::Preflight(args) => runtime.block_on(preflight_command(args)),
     };
     match result {
@@ -178,6 +186,55 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
         ),
         Output::Text => print!("{}", join::render_text(&report, args.dry_run)),
     }
+    Ok(())
+}
+
+fn manpage() -> Result<(), Failure> {
+    let cmd = <Cli as clap::CommandFactory>::command().name("kubejoin");
+    let man = clap_mangen::Man::new(cmd).section("8");
+    man.render(&mut std::io::stdout())
+        .map_err(|e| anyhow::Error::from(e).context("cannot write the man page"))?;
+    Ok(())
+}
+
+fn config_init(args: cli::InitArgs) -> Result<(), Failure> {
+    let flag = |flag: &'static str, message: String| {
+        Failure::Config(ConfigError {
+            origin: config::Origin::Flag(flag),
+            key: None,
+            message,
+        })
+    };
+    let servers = args
+        .server
+        .iter()
+        .map(|s| {
+            s.parse::<endpoint::Endpoint>()
+                .map_err(|e| flag("--server", format!("{s:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pins = pin::parse_all(&args.ca_cert_hashes).map_err(|(i, e)| {
+        flag(
+            "--ca-cert-hash",
+            format!("{:?}: {e}", args.ca_cert_hashes[i]),
+        )
+    })?;
+    let text = match args.output {
+        cli::InitOutput::Config => {
+            init::config_toml(&servers, &pins, &args.token_file.display().to_string())
+        }
+        cli::InitOutput::CloudInit => {
+            use config::TokenReader;
+            let source = if args.token_file.as_os_str() == "-" {
+                config::TokenSource::Stdin
+            } else {
+                config::TokenSource::File(args.token_file.clone())
+            };
+            let token = config::DiskTokens.read(&source, &config::Origin::Flag("--token-file"))?;
+            init::cloud_init(&servers, &pins, &token)
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 
