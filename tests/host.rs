@@ -2,19 +2,11 @@
 
 mod support;
 
-use std::process::Output;
+use support::text;
 
 use apiserver_double::ApiServer;
 use support::node::{api, node};
 use support::testbed;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Skips (or, under CI, fails) a test that cannot run without changing this machine.
 fn unsafe_here(why: &str) -> bool {
@@ -80,13 +72,7 @@ fn the_seeds_worker_preparation_in_one_run() {
     assert!(networks().lines().any(|n| n == "bridge"), "{}", networks());
 
     // The plan lists every change, and changes nothing.
-    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
-        files
-            .into_iter()
-            .filter(|p| !p.starts_with("/var/log"))
-            .collect()
-    };
-    let files_before = outside_logs(tb.changed_files());
+    let files_before = tb.changed_files_except_logs();
     let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = text(&out);
@@ -108,7 +94,7 @@ fn the_seeds_worker_preparation_in_one_run() {
         assert!(plan.contains(&line), "{line:?} not in:\n{plan}");
     }
     assert!(!plan.contains("RestartUnit systemd-modules-load"), "{plan}");
-    assert_eq!(outside_logs(tb.changed_files()), files_before);
+    assert_eq!(tb.changed_files_except_logs(), files_before);
     assert!(
         std::fs::read_to_string("/proc/swaps")
             .unwrap()
@@ -287,13 +273,7 @@ fn containerd_is_configured_in_place_and_restarted() {
     let before = entered("containerd.service");
 
     // A dry run changes nothing, not even a file.
-    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
-        files
-            .into_iter()
-            .filter(|p| !p.starts_with("/var/log"))
-            .collect()
-    };
-    let files_before = outside_logs(tb.changed_files());
+    let files_before = tb.changed_files_except_logs();
     let out = tb.exec(&["kubejoin", "plan"]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = text(&out);
@@ -305,7 +285,7 @@ fn containerd_is_configured_in_place_and_restarted() {
     ] {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
-    assert_eq!(outside_logs(tb.changed_files()), files_before);
+    assert_eq!(tb.changed_files_except_logs(), files_before);
 
     let out = tb.exec(&["kubejoin", "run"]);
     assert!(out.status.success(), "{}", text(&out));

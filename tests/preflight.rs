@@ -3,19 +3,11 @@
 
 mod support;
 
-use std::process::Output;
+use support::text;
 
 use apiserver_double::ApiServer;
 use support::node::{api, node};
 use support::testbed;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn a_missing_kubelet_binary_stops_the_run_before_any_change() {

@@ -3,20 +3,13 @@
 
 mod support;
 
-use std::process::Output;
+use support::text;
+
 use std::time::{Duration, Instant};
 
 use apiserver_double::{ApiServer, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
 use support::node::{api, node, with_unit};
 use support::testbed::{self, Testbed, wait_for};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn show(tb: &Testbed, unit: &str, property: &str) -> String {
     text(&tb.exec(&["systemctl", "show", "--value", "-p", property, unit]))
@@ -129,13 +122,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
     }
     let tb = node(false, "").boot().unwrap();
     let _api = api(&tb, ApiServer::builder());
-    let outside_logs = |files: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
-        files
-            .into_iter()
-            .filter(|p| !p.starts_with("/var/log"))
-            .collect()
-    };
-    let before = outside_logs(tb.changed_files());
+    let before = tb.changed_files_except_logs();
     let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = text(&out);
@@ -151,7 +138,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
     assert!(!plan.contains(REAL_TOKEN_SECRET));
-    assert_eq!(outside_logs(tb.changed_files()), before);
+    assert_eq!(tb.changed_files_except_logs(), before);
     assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
 
     let json = tb.exec(&["kubejoin", "run", "--dry-run", "--output", "json"]);

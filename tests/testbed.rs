@@ -4,18 +4,12 @@
 
 mod support;
 
+use support::text;
+
 use std::time::{Duration, Instant};
 
 use apiserver_double::{ApiServer, REAL_TOKEN_ID, REAL_TOKEN_SECRET};
 use support::testbed::{self, Testbed};
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn boots_to_running_with_docker_and_its_nat_rules() {

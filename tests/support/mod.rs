@@ -3,3 +3,13 @@
 
 pub mod node;
 pub mod testbed;
+
+/// stdout then stderr of a finished command, as text.
+#[allow(dead_code)] // not every test binary prints commands
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -741,6 +741,15 @@ impl Testbed {
             .unwrap_or(0)
     }
 
+    /// [`Testbed::changed_files`] without `/var/log`, where journald writes whatever the
+    /// test does.
+    pub fn changed_files_except_logs(&self) -> Vec<PathBuf> {
+        self.changed_files()
+            .into_iter()
+            .filter(|p| !p.starts_with("/var/log"))
+            .collect()
+    }
+
     /// A TCP socket bound inside the testbed's network namespace (its own loopback),
     /// for servers the test runs in its own process, such as the API server double.
     pub fn bind_tcp(&self, addr: &str) -> std::io::Result<std::net::TcpListener> {
