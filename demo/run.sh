@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The quick-start demo. Part 1: kubejoin discovers a cluster served by the bundled
+# The quick-start demo. As root it first installs what it and the tests need
+# (scripts/install-deps.sh). Part 1: kubejoin discovers a cluster served by the bundled
 # kube-apiserver double on loopback, writes the bootstrap kubeconfig, then refuses an
-# impostor. Part 2 (as root, with dbus iptables docker.io cloud-init installed): the whole
-# join, `kubejoin run` under kubejoin.service, in a testbed — a private copy of this
-# machine booted by the real systemd in namespaces.
+# impostor. Part 2 (as root): the whole join, `kubejoin run` under kubejoin.service, in a
+# testbed — a private copy of this machine booted by the real systemd in namespaces, with
+# docker running and swap on — each phase with its time, and the state it leaves.
 # Everything stays on loopback, in a temporary directory or in the testbed; nothing on
 # the host changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# As root: install what the demo and the tests need (scripts/install-deps.sh).
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/install-deps.sh
+fi
 cargo build --quiet --workspace --bins
 bin=target/debug
 work=$(mktemp -d)

@@ -1,6 +1,6 @@
-//! The quick-start demo's second half (`demo/run.sh`): a whole join in a testbed, shown
-//! the way an operator would look at a node. Ignored by `cargo test`; the demo runs it
-//! with `cargo test --test demo -- --ignored --nocapture`.
+//! The quick-start demo's second half (`demo/run.sh`): a whole join in a testbed with
+//! docker running and swap on, shown the way an operator would look at a node. Ignored by
+//! `cargo test`; the demo runs it with `cargo test --test demo -- --ignored --nocapture`.
 
 mod support;
 
@@ -9,10 +9,8 @@ use support::node::{api, node, with_unit};
 use support::testbed;
 
 fn show(tb: &testbed::Testbed, title: &str, argv: &[&str]) {
-    let out = tb.exec(argv);
     println!("\n== {title}: {}", argv.join(" "));
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    print!("{}", String::from_utf8_lossy(&out.stderr));
+    print!("{}", support::text(&tb.exec(argv)));
 }
 
 #[test]
@@ -21,15 +19,37 @@ fn join_a_worker_in_a_testbed() {
     if !testbed::available() {
         return;
     }
-    println!("booting a testbed: this machine under the real systemd, in namespaces...");
-    let tb = with_unit(node(
-        false,
+    // Host preparation acts on the kernel's swap and modules, which are this machine's:
+    // turn those steps on only where they touch nothing but the testbed.
+    let own_swap = std::fs::read_to_string("/proc/swaps")
+        .map(|s| s.lines().count() > 1)
+        .unwrap_or(true);
+    let modules_in = std::path::Path::new("/sys/module/overlay").exists()
+        && std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
+    let host = format!(
+        "[host]\nswap = {}\nkernel = {}\ncontainer_runtime = \"docker\"\n",
+        !own_swap, modules_in
+    );
+    println!(
+        "booting a testbed: this machine under the real systemd, in namespaces, docker running"
+    );
+    let mut builder = with_unit(node(
+        true,
         "node_labels = { \"node.kubernetes.io/pool\" = \"demo\" }\n",
     ))
-    .boot()
-    .expect("testbed boots");
+    .with_file("/etc/kubejoin/config.d/10-demo.toml", host, 0o644);
+    if !own_swap {
+        builder = builder.with_swap(64 << 20);
+    } else {
+        println!("(this machine has swap of its own: the demo leaves swap alone)");
+    }
+    let tb = builder.boot().expect("testbed boots");
+    if let Some(device) = tb.swap_device() {
+        tb.sh(&format!("echo '{device} none swap sw 0 0' >> /etc/fstab"));
+        println!("swap on: {device}, listed in /etc/fstab");
+    }
     println!(
-        "booted in {:.1?}; serving cluster-info on the testbed's 127.0.0.1:6443, signer 1 s late",
+        "booted in {:.1?}; cluster-info served on the testbed's 127.0.0.1:6443, its signer 1 s late",
         tb.boot_time
     );
     let _api = api(
@@ -39,9 +59,14 @@ fn join_a_worker_in_a_testbed() {
 
     show(
         &tb,
-        "what a run would do",
-        &["kubejoin", "run", "--dry-run"],
+        "before: docker's bridge and nat rules, swap",
+        &[
+            "sh",
+            "-c",
+            "ip -br link show docker0; iptables -t nat -S | grep -c DOCKER; cat /proc/swaps",
+        ],
     );
+    show(&tb, "what a run would do", &["kubejoin", "plan"]);
     show(
         &tb,
         "systemd starts kubejoin.service (returns once kubelet is up)",
@@ -69,6 +94,16 @@ fn join_a_worker_in_a_testbed() {
             "--lines=0",
             "kubejoin.service",
             "kubelet.service",
+            "docker.service",
+        ],
+    );
+    show(
+        &tb,
+        "after: no docker0, no nat rules, no swap",
+        &[
+            "sh",
+            "-c",
+            "ip -br link show docker0 2>&1; iptables -t nat -S | grep -c DOCKER; cat /proc/swaps; tail -1 /etc/fstab",
         ],
     );
     show(
@@ -81,7 +116,11 @@ fn join_a_worker_in_a_testbed() {
             "/var/lib/kubelet/bootstrap-kubeconfig",
         ],
     );
-    show(&tb, "kubejoin status", &["kubejoin", "status"]);
+    show(
+        &tb,
+        "kubejoin status (each phase's time)",
+        &["kubejoin", "status"],
+    );
     show(&tb, "a second run", &["kubejoin", "run"]);
     assert_eq!(tb.unit_state("kubejoin.service"), "active exited");
     assert_eq!(tb.unit_state("kubelet.service"), "active running");

@@ -227,10 +227,11 @@ fn the_example_user_data_installs_the_deb_and_joins() {
         "kubejoin.service",
     ]));
     for line in [
-        "preflight done in",
+        "phase preflight took",
         "preparing this host: swap, kernel prerequisites, container runtime",
         "edit /etc/containerd/config.toml",
         "discovery done in",
+        "phase kubelet took",
         "wrote /var/lib/kubelet/bootstrap-kubeconfig",
         "start job for kubelet.service: done",
         "joined: kubelet.service is active, API server https://127.0.0.1:6443",

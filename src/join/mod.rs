@@ -69,7 +69,7 @@ impl Phases {
     fn end(&mut self) {
         if let Some((phase, started)) = self.current.take() {
             let ms = started.elapsed().as_millis();
-            tracing::info!(phase, elapsed_ms = ms as u64, "{phase} done in {ms} ms");
+            tracing::info!(phase, elapsed_ms = ms as u64, "phase {phase} took {ms} ms");
             self.times.push(PhaseTime { phase, ms });
         }
     }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what kubejoin's build, tests, packages and demo need on Debian 12, as root:
+# the testbed's packages (dbus iptables docker.io cloud-init; installing docker.io does
+# not start it where policy-rc.d forbids, and the tests never use the host's docker),
+# the package checkers, gcc for ring, and cargo-deb and cargo-generate-rpm.
+# Used by .ci/run and demo/run.sh.
+set -euo pipefail
+
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+packages=(gcc dbus iptables docker.io cloud-init lintian rpm rpmlint)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${missing[@]}"
+fi
+
+for tool in cargo-deb cargo-generate-rpm; do
+  command -v "$tool" >/dev/null || { echo "== cargo install $tool"; cargo install --locked --quiet "$tool"; }
+done
