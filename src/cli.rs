@@ -32,13 +32,13 @@ pub enum Command {
     Run(RunArgs),
     /// Print what `kubejoin run` would change (as `run --dry-run`) and change nothing
     #[command(after_help = EXIT_CODES)]
-    Plan(PlanArgs),
+    Plan(JoinArgs),
     /// Learn the cluster's CA from kube-public/cluster-info, verified by token and CA pin
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
     /// Check this host before a join: each check with its severity and fix
     #[command(after_help = EXIT_CODES)]
-    Preflight(PreflightArgs),
+    Preflight(JoinArgs),
     /// Write a worker's configuration, or its whole cloud-init user-data
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -57,17 +57,25 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub join: JoinArgs,
 
     /// Print what would change (files with diffs, D-Bus calls) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What `run`, `plan` and `preflight` share: the configuration, the preflight checks to
+/// downgrade, and the output format.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// Preflight checks whose errors are only warnings (names as printed; "all" for every one).
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
 
-    /// Output format of the result.
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -104,34 +112,6 @@ pub struct InitArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = InitOutput::Config)]
     pub output: InitOutput,
-}
-
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-
-    /// Preflight checks whose errors are only warnings (names as printed; "all" for every one).
-    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
-    pub ignore_preflight_errors: Vec<String>,
-
-    /// Output format of the plan.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-#[derive(Debug, Args)]
-pub struct PreflightArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-
-    /// Checks whose errors are only warnings (names as printed; "all" for every one).
-    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
-    pub ignore_preflight_errors: Vec<String>,
-
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
 }
 
 #[derive(Debug, Args)]

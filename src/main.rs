@@ -106,11 +106,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
-        Command::Plan(args) => runtime.block_on(run(RunArgs {
-            cluster: args.cluster,
+        Command::Plan(join) => runtime.block_on(run(RunArgs {
+            join,
             dry_run: true,
-            ignore_preflight_errors: args.ignore_preflight_errors,
-            output: args.output,
         })),
         Command::Discover(args) => runtime.block_on(discover(args)),
         Command::Status(args) => runtime.block_on(status(args)),
@@ -172,11 +170,16 @@ fn settings(args: ClusterArgs) -> Result<config::Settings, Failure> {
     )?)
 }
 
-async fn run(args: RunArgs) -> Result<(), Failure> {
+async fn run(
+    RunArgs {
+        join: args,
+        dry_run,
+    }: RunArgs,
+) -> Result<(), Failure> {
     let report = join::run(
         || settings(args.cluster),
         &args.ignore_preflight_errors,
-        args.dry_run,
+        dry_run,
     )
     .await?;
     match args.output {
@@ -184,7 +187,7 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
             "{}",
             serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
         ),
-        Output::Text => print!("{}", join::render_text(&report, args.dry_run)),
+        Output::Text => print!("{}", join::render_text(&report, dry_run)),
     }
     Ok(())
 }
@@ -238,7 +241,7 @@ fn config_init(args: cli::InitArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn preflight_command(args: cli::PreflightArgs) -> Result<(), Failure> {
+async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
     let settings = settings(args.cluster)?;
     let (bus, kubelet_active) = match systemd::dbus::Systemd::connect().await {
         Ok(s) => match s.status(systemd::unit::KUBELET_UNIT).await {

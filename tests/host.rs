@@ -73,8 +73,7 @@ fn the_seeds_worker_preparation_in_one_run() {
 
     // The plan lists every change, and changes nothing.
     let files_before = tb.changed_files_except_logs();
-    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run", "--dry-run"]);
     let plan = text(&out);
     for line in [
         format!("host:          would swapoff {device} (kubelet does not run with swap on)"),
@@ -101,8 +100,7 @@ fn the_seeds_worker_preparation_in_one_run() {
             .contains(&device)
     );
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["kubejoin", "run"]);
     // Swap off, now and after reboot.
     assert!(
         !std::fs::read_to_string("/proc/swaps")
@@ -149,10 +147,8 @@ fn the_seeds_worker_preparation_in_one_run() {
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 
     // A docker0 left behind (docker already configured): deleted over rtnetlink.
-    let out = tb.exec(&["ip", "link", "add", "docker0", "type", "bridge"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["ip", "link", "add", "docker0", "type", "bridge"]);
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("host:          delete link docker0"),
         "{}",
@@ -164,8 +160,7 @@ fn the_seeds_worker_preparation_in_one_run() {
     );
 
     // Prepared: the next run plans and changes nothing.
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       unchanged"),
         "{}",
@@ -207,8 +202,7 @@ fn kernel_prerequisites_are_written_and_applied() {
     let forwarding = || text(&tb.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
     assert_eq!(forwarding(), "0\n");
 
-    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run", "--dry-run"]);
     let plan = text(&out);
     for line in [
         "host:          would write /etc/modules-load.d/kubejoin.conf (load overlay and br_netfilter at every boot)",
@@ -219,8 +213,7 @@ fn kernel_prerequisites_are_written_and_applied() {
     }
     assert!(!plan.contains("RestartUnit systemd-modules-load"), "{plan}");
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["kubejoin", "run"]);
     assert_eq!(forwarding(), "1\n");
     let modules = String::from_utf8(tb.read("/etc/modules-load.d/kubejoin.conf").unwrap()).unwrap();
     assert!(modules.ends_with("overlay\nbr_netfilter\n"), "{modules}");
@@ -232,8 +225,7 @@ fn kernel_prerequisites_are_written_and_applied() {
         b"0\n"
     );
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       unchanged"),
         "{}",
@@ -274,8 +266,7 @@ fn containerd_is_configured_in_place_and_restarted() {
 
     // A dry run changes nothing, not even a file.
     let files_before = tb.changed_files_except_logs();
-    let out = tb.exec(&["kubejoin", "plan"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "plan"]);
     let plan = text(&out);
     for line in [
         "host:          would edit /etc/containerd/config.toml (the CRI plugin on and runc's cgroup driver matching kubelet's), original kept as /etc/containerd/config.toml.kubejoin-orig",
@@ -287,8 +278,7 @@ fn containerd_is_configured_in_place_and_restarted() {
     }
     assert_eq!(tb.changed_files_except_logs(), files_before);
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["kubejoin", "run"]);
     // Every byte of the operator's file kept, comments included; the setting appended.
     let config = String::from_utf8(tb.read("/etc/containerd/config.toml").unwrap()).unwrap();
     assert_eq!(
@@ -310,8 +300,7 @@ fn containerd_is_configured_in_place_and_restarted() {
     );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       unchanged"),
         "{}",

@@ -46,8 +46,7 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
         .unwrap();
     let _api = api(&tb, ApiServer::builder());
 
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     let report = text(&out);
     assert!(report.contains("outcome:       joined"), "{report}");
     assert!(!report.contains(REAL_TOKEN_SECRET), "{report}");
@@ -94,8 +93,7 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
     // Again: nothing rewritten, no reload, kubelet not restarted.
     let (files, reload_count) = (mtimes(&tb), reloads(&tb));
     let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       unchanged"),
         "{}",
@@ -123,8 +121,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
     let tb = node(false, "").boot().unwrap();
     let _api = api(&tb, ApiServer::builder());
     let before = tb.changed_files_except_logs();
-    let out = tb.exec(&["kubejoin", "run", "--dry-run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run", "--dry-run"]);
     let plan = text(&out);
     for line in [
         "outcome:       dry-run",
@@ -184,8 +181,7 @@ fn the_service_retries_until_the_api_server_is_up_and_reports_its_status() {
     .boot()
     .unwrap();
     // Nothing listens on the testbed's 127.0.0.1:6443 yet: exit 1, restarted.
-    let out = tb.exec(&["systemctl", "start", "--no-block", "kubejoin.service"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["systemctl", "start", "--no-block", "kubejoin.service"]);
     let restarted = wait_for(Duration::from_secs(30), || {
         (show(&tb, "kubejoin.service", "NRestarts")
             .parse::<u32>()
@@ -256,18 +252,15 @@ fn waits_for_tls_bootstrap_and_leaves_a_joined_node_alone() {
         .boot()
         .unwrap();
     let api = api(&tb, ApiServer::builder());
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(text(&out).contains("tls-bootstrap"), "{}", text(&out));
     drop(api);
 
     // Joined: kubelet is active with its client certificate. Even with the API server
     // gone and the token deleted (as operators should), a run changes nothing and says so.
-    let out = tb.exec(&["rm", "/etc/kubejoin/token"]);
-    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["rm", "/etc/kubejoin/token"]);
     let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
-    let out = tb.exec(&["kubejoin", "run"]);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       already-joined"),
         "{}",

@@ -213,20 +213,30 @@ impl Systemd {
         Ok(!changes.is_empty())
     }
 
-    /// The state of a unit (loading it if systemd has not yet).
-    pub async fn status(&self, unit: &str) -> Result<UnitStatus, SystemdError> {
+    /// The Unit and Service interfaces of a unit, loading it if systemd has not yet.
+    /// Properties are read fresh each time: they change while a job runs.
+    async fn proxies(
+        &self,
+        unit: &str,
+    ) -> Result<(UnitProxy<'static>, ServiceProxy<'static>), SystemdError> {
         let path = self.manager.load_unit(unit).await?;
         let u = UnitProxy::builder(&self.conn)
             .path(path.clone())
             .cache_properties(CacheProperties::No)
             .build()
             .await?;
+        let s = ServiceProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?;
+        Ok((u, s))
+    }
+
+    /// The state of a unit (loading it if systemd has not yet).
+    pub async fn status(&self, unit: &str) -> Result<UnitStatus, SystemdError> {
+        let (u, s) = self.proxies(unit).await?;
         let (result, exec_main_status) = if unit.ends_with(".service") {
-            let s = ServiceProxy::builder(&self.conn)
-                .path(path)
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await?;
             (s.result().await.ok(), s.exec_main_status().await.ok())
         } else {
             (None, None)
@@ -246,20 +256,10 @@ impl Systemd {
         &self,
         unit: &str,
     ) -> Result<Option<(Vec<String>, Vec<std::path::PathBuf>)>, SystemdError> {
-        let path = self.manager.load_unit(unit).await?;
-        let u = UnitProxy::builder(&self.conn)
-            .path(path.clone())
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
+        let (u, s) = self.proxies(unit).await?;
         if u.load_state().await? != "loaded" {
             return Ok(None);
         }
-        let s = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
         let argv = s
             .exec_start()
             .await?

@@ -661,6 +661,20 @@ impl Testbed {
         self.command(argv).output().expect("nsenter runs")
     }
 
+    /// Runs a command inside the testbed and fails the test, with its output, unless it
+    /// succeeds.
+    pub fn exec_ok(&self, argv: &[&str]) -> Output {
+        let out = self.exec(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// stdout and stderr of a command inside the testbed, as text.
     pub fn exec_text(&self, argv: &[&str]) -> String {
         let out = self.exec(argv);
