@@ -17,6 +17,26 @@ fn seconds(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
 }
 
 /// An HTTP `Date` (IMF-fixdate: `Sun, 29 Nov 2026 05:47:30 GMT`) as Unix seconds.
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (Howard Hinnant's civil_from_days).
+pub fn format_utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 pub fn parse_http_date(s: &str) -> Option<i64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts[..] else {
@@ -94,6 +114,15 @@ pub fn ca_validity_warning(now: i64, not_before: &str, not_after: &str) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_round_trip() {
+        for t in [0, 951_782_400, 1_764_583_200, 4_102_444_799] {
+            let s = format_utc(t);
+            assert_eq!(parse_cert_time(&s), Some(t), "{s}");
+        }
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn http_dates() {

@@ -11,6 +11,7 @@ mod init;
 mod join;
 mod jws;
 mod kubeconfig;
+mod kubelet;
 mod logging;
 mod pin;
 mod preflight;
@@ -250,8 +251,11 @@ async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
         },
         Err(e) => (Err(e.to_string()), false),
     };
+    let node = join::node_kubelet(&settings)?;
     let facts = preflight::inspect(
         &settings.kubelet,
+        &node.version,
+        node.profile.as_ref(),
         settings.host.swap,
         settings.host.swap_zram,
         bus,

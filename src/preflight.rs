@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::systemd::unit::KubeletSettings;
+use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
+use crate::kubelet::version::Version;
+use crate::systemd::unit::{CERT_DIR, KUBELET_KUBECONFIG, KubeletSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +55,11 @@ pub struct Facts {
     pub hostname: String,
     /// kubelet already has a client certificate.
     pub joined: bool,
+    /// `kubelet --version`, or why it could not be read.
+    pub kubelet_version: Result<Version, String>,
+    pub cgroup_v2: bool,
+    /// kubelet needs cri-dockerd (docker, kubelet >= 1.24): whether its socket exists.
+    pub cri_dockerd: Option<bool>,
 }
 
 fn check(
@@ -118,6 +125,67 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
             Some("install kubelet there (the seed uses /usr/local/bin/kubelet), or set [kubelet] binary".into()),
         ),
     ];
+    if f.kubelet_binary == Some(true) {
+        checks.push(check(
+            "KubeletVersion",
+            f.kubelet_version.is_ok(),
+            Error,
+            match &f.kubelet_version {
+                Ok(v) => format!("kubelet {v}"),
+                Err(e) => e.clone(),
+            },
+            Some(format!(
+                "kubejoin renders kubelet's flags for its version: make `{} --version` work \
+                 (the right binary for this architecture, all its libraries)",
+                kubelet.binary.display()
+            )),
+        ));
+    }
+    if let Some(present) = f.cri_dockerd {
+        let version = f
+            .kubelet_version
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        checks.push(check(
+            "CRIDockerd",
+            present,
+            Error,
+            if present {
+                format!("cri-dockerd's socket {CRI_DOCKERD_SOCKET} exists")
+            } else {
+                format!(
+                    "kubelet {version} has no dockershim (removed in 1.24): with docker it needs cri-dockerd, \
+                     and {CRI_DOCKERD_SOCKET} does not exist"
+                )
+            },
+            Some(
+                "install cri-dockerd (github.com/Mirantis/cri-dockerd, its cri-docker.socket enabled), or set \
+                 [host] container_runtime = \"containerd\" (docker's containerd serves CRI too)"
+                    .into(),
+            ),
+        ));
+    }
+    let minor = f.kubelet_version.as_ref().map(|v| v.minor).unwrap_or(0);
+    if !f.cgroup_v2 && minor >= 31 {
+        checks.push(check(
+            "CgroupV1",
+            false,
+            if kubelet.fail_cgroup_v1 { Error } else { Warning },
+            if kubelet.fail_cgroup_v1 {
+                "this host uses cgroup v1 and [kubelet] fail_cgroup_v1 = true".into()
+            } else {
+                "this host uses cgroup v1, which Kubernetes is dropping (kubelet >= 1.35 refuses it unless \
+                 told otherwise): kubejoin writes failCgroupV1: false so that kubelet runs"
+                    .into()
+            },
+            Some(
+                "boot with the unified cgroup hierarchy (cgroup v2, systemd.unified_cgroup_hierarchy=1); \
+                 [kubelet] fail_cgroup_v1 = true makes this an error"
+                    .into(),
+            ),
+        ));
+    }
     if let Some((socket, answering)) = &f.runtime_socket {
         checks.push(check(
             "ContainerRuntime",
@@ -133,11 +201,18 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
                 }
             ),
             Some(match &kubelet.runtime_unit {
-                Some(unit) => format!(
+                Some(Some(unit)) => format!(
                     "kubelet.service starts {unit} first; if it fails, see `journalctl -u {unit}`"
                 ),
-                None => "start the container runtime, or set [kubelet] container_runtime_endpoint"
-                    .into(),
+                Some(None) => {
+                    "start the container runtime, or set [kubelet] container_runtime_endpoint"
+                        .into()
+                }
+                None => {
+                    "kubelet.service starts its runtime's unit first; if it fails, see its journal \
+                         (`journalctl -u containerd`, or docker)"
+                        .into()
+                }
             }),
         ));
     }
@@ -221,11 +296,14 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
         !f.joined,
         Warning,
         if f.joined {
-            "kubelet already has a client certificate (/var/lib/kubelet/kubeconfig): this node is joined".into()
+            format!("kubelet already has a client certificate ({KUBELET_KUBECONFIG}): this node is joined")
         } else {
             "this node is not joined yet".into()
         },
-        Some("nothing to do; to join again, remove /var/lib/kubelet/kubeconfig and /var/lib/kubelet/pki first".into()),
+        Some(format!(
+            "nothing to do; to join again, stop kubelet and remove {KUBELET_KUBECONFIG} and \
+             {CERT_DIR}kubelet-client-*.pem (its client certificates) first"
+        )),
     ));
     let all = ignore.iter().any(|i| i.eq_ignore_ascii_case("all"));
     for c in &mut checks {
@@ -267,9 +345,12 @@ fn on_path(tool: &str) -> bool {
         .any(|d| d.join(tool).is_file())
 }
 
-/// Reads the host. `bus` and `kubelet_active` come from the caller's D-Bus connection.
+/// Reads the host. `bus` and `kubelet_active` come from the caller's D-Bus connection;
+/// kubelet's version and profile from [`crate::kubelet`].
 pub fn inspect(
     kubelet: &KubeletSettings,
+    version: &Result<Version, String>,
+    profile: Option<&Profile>,
     swap_managed: bool,
     zram_managed: bool,
     bus: Result<(), String>,
@@ -279,14 +360,17 @@ pub fn inspect(
     let binary = std::fs::metadata(&kubelet.binary)
         .ok()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    let runtime_socket = kubelet
-        .container_runtime_endpoint
-        .strip_prefix("unix://")
-        .map(|p| {
-            let path = PathBuf::from(p);
-            let answering = std::os::unix::net::UnixStream::connect(&path).is_ok();
-            (path, answering)
-        });
+    let socket = profile.and_then(|p| match &p.cri {
+        Cri::Remote(ep) => ep.strip_prefix("unix://").map(PathBuf::from),
+        Cri::Dockershim => Some(PathBuf::from("/run/docker.sock")),
+    });
+    let runtime_socket = socket.map(|path| {
+        let answering = std::os::unix::net::UnixStream::connect(&path).is_ok();
+        (path, answering)
+    });
+    let cri_dockerd = profile
+        .filter(|p| p.cri_dockerd)
+        .map(|_| std::path::Path::new(CRI_DOCKERD_SOCKET.trim_start_matches("unix://")).exists());
     Facts {
         // SAFETY: geteuid has no preconditions.
         euid: unsafe { libc::geteuid() },
@@ -314,8 +398,11 @@ pub fn inspect(
             .unwrap_or_default()
             .trim()
             .to_string(),
-        joined: std::fs::read_to_string(crate::systemd::unit::KUBELET_KUBECONFIG)
+        joined: std::fs::read_to_string(KUBELET_KUBECONFIG)
             .is_ok_and(|k| k.contains("client-certificate")),
+        kubelet_version: version.clone(),
+        cgroup_v2: crate::kubelet::cgroup_v2(),
+        cri_dockerd,
     }
 }
 
@@ -356,6 +443,9 @@ mod tests {
             ip_forward: Some(true),
             hostname: "worker-1".into(),
             joined: false,
+            kubelet_version: Ok(Version::parse("v1.20.2").unwrap()),
+            cgroup_v2: false,
+            cri_dockerd: None,
         }
     }
 
@@ -418,6 +508,21 @@ mod tests {
                 Error,
             ),
             (Box::new(|f| f.joined = true), "ExistingJoin", Warning),
+            (
+                Box::new(|f| f.kubelet_version = Err("cannot run it".into())),
+                "KubeletVersion",
+                Error,
+            ),
+            (
+                Box::new(|f| f.cri_dockerd = Some(false)),
+                "CRIDockerd",
+                Error,
+            ),
+            (
+                Box::new(|f| f.kubelet_version = Ok(Version::parse("v1.36.2").unwrap())),
+                "CgroupV1",
+                Warning,
+            ),
         ];
         for (break_it, name, severity) in cases {
             let mut f = healthy();
@@ -445,6 +550,20 @@ mod tests {
         assert!(msg.contains("zram swap is active: /dev/zram0"), "{msg}");
         f.zram_managed = true;
         assert_eq!(failing(&f, &[]), [("Swap", Severity::Warning)]);
+    }
+
+    #[test]
+    fn cgroup_v1_can_be_made_an_error() {
+        let mut f = healthy();
+        f.kubelet_version = Ok(Version::parse("v1.36.2").unwrap());
+        let strict = KubeletSettings {
+            fail_cgroup_v1: true,
+            ..Default::default()
+        };
+        let checks = evaluate(&f, &strict, &[]);
+        assert_eq!(errors(&checks)[0].name, "CgroupV1");
+        f.cgroup_v2 = true;
+        assert!(errors(&evaluate(&f, &strict, &[])).is_empty());
     }
 
     #[test]

@@ -23,8 +23,12 @@ pub struct KubeletFragment {
     pub cluster_dns: Option<Vec<String>>,
     pub cluster_domain: Option<String>,
     pub start_timeout: Option<String>,
+    /// Removed: kubejoin waits for the node itself now (an error names `join_timeout`).
     pub settle: Option<String>,
+    /// The old name of `join_timeout`.
     pub wait_for_tls_bootstrap: Option<String>,
+    pub join_timeout: Option<String>,
+    pub fail_cgroup_v1: Option<bool>,
 }
 
 /// Merged `[kubelet]` keys, each with the file or flag that set it.
@@ -62,7 +66,9 @@ impl KubeletMerged {
             cluster_domain,
             start_timeout,
             settle,
-            wait_for_tls_bootstrap
+            wait_for_tls_bootstrap,
+            join_timeout,
+            fail_cgroup_v1
         );
     }
 }
@@ -70,13 +76,15 @@ impl KubeletMerged {
 /// How long `kubejoin run` waits for kubelet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeletWaits {
-    /// For systemd's start job and for the unit to settle.
+    /// For systemd's start job.
     pub start_timeout: Duration,
-    /// How long kubelet must stay active after its start job to count as started.
-    pub settle: Duration,
-    /// Wait until kubelet has written its kubeconfig (TLS bootstrap done), if set.
-    pub tls_bootstrap: Option<Duration>,
+    /// From kubelet's start until the node is in: health endpoint, client certificate,
+    /// Node object. kubeadm v1.20 waits 5 minutes for the TLS bootstrap.
+    pub join_timeout: Duration,
 }
+
+/// The default of `join_timeout`: kubeadm's `TLSBootstrapTimeout`.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Flags kubejoin manages itself: setting them in `extra_args` would fight it.
 const MANAGED_FLAGS: [&str; 6] = [
@@ -205,15 +213,15 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
                 format!("{ep:?} is not a unix:///path socket"),
             ));
         }
-        s.container_runtime_endpoint = ep;
+        s.container_runtime_endpoint = Some(ep);
     }
     if let Some(unit) = v.runtime_unit {
         s.runtime_unit = match unit.as_str() {
-            "" => None,
+            "" => Some(None),
             u if (u.ends_with(".service") || u.ends_with(".socket"))
                 && !u.contains(char::is_whitespace) =>
             {
-                Some(unit)
+                Some(Some(unit))
             }
             _ => {
                 return Err(err(
@@ -256,13 +264,22 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         Some(t) => parse_duration(&t).map_err(|e| err(key, e)),
         None => Ok(default),
     };
+    if v.settle.is_some() {
+        return Err(err(
+            "settle",
+            "is no longer used: kubejoin waits until kubelet is healthy, has its client certificate and \
+             its Node exists; remove it (join_timeout bounds that wait)"
+                .into(),
+        ));
+    }
+    s.fail_cgroup_v1 = v.fail_cgroup_v1.unwrap_or(false);
+    let join_timeout = match (v.join_timeout, v.wait_for_tls_bootstrap) {
+        (Some(t), _) => duration("join_timeout", Some(t), DEFAULT_JOIN_TIMEOUT)?,
+        (None, t) => duration("wait_for_tls_bootstrap", t, DEFAULT_JOIN_TIMEOUT)?,
+    };
     let waits = KubeletWaits {
         start_timeout: duration("start_timeout", v.start_timeout, Duration::from_secs(120))?,
-        settle: duration("settle", v.settle, Duration::from_secs(3))?,
-        tls_bootstrap: match v.wait_for_tls_bootstrap {
-            Some(t) => Some(parse_duration(&t).map_err(|e| err("wait_for_tls_bootstrap", e))?),
-            None => None,
-        },
+        join_timeout,
     };
     Ok((s, waits))
 }
@@ -282,8 +299,7 @@ mod tests {
     fn defaults() {
         let (s, w) = validate(KubeletMerged::default()).unwrap();
         assert_eq!(s, KubeletSettings::default());
-        assert_eq!(w.settle, Duration::from_secs(3));
-        assert_eq!(w.tls_bootstrap, None);
+        assert_eq!(w.join_timeout, DEFAULT_JOIN_TIMEOUT);
     }
 
     #[test]
@@ -312,7 +328,8 @@ mod tests {
             ("cgroup_driver = \"cgroupv2\"", "kubelet.cgroup_driver"),
             ("cluster_dns = [\"10.96.0\"]", "kubelet.cluster_dns"),
             ("cluster_domain = \"bad_domain\"", "kubelet.cluster_domain"),
-            ("settle = \"soon\"", "kubelet.settle"),
+            ("settle = \"3s\"", "kubelet.settle"),
+            ("join_timeout = \"soon\"", "kubelet.join_timeout"),
         ] {
             let e = validate(merged(text)).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
@@ -326,8 +343,8 @@ mod tests {
             "binary = \"/opt/bin/kubelet\"\nextra_args = [\"--v=2\"]\nnode_labels = { zone = \"a\", \"node.kubernetes.io/pool\" = \"infra\" }\nregister_with_taints = [\"dedicated=infra:NoSchedule\", \"gpu:NoExecute\"]\nruntime_unit = \"\"\ncluster_dns = [\"10.96.0.10\"]\nwait_for_tls_bootstrap = \"2m\"\n",
         ))
         .unwrap();
-        assert_eq!(s.runtime_unit, None);
+        assert_eq!(s.runtime_unit, Some(None));
         assert_eq!(s.node_labels[0].0, "node.kubernetes.io/pool");
-        assert_eq!(w.tls_bootstrap, Some(Duration::from_secs(120)));
+        assert_eq!(w.join_timeout, Duration::from_secs(120));
     }
 }

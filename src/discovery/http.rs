@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::endpoint::Endpoint;
 
@@ -182,6 +182,16 @@ pub fn untrusted_client() -> Client {
 
 /// The client for the second fetch: trusts only the given CA certificates.
 pub fn pinned_client(ca: &[Vec<u8>]) -> Result<Client, String> {
+    pinned_client_as(ca, None)
+}
+
+/// A client that trusts only the given CA certificates and, with `identity` (a
+/// certificate chain and its key), authenticates with it: kubelet's own credentials,
+/// to read the Node kubelet registered.
+pub fn pinned_client_as(
+    ca: &[Vec<u8>],
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     for der in ca {
         roots
@@ -200,12 +210,17 @@ pub fn pinned_client(ca: &[Vec<u8>]) -> Result<Client, String> {
         inner,
         refused: refused.clone(),
     };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let tls = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate cannot be used: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Client {
         http: client(tls),
         refused: Some(refused),
@@ -219,7 +234,13 @@ pub async fn get_cluster_info(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<Response, FetchError> {
-    let url = format!("{endpoint}{CLUSTER_INFO_PATH}");
+    get(client, &format!("{endpoint}{CLUSTER_INFO_PATH}"), timeout).await
+}
+
+/// `GET url` for JSON, with `timeout` bounding the whole request, body included (at most
+/// [`REQUEST_TIMEOUT`]), and the body limited to [`MAX_BODY`].
+pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Response, FetchError> {
+    let url = url.to_string();
     let timeout = timeout.min(REQUEST_TIMEOUT);
     let classify = |e: reqwest::Error| {
         let refused = client

@@ -8,6 +8,8 @@ use toml_edit::{DocumentMut, Item, Table, value};
 
 pub const UNIT: &str = "containerd.service";
 pub const CONFIG: &str = "/etc/containerd/config.toml";
+/// runc's shim, containerd's default runtime type.
+pub const RUNC_V2: &str = "io.containerd.runc.v2";
 
 /// The CRI plugin's id in config version 2 (containerd 1.x) and 3 (containerd 2.x), and
 /// where runc's options live under it.
@@ -37,8 +39,8 @@ fn cri_paths(version: i64) -> (&'static str, &'static [&'static str]) {
     }
 }
 
-/// The config with CRI enabled and `SystemdCgroup` set as kubelet's cgroup driver needs,
-/// or `None` when it already is. A missing file starts as `version = 2`.
+/// The config with CRI enabled, runc a working runtime (`runtime_type`) and `SystemdCgroup`
+/// set as kubelet's cgroup driver needs, or `None` when it already is. A missing file starts as `version = 2`.
 pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option<String>, String> {
     let text = current.unwrap_or("version = 2\n");
     let mut doc: DocumentMut = text
@@ -67,23 +69,28 @@ pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option
         .or_insert_with(|| Item::Table(implicit_table()))
         .as_table_like_mut()
         .ok_or("plugins is not a table")?;
+    // New tables get headers at the end of the file, in order (runc, then its options),
+    // so that the existing text is not split; the tables above them stay implicit.
     let mut table = plugins;
     for (i, key) in path.iter().enumerate() {
-        let last = i == path.len() - 1;
+        let depth = path.len() - 1 - i; // 0: options, 1: runc
         table = table
             .entry(key)
             .or_insert_with(|| {
                 let mut t = Table::new();
-                // Intermediate tables stay implicit: only the leaf gets a header, at the
-                // end of the file, so that the existing text is not split.
-                t.set_implicit(!last);
-                if last {
-                    t.set_position(Some(1 << 30));
+                t.set_implicit(depth > 1);
+                if depth <= 1 {
+                    t.set_position(Some((1 << 30) - depth as isize));
                 }
                 Item::Table(t)
             })
             .as_table_like_mut()
             .ok_or_else(|| format!("{key} is not a table"))?;
+        if depth == 1 && table.get("runtime_type").is_none() {
+            // Without it, containerd drops its default runc runtime once this table
+            // exists, and every sandbox fails with "container.Runtime.Name must be set".
+            table.insert("runtime_type", value(RUNC_V2));
+        }
     }
     match table.get_mut("SystemdCgroup") {
         Some(item) if item.as_bool() == Some(systemd_cgroup) => {}
@@ -121,7 +128,7 @@ mod tests {
         assert!(out.starts_with(DEBIAN), "{out}");
         assert_eq!(
             &out[DEBIAN.len()..],
-            "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+            "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
         );
         assert_eq!(plan_config(Some(&out), true).unwrap(), None, "idempotent");
     }
@@ -132,8 +139,11 @@ mod tests {
         let out = plan_config(Some(text), true).unwrap().unwrap();
         assert_eq!(
             out,
-            "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = true\n  BinaryName = \"/usr/local/bin/runc\"\n"
+            "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = true\n  BinaryName = \"/usr/local/bin/runc\"\n"
         );
+        // A runc table that names its runtime type keeps it.
+        let own = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n";
+        assert_eq!(plan_config(Some(own), true).unwrap(), None);
     }
 
     #[test]
@@ -141,7 +151,7 @@ mod tests {
         let out = plan_config(None, true).unwrap().unwrap();
         assert_eq!(
             out,
-            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
         );
         let v3 = plan_config(Some("version = 3\n"), false).unwrap().unwrap();
         assert!(v3.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\nSystemdCgroup = false\n"), "{v3}");

@@ -82,6 +82,20 @@ pub fn flag_settings(args: &[String]) -> BTreeMap<&'static str, Value> {
                     out.insert("bridge", Value::from(v));
                 }
             }
+            "--exec-opt" => {
+                let v = inline.or_else(|| {
+                    i += 1;
+                    args.get(i).cloned()
+                });
+                if let Some(v) = v {
+                    let opts = out
+                        .entry("exec-opts")
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(a) = opts {
+                        a.push(Value::from(v));
+                    }
+                }
+            }
             "--iptables" | "--ip-masq" => {
                 let v = inline.map(|v| v != "false").unwrap_or(true);
                 let key = if name == "--iptables" {
@@ -109,13 +123,53 @@ pub struct Conflict {
     pub wanted: String,
 }
 
-/// The daemon.json that puts the three settings in effect, keeping every other setting,
-/// or `None` when the current one already does.
+const CGROUP_DRIVER_OPT: &str = "native.cgroupdriver=";
+
+/// `exec-opts` with `native.cgroupdriver=<driver>` in place of any other driver, the
+/// other options kept in order.
+fn with_cgroup_driver(opts: Option<&Value>, driver: &str) -> Value {
+    let mut out: Vec<Value> = opts
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|o| !o.as_str().is_some_and(|o| o.starts_with(CGROUP_DRIVER_OPT)))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push(Value::from(format!("{CGROUP_DRIVER_OPT}{driver}")));
+    Value::Array(out)
+}
+
+/// The daemon.json that puts the three settings and kubelet's cgroup driver
+/// (`exec-opts: ["native.cgroupdriver=..."]`) in effect, keeping every other setting, or
+/// `None` when the current one already does.
 pub fn plan_daemon_json(
     flags: &BTreeMap<&'static str, Value>,
     current: Option<&Map<String, Value>>,
+    cgroup_driver: &str,
 ) -> Result<Option<Map<String, Value>>, Conflict> {
     let mut json = current.cloned().unwrap_or_default();
+    match flags.get("exec-opts") {
+        // docker refuses exec-opts both as flags and in daemon.json: the flags must say it.
+        Some(opts) => {
+            let wanted = format!("{CGROUP_DRIVER_OPT}{cgroup_driver}");
+            if !opts
+                .as_array()
+                .is_some_and(|a| a.iter().any(|o| o.as_str() == Some(&wanted)))
+            {
+                return Err(Conflict {
+                    key: "exec-opts",
+                    value: opts.to_string(),
+                    wanted: format!("[{wanted:?}] (kubelet's cgroup driver)"),
+                });
+            }
+        }
+        None => {
+            let opts = with_cgroup_driver(json.get("exec-opts"), cgroup_driver);
+            json.insert("exec-opts".into(), opts);
+        }
+    }
     for (key, value) in wanted() {
         match flags.get(key) {
             Some(v) if *v == value => {
@@ -163,10 +217,10 @@ mod tests {
         );
         let flags = flag_settings(&args);
         assert_eq!(flags.get("bridge"), Some(&Value::from("none")));
-        let json = plan_daemon_json(&flags, None).unwrap().unwrap();
+        let json = plan_daemon_json(&flags, None, "systemd").unwrap().unwrap();
         assert_eq!(
             serde_json::to_string(&json).unwrap(),
-            r#"{"iptables":false,"ip-masq":false}"#
+            r#"{"exec-opts":["native.cgroupdriver=systemd"],"iptables":false,"ip-masq":false}"#
         );
     }
 
@@ -174,15 +228,15 @@ mod tests {
     fn keeps_other_settings_and_is_idempotent() {
         let current: Map<String, Value> =
             serde_json::from_str(r#"{"log-driver":"journald","bridge":"docker0"}"#).unwrap();
-        let json = plan_daemon_json(&BTreeMap::new(), Some(&current))
+        let json = plan_daemon_json(&BTreeMap::new(), Some(&current), "systemd")
             .unwrap()
             .unwrap();
         assert_eq!(
             serde_json::to_string(&json).unwrap(),
-            r#"{"log-driver":"journald","bridge":"none","iptables":false,"ip-masq":false}"#
+            r#"{"log-driver":"journald","bridge":"none","exec-opts":["native.cgroupdriver=systemd"],"iptables":false,"ip-masq":false}"#
         );
         assert_eq!(
-            plan_daemon_json(&BTreeMap::new(), Some(&json)).unwrap(),
+            plan_daemon_json(&BTreeMap::new(), Some(&json), "systemd").unwrap(),
             None
         );
     }
@@ -190,18 +244,51 @@ mod tests {
     #[test]
     fn a_flag_with_another_value_is_a_conflict() {
         let flags = flag_settings(&s(&["dockerd", "--iptables"]));
-        let e = plan_daemon_json(&flags, None).unwrap_err();
+        let e = plan_daemon_json(&flags, None, "systemd").unwrap_err();
         assert_eq!(e.key, "iptables");
         let flags = flag_settings(&s(&["dockerd", "-b", "br0"]));
-        assert_eq!(plan_daemon_json(&flags, None).unwrap_err().key, "bridge");
+        assert_eq!(
+            plan_daemon_json(&flags, None, "systemd").unwrap_err().key,
+            "bridge"
+        );
     }
 
     #[test]
     fn a_flag_with_the_right_value_leaves_daemon_json_without_it() {
         let flags = flag_settings(&s(&["dockerd", "--iptables=false"]));
         let current: Map<String, Value> = serde_json::from_str(r#"{"iptables":false}"#).unwrap();
-        let json = plan_daemon_json(&flags, Some(&current)).unwrap().unwrap();
+        let json = plan_daemon_json(&flags, Some(&current), "systemd")
+            .unwrap()
+            .unwrap();
         assert!(!json.contains_key("iptables"));
+    }
+
+    #[test]
+    fn the_cgroup_driver_is_merged_into_exec_opts() {
+        let current: Map<String, Value> = serde_json::from_str(
+            r#"{"exec-opts":["native.cgroupdriver=cgroupfs","isolation=default"]}"#,
+        )
+        .unwrap();
+        let json = plan_daemon_json(&BTreeMap::new(), Some(&current), "systemd")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            json["exec-opts"],
+            serde_json::json!(["isolation=default", "native.cgroupdriver=systemd"])
+        );
+        // Given on docker's command line: right, left there; wrong, a conflict.
+        let flags = flag_settings(&s(&[
+            "dockerd",
+            "--exec-opt",
+            "native.cgroupdriver=systemd",
+        ]));
+        let json = plan_daemon_json(&flags, None, "systemd").unwrap().unwrap();
+        assert!(!json.contains_key("exec-opts"));
+        let flags = flag_settings(&s(&["dockerd", "--exec-opt=native.cgroupdriver=cgroupfs"]));
+        assert_eq!(
+            plan_daemon_json(&flags, None, "systemd").unwrap_err().key,
+            "exec-opts"
+        );
     }
 
     #[test]

@@ -422,14 +422,20 @@ fn plan_docker(
         _ => None,
     };
     let flags = docker::flag_settings(&d.args);
-    if let Some(json) = docker::plan_daemon_json(&flags, current.as_ref())? {
+    let driver = if settings.systemd_cgroup {
+        "systemd"
+    } else {
+        "cgroupfs"
+    };
+    if let Some(json) = docker::plan_daemon_json(&flags, current.as_ref(), driver)? {
         let text = format!(
             "{}\n",
             serde_json::to_string_pretty(&json).expect("a JSON map serializes")
         );
         changes.push(edit_or_write(
             docker::DAEMON_JSON,
-            "docker without its bridge, iptables rules or masquerading, as the seed runs it",
+            "docker without its bridge, iptables rules or masquerading, as the seed runs it, \
+             with kubelet's cgroup driver",
             d.daemon_json.as_ref(),
             d.daemon_json_backup_exists,
             text,
@@ -754,7 +760,7 @@ mod tests {
         assert_eq!(
             described,
             [
-                "write /etc/docker/daemon.json (docker without its bridge, iptables rules or masquerading, as the seed runs it)",
+                "write /etc/docker/daemon.json (docker without its bridge, iptables rules or masquerading, as the seed runs it, with kubelet's cgroup driver)",
                 "RestartUnit docker.service replace (to take the settings in daemon.json)",
                 "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE (docker's nat leftovers (the seed's iptables -t nat -F))",
                 "iptables -t nat -F DOCKER (docker's nat leftovers (the seed's iptables -t nat -F))",
@@ -783,7 +789,9 @@ mod tests {
             panic!("{changes:?}")
         };
         assert!(
-            contents.starts_with("{\n  \"log-driver\": \"journald\",\n  \"bridge\": \"none\""),
+            contents.starts_with(
+                "{\n  \"log-driver\": \"journald\",\n  \"exec-opts\": [\n    \"native.cgroupdriver=systemd\"\n  ],\n  \"bridge\": \"none\""
+            ),
             "{contents}"
         );
         assert_eq!(
@@ -818,7 +826,7 @@ mod tests {
             installed: true,
             args: vec!["/usr/sbin/dockerd".into()],
             daemon_json: Some((
-                "{\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"ip-masq\": false\n}\n"
+                "{\n  \"exec-opts\": [\"native.cgroupdriver=systemd\"],\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"ip-masq\": false\n}\n"
                     .into(),
                 0o644,
             )),

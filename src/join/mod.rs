@@ -12,11 +12,12 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::Failure;
-use crate::config::Settings;
+use crate::config::{ConfigError, Origin, Settings};
 use crate::discovery::{self, Discovered};
 use crate::fsutil;
 use crate::host;
 use crate::kubeconfig;
+use crate::kubelet::{self, fatal, profile::Profile, ready, version::Version};
 use crate::preflight;
 use crate::systemd::dbus::{Systemd, UnitStatus};
 use crate::systemd::notify::Notifier;
@@ -47,9 +48,28 @@ pub struct Report {
     pub plan: Option<Plan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<UnitStatus>,
+    /// What the node said when the join ended: the node is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeIn>,
     pub phases: Vec<PhaseTime>,
     /// Seconds since the epoch when the run finished.
     pub finished: u64,
+}
+
+/// The three things that make a node joined, each with the Unix time it was first seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeIn {
+    pub name: String,
+    /// kubelet's version, as `kubelet --version` printed it.
+    pub kubelet_version: String,
+    /// kubelet's health endpoint answered `ok`.
+    pub healthz: u64,
+    /// kubelet's client certificate, issued by the cluster CA.
+    pub certificate: u64,
+    pub certificate_path: String,
+    pub certificate_not_after: String,
+    /// The Node object, read with kubelet's own credentials.
+    pub registered: u64,
 }
 
 struct Phases {
@@ -93,7 +113,7 @@ fn read_current(path: &Path) -> anyhow::Result<Option<CurrentFile>> {
 }
 
 /// The files kubelet starts from, as they should be after discovery.
-fn desired_files(settings: &Settings, found: &Discovered) -> Vec<DesiredFile> {
+fn desired_files(settings: &Settings, found: &Discovered, profile: &Profile) -> Vec<DesiredFile> {
     let bootstrap =
         kubeconfig::render_bootstrap(&found.server, &found.ca_pem, &settings.cluster.token);
     vec![
@@ -117,7 +137,7 @@ fn desired_files(settings: &Settings, found: &Discovered) -> Vec<DesiredFile> {
         },
         DesiredFile {
             path: unit::KUBELET_CONFIG.into(),
-            contents: unit::kubelet_config(&settings.kubelet).into_bytes(),
+            contents: unit::kubelet_config(&settings.kubelet, profile).into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "KubeletConfiguration",
@@ -126,7 +146,7 @@ fn desired_files(settings: &Settings, found: &Discovered) -> Vec<DesiredFile> {
         },
         DesiredFile {
             path: unit::KUBELET_UNIT_PATH.into(),
-            contents: unit::kubelet_unit(&settings.kubelet).into_bytes(),
+            contents: unit::kubelet_unit(&settings.kubelet, profile).into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "kubelet's systemd unit",
@@ -136,15 +156,50 @@ fn desired_files(settings: &Settings, found: &Discovered) -> Vec<DesiredFile> {
     ]
 }
 
+/// kubelet's version and what it needs on this node.
+pub struct NodeKubelet {
+    pub version: Result<Version, String>,
+    pub profile: Option<Profile>,
+}
+
+/// Reads kubelet's version and the host's cgroups, and chooses kubelet's settings for
+/// them. A `[kubelet]` key that cannot work with them is a configuration error.
+pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
+    let version = kubelet::version::detect(&settings.kubelet.binary).map_err(|e| e.to_string());
+    let profile = match &version {
+        Ok(v) => {
+            let node = kubelet::profile::Node {
+                version: v.clone(),
+                runtime: settings.host.runtime,
+                cgroup_v2: kubelet::cgroup_v2(),
+            };
+            Some(
+                kubelet::profile::profile(&settings.kubelet, &node).map_err(|c| {
+                    Failure::Config(ConfigError {
+                        origin: Origin::File(crate::config::DEFAULT_PATH.into()),
+                        key: Some(format!("kubelet.{}", c.key)),
+                        message: format!("{}; fix: {}", c.message, c.fix),
+                    })
+                })?,
+            )
+        }
+        Err(_) => None,
+    };
+    Ok(NodeKubelet { version, profile })
+}
+
 /// Runs the preflight checks; errors stop a real run, a dry run only reports them.
 fn preflight(
     settings: &Settings,
+    node: &NodeKubelet,
     kubelet_active: bool,
     ignore: &[String],
     dry_run: bool,
 ) -> Result<Vec<preflight::Check>, Failure> {
     let facts = preflight::inspect(
         &settings.kubelet,
+        &node.version,
+        node.profile.as_ref(),
         settings.host.swap,
         settings.host.swap_zram,
         Ok(()),
@@ -224,6 +279,7 @@ pub async fn run(
             discovery: None,
             plan: None,
             kubelet: Some(kubelet),
+            node: None,
             phases: phases.times,
             finished: now(),
         };
@@ -235,7 +291,30 @@ pub async fn run(
         return Ok(report);
     }
     let settings = &load()?;
-    let checks = preflight(settings, kubelet.is_active(), ignore_preflight, dry_run)?;
+    let node = node_kubelet(settings)?;
+    let checks = preflight(
+        settings,
+        &node,
+        kubelet.is_active(),
+        ignore_preflight,
+        dry_run,
+    )?;
+    let (Ok(version), Some(profile)) = (&node.version, &node.profile) else {
+        return Err(Failure::Fixable {
+            message: format!(
+                "kubelet's version is needed to write its configuration: {}",
+                node.version
+                    .as_ref()
+                    .err()
+                    .map(String::as_str)
+                    .unwrap_or("unknown")
+            ),
+            fix: format!(
+                "install kubelet at {} (or set [kubelet] binary) so that `kubelet --version` works",
+                settings.kubelet.binary.display()
+            ),
+        });
+    };
 
     phases.start(
         "host",
@@ -262,9 +341,32 @@ pub async fn run(
     );
     let found = discovery::discover(&settings.cluster).await?;
 
+    let api = apiserver_version(&found).await;
+    if let Some((api, why)) = api.and_then(|a| kubelet::version::skew(version, &a).map(|w| (a, w)))
+    {
+        let ignored = ignore_preflight
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case("KubeletVersionSkew"));
+        tracing::warn!(phase = "discovery", check = "KubeletVersionSkew", "{why}");
+        if !ignored && !dry_run {
+            return Err(Failure::Fixable {
+                message: why,
+                fix: format!(
+                    "install a kubelet no newer than the API server {api} and at most three minor \
+                     versions older (or skip this check with --ignore-preflight-errors=KubeletVersionSkew)"
+                ),
+            });
+        }
+    }
+
     phases.start("plan", "planning kubelet's files and unit");
-    let desired = desired_files(settings, &found);
+    let desired = desired_files(settings, &found, profile);
     let facts = Facts {
+        missing_dirs: [unit::STATIC_POD_PATH]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .filter(|d| !d.is_dir())
+            .collect(),
         files: desired
             .iter()
             .map(|d| read_current(&d.path))
@@ -282,6 +384,7 @@ pub async fn run(
             discovery: Some(found),
             plan: Some(plan),
             kubelet: Some(kubelet),
+            node: None,
             phases: phases.times,
             finished: now(),
         });
@@ -291,6 +394,11 @@ pub async fn run(
         "files",
         "writing kubelet's bootstrap kubeconfig and configuration",
     );
+    for dir in &plan.dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        tracing::info!(phase = "files", path = %dir.display(), "created directory {}", dir.display());
+    }
     for (want, change) in desired.iter().zip(&plan.files) {
         if change.action != plan::FileAction::Unchanged {
             fsutil::write_atomic(&want.path, &want.contents, want.mode)?;
@@ -311,34 +419,20 @@ pub async fn run(
             SystemdAction::Start { unit } | SystemdAction::Restart { unit, .. } => {
                 let restart = matches!(action, SystemdAction::Restart { .. });
                 status = systemd
-                    .start(unit, restart, waits.settle, waits.start_timeout)
+                    .start(unit, restart, Duration::ZERO, waits.start_timeout)
                     .await?;
             }
         }
     }
-
-    if let Some(limit) = waits.tls_bootstrap {
-        phases.start(
-            "tls-bootstrap",
-            "waiting for kubelet's TLS bootstrap (its client certificate)",
-        );
-        let deadline = Instant::now() + limit;
-        while !tls_bootstrapped() {
-            if Instant::now() >= deadline {
-                return Err(Failure::Fixable {
-                    message: format!(
-                        "kubelet did not finish TLS bootstrapping within {}s ({} has no client certificate)",
-                        limit.as_secs(),
-                        unit::KUBELET_KUBECONFIG
-                    ),
-                    fix: "check `journalctl -u kubelet` and, on the control plane, that CSRs from \
-                          system:bootstrappers are approved (the seed's auto-approve ClusterRoleBindings)"
-                        .into(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    let node_in = wait_until_in(
+        &systemd,
+        &mut phases,
+        status.clone(),
+        &found.ca_pem,
+        version,
+        Instant::now() + waits.join_timeout,
+    )
+    .await?;
     phases.end();
     let outcome = if plan.is_empty() && host_changes.is_empty() {
         "unchanged"
@@ -351,13 +445,15 @@ pub async fn run(
         host: host_changes,
         discovery: Some(found),
         plan: Some(plan),
-        kubelet: Some(status),
+        kubelet: Some(systemd.status(KUBELET_UNIT).await?),
+        node: Some(node_in),
         phases: phases.times.clone(),
         finished: now(),
     };
     save_state(&report)?;
     let ready = format!(
-        "{outcome}: kubelet.service is active, API server {}",
+        "{outcome}: node {} is registered and kubelet.service is active, API server {}",
+        report.node.as_ref().map(|n| n.name.as_str()).unwrap_or("?"),
         report
             .discovery
             .as_ref()
@@ -367,6 +463,142 @@ pub async fn run(
     tracing::info!(phase = "done", "{ready}");
     phases.notifier.ready(&ready);
     Ok(report)
+}
+
+/// The API server's version (`GET /version`, readable anonymously), over TLS that trusts
+/// only the cluster CA; `None` when it does not say.
+async fn apiserver_version(found: &Discovered) -> Option<Version> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&found.ca_pem)
+        .filter_map(|c| c.ok().map(|c| c.to_vec()))
+        .collect();
+    let client = crate::discovery::http::pinned_client(&ca).ok()?;
+    let url = format!("{}/version", found.server.to_string().trim_end_matches('/'));
+    let r = crate::discovery::http::get(&client, &url, Duration::from_secs(5))
+        .await
+        .ok()
+        .filter(|r| r.status == 200)?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    let version = Version::parse(v["gitVersion"].as_str()?);
+    tracing::info!(phase = "discovery", apiserver_version = ?version.as_ref().map(|v| v.to_string()), "the API server's version");
+    version
+}
+
+/// How often the join looks at kubelet while it waits.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Waits until the node is in (kubelet healthy, its client certificate issued by the
+/// cluster CA, its Node readable with it), each step its own phase. kubelet exiting or
+/// restarting meanwhile fails the join at once, quoting kubelet's fatal line.
+async fn wait_until_in(
+    systemd: &Systemd,
+    phases: &mut Phases,
+    started: UnitStatus,
+    ca_pem: &[u8],
+    version: &Version,
+    deadline: Instant,
+) -> Result<NodeIn, Failure> {
+    phases.start("healthz", "waiting for kubelet's health endpoint");
+    let (mut healthz, mut certificate) = (None, None);
+    let mut last = String::new();
+    loop {
+        let st = systemd.status(KUBELET_UNIT).await?;
+        if !st.is_active() || st.n_restarts != started.n_restarts {
+            return Err(kubelet_exited(&st, started.invocation_id.as_deref()).await);
+        }
+        if healthz.is_none() && ready::healthz().await {
+            healthz = Some(now());
+            tracing::info!(phase = "healthz", "kubelet's health endpoint answers ok");
+            phases.start(
+                "tls-bootstrap",
+                "waiting for kubelet's client certificate (TLS bootstrap)",
+            );
+        }
+        if healthz.is_some() && certificate.is_none() {
+            match ready::client_certificate(ca_pem) {
+                Ok(Some(cert)) => {
+                    tracing::info!(phase = "tls-bootstrap", path = %cert.path, node = %cert.node_name,
+                        "kubelet has its client certificate for system:node:{} (valid until {})",
+                        cert.node_name, cert.not_after);
+                    phases.start(
+                        "node",
+                        &format!("waiting for the Node {} to be registered", cert.node_name),
+                    );
+                    certificate = Some((now(), cert));
+                }
+                Ok(None) => {
+                    last = format!("{} has no client certificate yet", unit::KUBELET_KUBECONFIG)
+                }
+                Err(e) => last = e,
+            }
+        }
+        if let Some((cert_at, cert)) = &certificate {
+            match ready::node(cert, ca_pem)
+                .await
+                .map_err(|e| Failure::Fixable {
+                    message: format!("cannot read the Node with kubelet's credentials: {e}"),
+                    fix: format!("check {}", cert.path),
+                })? {
+                ready::NodeAnswer::Registered => {
+                    tracing::info!(phase = "node", node = %cert.node_name, "the Node {} is registered", cert.node_name);
+                    return Ok(NodeIn {
+                        name: cert.node_name.clone(),
+                        kubelet_version: version.to_string(),
+                        healthz: healthz.unwrap_or_default(),
+                        certificate: *cert_at,
+                        certificate_path: cert.path.clone(),
+                        certificate_not_after: cert.not_after.clone(),
+                        registered: now(),
+                    });
+                }
+                ready::NodeAnswer::NotYet(detail) => last = detail,
+            }
+        }
+        if Instant::now() >= deadline {
+            let stage = match (&healthz, &certificate) {
+                (None, _) => "kubelet's health endpoint never answered ok",
+                (Some(_), None) => "kubelet did not finish its TLS bootstrap",
+                (Some(_), Some(_)) => "kubelet's Node was not registered",
+            };
+            return Err(Failure::Fixable {
+                message: format!(
+                    "the node did not join within the join timeout: {stage}{}",
+                    if last.is_empty() { String::new() } else { format!(" (last: {last})") }
+                ),
+                fix: "see `journalctl -u kubelet`; on the control plane, check that CSRs from \
+                      system:bootstrappers are approved and issued (the seed's ClusterRoleBindings for \
+                      node-bootstrapper and nodeclient auto-approval, and the controller-manager's signer); \
+                      [kubelet] join_timeout sets the wait"
+                    .into(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The failure for a kubelet that exited: its fatal line from its journal, and the fix.
+async fn kubelet_exited(st: &UnitStatus, invocation: Option<&str>) -> Failure {
+    // journald may store kubelet's last lines a moment after systemd sees it exit.
+    let mut line = None;
+    for _ in 0..8 {
+        line = fatal::fatal_line(&kubelet::journal(KUBELET_UNIT, invocation));
+        if line
+            .as_deref()
+            .is_some_and(|l| !l.starts_with("kubelet.service:"))
+        {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let fatal = line.unwrap_or_else(|| "(kubelet wrote nothing to its journal)".into());
+    Failure::Fixable {
+        message: format!("kubelet exited ({}): {fatal}", st.describe()),
+        fix: format!(
+            "{}; the whole log: `journalctl -u {KUBELET_UNIT} -b`",
+            fatal::fix_for(&fatal).unwrap_or_else(|| "see why in kubelet's log".into())
+        ),
+    }
 }
 
 fn now() -> u64 {
@@ -391,6 +623,21 @@ pub fn load_state() -> anyhow::Result<Option<serde_json::Value>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("failed to read {STATE_FILE}")),
     }
+}
+
+/// The node's three signs of a join, with readable times.
+pub fn render_node(n: &NodeIn) -> String {
+    let t = |s: u64| crate::clock::format_utc(s as i64);
+    format!(
+        "node:          {} (kubelet {})\nhealthz:       ok at {}\ncertificate:   {} at {} (valid until {})\nregistered:    at {}\n",
+        n.name,
+        n.kubelet_version,
+        t(n.healthz),
+        n.certificate_path,
+        t(n.certificate),
+        n.certificate_not_after,
+        t(n.registered)
+    )
 }
 
 /// The report as text.
@@ -423,6 +670,9 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
         }
     }
     if let Some(plan) = &r.plan {
+        for d in &plan.dirs {
+            let _ = writeln!(out, "dir:           {verb}create {} (0755)", d.display());
+        }
         for f in &plan.files {
             let action = match f.action {
                 plan::FileAction::Create => "create",
@@ -460,6 +710,9 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     }
     if let Some(k) = &r.kubelet {
         let _ = writeln!(out, "kubelet:       {} ({})", k.active_state, k.sub_state);
+    }
+    if let Some(n) = &r.node {
+        let _ = write!(out, "{}", render_node(n));
     }
     let phases: Vec<String> = r
         .phases

@@ -35,6 +35,8 @@ pub struct Facts {
     pub files: Vec<Option<CurrentFile>>,
     pub kubelet_enabled: bool,
     pub kubelet_active: bool,
+    /// Directories kubelet expects that do not exist yet.
+    pub missing_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,13 +75,18 @@ pub enum SystemdAction {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// Directories to create (mode 0755) before kubelet starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<PathBuf>,
     pub files: Vec<FileChange>,
     pub systemd: Vec<SystemdAction>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.systemd.is_empty() && self.files.iter().all(|f| f.action == FileAction::Unchanged)
+        self.dirs.is_empty()
+            && self.systemd.is_empty()
+            && self.files.iter().all(|f| f.action == FileAction::Unchanged)
     }
 }
 
@@ -138,7 +145,11 @@ pub fn plan(desired: &[DesiredFile], facts: &Facts, unit: &str) -> Plan {
             why: format!("{} changed", restart.join(", ")),
         });
     }
-    Plan { files, systemd }
+    Plan {
+        dirs: facts.missing_dirs.clone(),
+        files,
+        systemd,
+    }
 }
 
 /// A minimal line diff (`-` old, `+` new, two lines of context as `  `), by longest
@@ -252,6 +263,7 @@ mod tests {
             files: vec![current("unit\n", 0o100644)],
             kubelet_enabled: true,
             kubelet_active: true,
+            ..Default::default()
         };
         let p = plan(&desired, &facts, "kubelet.service");
         assert!(p.is_empty(), "{p:?}");
@@ -267,6 +279,7 @@ mod tests {
             files: vec![current("unit\n", 0o644), current("old\n", 0o644)],
             kubelet_enabled: true,
             kubelet_active: true,
+            ..Default::default()
         };
         let p = plan(&desired, &facts, "kubelet.service");
         assert_eq!(
@@ -286,6 +299,7 @@ mod tests {
             files: vec![current("x\n", 0o666)],
             kubelet_enabled: true,
             kubelet_active: true,
+            ..Default::default()
         };
         let p = plan(&desired, &facts, "kubelet.service");
         assert_eq!(p.files[0].action, FileAction::Chmod);

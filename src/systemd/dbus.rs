@@ -56,6 +56,8 @@ trait Unit {
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "InvocationID")]
+    fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
 }
 
 #[zbus::proxy(
@@ -89,6 +91,12 @@ pub struct UnitStatus {
     /// A service's `Result` (`success`, `exit-code`, ...), when the unit is a service.
     pub result: Option<String>,
     pub exec_main_status: Option<i32>,
+    /// How often systemd restarted it (`Restart=`) since it was last started by a job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_restarts: Option<u32>,
+    /// This run's invocation ID (hex), which tags its journal entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
 }
 
 impl UnitStatus {
@@ -102,7 +110,7 @@ impl UnitStatus {
             || (self.active_state == "activating" && self.sub_state == "auto-restart")
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let mut s = format!("{} ({})", self.active_state, self.sub_state);
         if let Some(r) = &self.result {
             s.push_str(&format!(", result {r}"));
@@ -236,17 +244,29 @@ impl Systemd {
     /// The state of a unit (loading it if systemd has not yet).
     pub async fn status(&self, unit: &str) -> Result<UnitStatus, SystemdError> {
         let (u, s) = self.proxies(unit).await?;
-        let (result, exec_main_status) = if unit.ends_with(".service") {
-            (s.result().await.ok(), s.exec_main_status().await.ok())
+        let (result, exec_main_status, n_restarts) = if unit.ends_with(".service") {
+            (
+                s.result().await.ok(),
+                s.exec_main_status().await.ok(),
+                s.n_restarts().await.ok(),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
+        let invocation_id = u
+            .invocation_id()
+            .await
+            .ok()
+            .filter(|id| id.iter().any(|b| *b != 0))
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
         Ok(UnitStatus {
             active_state: u.active_state().await?,
             sub_state: u.sub_state().await?,
             active_enter_timestamp: u.active_enter_timestamp().await?,
             result,
             exec_main_status,
+            n_restarts,
+            invocation_id,
         })
     }
 
@@ -365,6 +385,8 @@ mod tests {
             active_enter_timestamp: 0,
             result: Some("exit-code".into()),
             exec_main_status: Some(1),
+            n_restarts: None,
+            invocation_id: None,
         }
     }
 

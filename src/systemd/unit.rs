@@ -3,6 +3,8 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
+use crate::kubelet::profile::{Cri, Profile};
+
 pub const KUBELET_UNIT: &str = "kubelet.service";
 pub const KUBELET_UNIT_PATH: &str = "/etc/systemd/system/kubelet.service";
 pub const BOOTSTRAP_KUBECONFIG: &str = "/var/lib/kubelet/bootstrap-kubeconfig";
@@ -13,7 +15,15 @@ pub const CERT_DIR: &str = "/var/lib/kubelet/";
 /// certificates with it.
 pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
 
-/// The validated `[kubelet]` settings.
+/// kubelet's health endpoint, written into its configuration so that kubejoin knows
+/// where to ask (kubelet's defaults).
+pub const HEALTHZ_ADDRESS: &str = "127.0.0.1";
+pub const HEALTHZ_PORT: u16 = 10248;
+/// Where kubelet looks for static pods; kubelet logs its absence every second.
+pub const STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
+
+/// The validated `[kubelet]` settings. Unset runtime keys are chosen for the node by
+/// [`crate::kubelet::profile`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeletSettings {
     pub binary: PathBuf,
@@ -22,12 +32,15 @@ pub struct KubeletSettings {
     pub node_labels: Vec<(String, String)>,
     /// `key=value:Effect` or `key:Effect`.
     pub register_with_taints: Vec<String>,
-    pub container_runtime_endpoint: String,
-    /// `After=` and `Requires=` this unit; none when empty.
-    pub runtime_unit: Option<String>,
+    /// Explicit CRI endpoint; `None`: the runtime's.
+    pub container_runtime_endpoint: Option<String>,
+    /// Explicit `After=` and `Requires=` unit (`Some(None)`: none); `None`: the runtime's.
+    pub runtime_unit: Option<Option<String>>,
     pub cgroup_driver: String,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    /// Refuse a cgroup v1 host instead of letting kubelet >= 1.35 run on it.
+    pub fail_cgroup_v1: bool,
 }
 
 impl Default for KubeletSettings {
@@ -37,31 +50,35 @@ impl Default for KubeletSettings {
             extra_args: Vec::new(),
             node_labels: Vec::new(),
             register_with_taints: Vec::new(),
-            container_runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
-            runtime_unit: Some("containerd.service".into()),
+            container_runtime_endpoint: None,
+            runtime_unit: None,
             cgroup_driver: "systemd".into(),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
+            fail_cgroup_v1: false,
         }
     }
 }
 
-/// kubelet's command line: the seed's flags, then ours, then `extra_args`.
-pub fn kubelet_argv(s: &KubeletSettings) -> Vec<String> {
+/// kubelet's command line: the seed's flags that are flags in every version, what this
+/// version needs for its runtime, then `extra_args`. Everything the version accepts in
+/// KubeletConfiguration goes there instead ([`kubelet_config`]): no deprecated flag.
+pub fn kubelet_argv(s: &KubeletSettings, p: &Profile) -> Vec<String> {
     let mut argv = vec![
         s.binary.display().to_string(),
         format!("--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG}"),
         format!("--cert-dir={CERT_DIR}"),
         format!("--kubeconfig={KUBELET_KUBECONFIG}"),
-        "--rotate-certificates=true".into(),
-        "--runtime-cgroups=/systemd/system.slice".into(),
-        "--kubelet-cgroups=/systemd/system.slice".into(),
         format!("--config={KUBELET_CONFIG}"),
-        format!(
-            "--container-runtime-endpoint={}",
-            s.container_runtime_endpoint
-        ),
     ];
+    if p.remote_runtime_flag {
+        argv.push("--container-runtime=remote".into());
+    }
+    if let (Cri::Remote(ep), false) = (&p.cri, p.endpoint_in_config) {
+        argv.push(format!("--container-runtime-endpoint={ep}"));
+    }
+    // The seed's; a flag in every version (not a KubeletConfiguration field).
+    argv.push("--runtime-cgroups=/systemd/system.slice".into());
     if !s.node_labels.is_empty() {
         let labels: Vec<String> = s
             .node_labels
@@ -70,7 +87,7 @@ pub fn kubelet_argv(s: &KubeletSettings) -> Vec<String> {
             .collect();
         argv.push(format!("--node-labels={}", labels.join(",")));
     }
-    if !s.register_with_taints.is_empty() {
+    if !s.register_with_taints.is_empty() && !p.taints_in_config {
         argv.push(format!(
             "--register-with-taints={}",
             s.register_with_taints.join(",")
@@ -106,14 +123,14 @@ fn exec_word(w: &str) -> String {
 }
 
 /// `/etc/systemd/system/kubelet.service`. The token never appears here.
-pub fn kubelet_unit(s: &KubeletSettings) -> String {
+pub fn kubelet_unit(s: &KubeletSettings, p: &Profile) -> String {
     let mut u = String::from(
         "# Written by kubejoin; changes are overwritten by the next `kubejoin run`.\n",
     );
     u.push_str("[Unit]\nDescription=Kubernetes Kubelet (configured by kubejoin)\n");
     u.push_str("Documentation=https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/\n");
     u.push_str("Wants=network-online.target\n");
-    match &s.runtime_unit {
+    match &p.runtime_unit {
         Some(rt) => {
             // kubelet needs its container runtime up first, and stops with it.
             let _ = writeln!(u, "After=network-online.target {rt}\nRequires={rt}");
@@ -121,7 +138,7 @@ pub fn kubelet_unit(s: &KubeletSettings) -> String {
         None => u.push_str("After=network-online.target\n"),
     }
     u.push_str("\n[Service]\nExecStart=");
-    let words: Vec<String> = kubelet_argv(s).iter().map(|w| exec_word(w)).collect();
+    let words: Vec<String> = kubelet_argv(s, p).iter().map(|w| exec_word(w)).collect();
     u.push_str(&words.join(" \\\n    "));
     u.push_str("\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n");
     u
@@ -129,8 +146,9 @@ pub fn kubelet_unit(s: &KubeletSettings) -> String {
 
 /// `/var/lib/kubelet/config.yaml`: a KubeletConfiguration as kubeadm writes it for a
 /// worker (webhook authentication and authorization, no anonymous access, the cluster
-/// CA for client certificates, certificate rotation).
-pub fn kubelet_config(s: &KubeletSettings) -> String {
+/// CA for client certificates, certificate rotation), with what this version takes in
+/// its configuration rather than as flags.
+pub fn kubelet_config(s: &KubeletSettings, p: &Profile) -> String {
     let mut c = String::from(
         "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    cacheTTL: 0s\n    enabled: true\n  x509:\n",
     );
@@ -144,47 +162,254 @@ pub fn kubelet_config(s: &KubeletSettings) -> String {
         }
     }
     let _ = writeln!(c, "clusterDomain: {}", s.cluster_domain);
-    c.push_str("rotateCertificates: true\nstaticPodPath: /etc/kubernetes/manifests\n");
+    if let (Cri::Remote(ep), true) = (&p.cri, p.endpoint_in_config) {
+        let _ = writeln!(c, "containerRuntimeEndpoint: {ep}");
+    }
+    if p.allow_cgroup_v1 {
+        // kubelet >= 1.35 refuses cgroup v1 by default; preflight warns about it.
+        c.push_str("failCgroupV1: false\n");
+    }
+    let _ = writeln!(
+        c,
+        "healthzBindAddress: {HEALTHZ_ADDRESS}\nhealthzPort: {HEALTHZ_PORT}"
+    );
+    // The seed's --kubelet-cgroups, as the configuration field it is.
+    c.push_str("kubeletCgroups: /systemd/system.slice\n");
+    if !s.register_with_taints.is_empty() && p.taints_in_config {
+        c.push_str("registerWithTaints:\n");
+        for t in &s.register_with_taints {
+            let (kv, effect) = t.rsplit_once(':').unwrap_or((t, "NoSchedule"));
+            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+            let _ = writeln!(c, "- effect: {effect}\n  key: {}", yaml_str(key));
+            if !value.is_empty() {
+                let _ = writeln!(c, "  value: {}", yaml_str(value));
+            }
+        }
+    }
+    let _ = writeln!(
+        c,
+        "rotateCertificates: true\nstaticPodPath: {STATIC_POD_PATH}"
+    );
     c
+}
+
+/// A YAML double-quoted scalar (label keys and values are plain ASCII already; quoting
+/// keeps values such as `true` or `1` strings).
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::Runtime;
+    use crate::kubelet::profile::{Node, profile};
+    use crate::kubelet::version::Version;
 
-    #[test]
-    fn seed_flags_first_then_ours() {
-        let s = KubeletSettings {
+    fn rendered(version: &str, runtime: Runtime, s: &KubeletSettings) -> (Vec<String>, String) {
+        let node = Node {
+            version: Version::parse(version).unwrap(),
+            runtime,
+            cgroup_v2: false,
+        };
+        let p = profile(s, &node).unwrap();
+        (kubelet_argv(s, &p), kubelet_config(s, &p))
+    }
+
+    fn labelled() -> KubeletSettings {
+        KubeletSettings {
             node_labels: vec![
                 ("role".into(), "worker".into()),
                 ("zone".into(), "a".into()),
             ],
-            register_with_taints: vec!["dedicated=infra:NoSchedule".into()],
+            register_with_taints: vec!["dedicated=infra:NoSchedule".into(), "gpu:NoExecute".into()],
             extra_args: vec!["--v=2".into()],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn kubelet_1_20_with_containerd_and_with_docker() {
+        let (argv, config) = rendered("v1.20.2", Runtime::Containerd, &labelled());
         assert_eq!(
-            kubelet_argv(&s),
+            argv,
             [
                 "/usr/local/bin/kubelet",
                 "--bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig",
                 "--cert-dir=/var/lib/kubelet/",
                 "--kubeconfig=/var/lib/kubelet/kubeconfig",
-                "--rotate-certificates=true",
-                "--runtime-cgroups=/systemd/system.slice",
-                "--kubelet-cgroups=/systemd/system.slice",
                 "--config=/var/lib/kubelet/config.yaml",
+                "--container-runtime=remote",
                 "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+                "--runtime-cgroups=/systemd/system.slice",
                 "--node-labels=role=worker,zone=a",
-                "--register-with-taints=dedicated=infra:NoSchedule",
+                "--register-with-taints=dedicated=infra:NoSchedule,gpu:NoExecute",
                 "--v=2",
             ]
+        );
+        assert!(!config.contains("containerRuntimeEndpoint"), "{config}");
+        assert!(!config.contains("failCgroupV1"), "{config}");
+        let (argv, _) = rendered("v1.20.2", Runtime::Docker, &KubeletSettings::default());
+        assert!(
+            !argv.iter().any(|a| a.starts_with("--container-runtime")),
+            "dockershim, on its own socket: {argv:?}"
         );
     }
 
     #[test]
+    fn kubelet_1_36_takes_its_settings_in_the_configuration() {
+        let (argv, config) = rendered("v1.36.2", Runtime::Containerd, &labelled());
+        assert_eq!(
+            argv,
+            [
+                "/usr/local/bin/kubelet",
+                "--bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig",
+                "--cert-dir=/var/lib/kubelet/",
+                "--kubeconfig=/var/lib/kubelet/kubeconfig",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--runtime-cgroups=/systemd/system.slice",
+                "--node-labels=role=worker,zone=a",
+                "--v=2",
+            ]
+        );
+        let v: serde_json::Value = serde_saphyr::from_str(&config).unwrap();
+        assert_eq!(
+            v["containerRuntimeEndpoint"],
+            "unix:///run/containerd/containerd.sock"
+        );
+        assert_eq!(v["failCgroupV1"], false);
+        assert_eq!(
+            v["registerWithTaints"],
+            serde_json::json!([
+                {"effect": "NoSchedule", "key": "dedicated", "value": "infra"},
+                {"effect": "NoExecute", "key": "gpu"}
+            ])
+        );
+    }
+
+    /// The kubelet flags of each version we cannot run here, from that version's kubelet
+    /// reference (kubernetes.io/docs/reference/command-line-tools-reference/kubelet/ and
+    /// the CHANGELOG): flags it does not know (fatal) and flags it marks deprecated
+    /// ("should be set via the config file"), limited to those kubejoin could write.
+    const REFERENCE: &[(&str, &[&str], &[&str])] = &[
+        (
+            "v1.20.2",
+            &[],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--cgroup-driver",
+            ],
+        ),
+        (
+            "v1.24.17",
+            &["--network-plugin", "--docker-endpoint"],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--register-with-taints",
+                "--cgroup-driver",
+            ],
+        ),
+        (
+            "v1.27.16",
+            &["--container-runtime", "--network-plugin"],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--register-with-taints",
+                "--container-runtime-endpoint",
+            ],
+        ),
+        (
+            "v1.31.14",
+            &["--container-runtime", "--network-plugin"],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--register-with-taints",
+                "--container-runtime-endpoint",
+                "--fail-cgroupv1",
+            ],
+        ),
+        (
+            "v1.34.3",
+            &["--container-runtime", "--network-plugin"],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--register-with-taints",
+                "--container-runtime-endpoint",
+                "--fail-cgroupv1",
+            ],
+        ),
+        (
+            "v1.36.2",
+            &["--container-runtime", "--network-plugin"],
+            &[
+                "--rotate-certificates",
+                "--kubelet-cgroups",
+                "--register-with-taints",
+                "--container-runtime-endpoint",
+                "--fail-cgroupv1",
+            ],
+        ),
+    ];
+
+    #[test]
+    fn no_unknown_or_deprecated_flag_in_any_version() {
+        for (version, unknown, deprecated) in REFERENCE {
+            for runtime in [Runtime::Containerd, Runtime::Docker] {
+                let (argv, config) = rendered(version, runtime, &labelled());
+                for a in &argv[1..] {
+                    let name = a.split('=').next().unwrap();
+                    assert!(
+                        !unknown.contains(&name),
+                        "{version} {runtime:?}: {name} is unknown to it"
+                    );
+                    assert!(
+                        !deprecated.contains(&name),
+                        "{version} {runtime:?}: {name} is deprecated there"
+                    );
+                }
+                let v: serde_json::Value = serde_saphyr::from_str(&config).unwrap();
+                let minor = Version::parse(version).unwrap().minor;
+                assert_eq!(v["rotateCertificates"], true);
+                assert_eq!(v["kubeletCgroups"], "/systemd/system.slice");
+                assert_eq!(v.get("failCgroupV1").is_some(), minor >= 31, "{version}");
+                assert_eq!(
+                    v.get("containerRuntimeEndpoint").is_some(),
+                    minor >= 27,
+                    "{version}"
+                );
+                assert_eq!(
+                    v.get("registerWithTaints").is_some(),
+                    minor >= 23,
+                    "{version}"
+                );
+                let endpoint = argv
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--container-runtime-endpoint="))
+                    .or(v["containerRuntimeEndpoint"].as_str());
+                let want = match (runtime, minor) {
+                    (Runtime::Docker, m) if m < 24 => None,
+                    (Runtime::Docker, _) => Some("unix:///run/cri-dockerd.sock"),
+                    _ => Some("unix:///run/containerd/containerd.sock"),
+                };
+                assert_eq!(endpoint, want, "{version} {runtime:?}");
+            }
+        }
+    }
+
+    #[test]
     fn unit_orders_after_the_runtime_and_restarts() {
-        let u = kubelet_unit(&KubeletSettings::default());
+        let s = KubeletSettings::default();
+        let node = Node {
+            version: Version::parse("v1.20.2").unwrap(),
+            runtime: Runtime::Containerd,
+            cgroup_v2: true,
+        };
+        let u = kubelet_unit(&s, &profile(&s, &node).unwrap());
         assert!(
             u.contains(
                 "After=network-online.target containerd.service\nRequires=containerd.service\n"
@@ -194,11 +419,12 @@ mod tests {
         assert!(u.contains("ExecStart=/usr/local/bin/kubelet \\\n    --bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig \\\n"), "{u}");
         assert!(u.contains("Restart=on-failure\nRestartSec=5\n"));
         assert!(u.ends_with("[Install]\nWantedBy=multi-user.target\n"));
-        let none = kubelet_unit(&KubeletSettings {
-            runtime_unit: None,
+        let none = KubeletSettings {
+            runtime_unit: Some(None),
             ..Default::default()
-        });
-        assert!(!none.contains("Requires="), "{none}");
+        };
+        let u = kubelet_unit(&none, &profile(&none, &node).unwrap());
+        assert!(!u.contains("Requires="), "{u}");
     }
 
     #[test]
@@ -213,10 +439,11 @@ mod tests {
 
     #[test]
     fn kubelet_configuration() {
-        let c = kubelet_config(&KubeletSettings {
+        let s = KubeletSettings {
             cluster_dns: vec!["10.96.0.10".into()],
             ..Default::default()
-        });
+        };
+        let (_, c) = rendered("v1.20.2", Runtime::Containerd, &s);
         let v: serde_json::Value = serde_saphyr::from_str(&c).unwrap();
         assert_eq!(v["kind"], "KubeletConfiguration");
         assert_eq!(v["cgroupDriver"], "systemd");
@@ -224,6 +451,8 @@ mod tests {
         assert_eq!(v["authentication"]["x509"]["clientCAFile"], CLUSTER_CA);
         assert_eq!(v["authorization"]["mode"], "Webhook");
         assert_eq!(v["clusterDNS"][0], "10.96.0.10");
-        assert_eq!(v["rotateCertificates"], true);
+        assert_eq!(v["healthzBindAddress"], HEALTHZ_ADDRESS);
+        assert_eq!(v["healthzPort"], HEALTHZ_PORT);
+        assert_eq!(v["staticPodPath"], STATIC_POD_PATH);
     }
 }

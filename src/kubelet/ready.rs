@@ -1,0 +1,155 @@
+//! Is the node in? What kubelet itself says, in order: its health endpoint answers `ok`;
+//! its kubeconfig points at a client certificate issued by the cluster CA (TLS bootstrap
+//! done); the Node object exists, read with that certificate (the Node authorizer lets
+//! a node read itself). Each probe is one bounded request or file read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+
+use crate::discovery::http;
+use crate::systemd::unit::{HEALTHZ_ADDRESS, HEALTHZ_PORT, KUBELET_KUBECONFIG};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET http://127.0.0.1:10248/healthz` answers `ok`.
+pub async fn healthz() -> bool {
+    let url = format!("http://{HEALTHZ_ADDRESS}:{HEALTHZ_PORT}/healthz");
+    let Ok(client) = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build() else {
+        return false;
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.is_ok_and(|t| t.trim() == "ok"),
+        _ => false,
+    }
+}
+
+/// kubelet's credentials after its TLS bootstrap.
+pub struct ClientCertificate {
+    pub server: String,
+    /// From the certificate's subject: `system:node:<name>`.
+    pub node_name: String,
+    pub path: String,
+    pub not_after: String,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// kubelet's kubeconfig and the certificate it names, once both exist and the certificate
+/// is a client certificate of the cluster CA for a node. `Ok(None)`: not yet; `Err`: there
+/// is one, and it is wrong.
+pub fn client_certificate(ca_pem: &[u8]) -> Result<Option<ClientCertificate>, String> {
+    let Ok(text) = std::fs::read_to_string(KUBELET_KUBECONFIG) else {
+        return Ok(None);
+    };
+    let config: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| format!("{KUBELET_KUBECONFIG} is not YAML: {e}"))?;
+    let server = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let user = &config["users"][0]["user"];
+    let (path, pem) = match (
+        user["client-certificate"].as_str(),
+        user["client-certificate-data"].as_str(),
+    ) {
+        (Some(p), _) => match std::fs::read(p) {
+            Ok(pem) => (p.to_string(), pem),
+            Err(_) => return Ok(None),
+        },
+        (None, Some(data)) => {
+            use base64::Engine;
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("{KUBELET_KUBECONFIG}: client-certificate-data: {e}"))?;
+            (KUBELET_KUBECONFIG.to_string(), pem)
+        }
+        (None, None) => return Ok(None),
+    };
+    let key_pem = match user["client-key"].as_str() {
+        Some(p) if p != path => std::fs::read(p).map_err(|e| format!("{p}: {e}"))?,
+        _ => pem.clone(),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{path}: {e}"))?;
+    let Some(leaf) = chain.first() else {
+        return Ok(None);
+    };
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{path}: no private key: {e}"))?;
+    issued_by(ca_pem, leaf, &chain[1..])
+        .map_err(|e| format!("{path} is not a client certificate of the cluster CA: {e}"))?;
+    let info = crate::x509::parse_der(leaf).map_err(|e| format!("{path}: {e}"))?;
+    let node_name = info
+        .subject_cn
+        .as_deref()
+        .and_then(|cn| cn.strip_prefix("system:node:"))
+        .ok_or_else(|| {
+            format!(
+                "{path} is not a node's certificate (its subject is {:?})",
+                info.subject_cn
+            )
+        })?
+        .to_string();
+    Ok(Some(ClientCertificate {
+        server,
+        node_name,
+        path,
+        not_after: info.not_after,
+        chain,
+        key,
+    }))
+}
+
+/// The certificate chains to the cluster CA and is valid for client authentication now.
+fn issued_by(
+    ca_pem: &[u8],
+    leaf: &CertificateDer<'_>,
+    rest: &[CertificateDer<'_>],
+) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(ca.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    verifier
+        .verify_client_cert(leaf, rest, UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// What reading the Node with kubelet's credentials said.
+#[derive(Debug)]
+pub enum NodeAnswer {
+    Registered,
+    /// Not yet (404), or a transient failure: the detail says which.
+    NotYet(String),
+}
+
+/// `GET <server>/api/v1/nodes/<name>` as the node itself.
+pub async fn node(cert: &ClientCertificate, ca_pem: &[u8]) -> Result<NodeAnswer, String> {
+    let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca_pem)
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let client = http::pinned_client_as(&ca, Some((cert.chain.clone(), cert.key.clone_key())))?;
+    let url = format!(
+        "{}/api/v1/nodes/{}",
+        cert.server.trim_end_matches('/'),
+        cert.node_name
+    );
+    match http::get(&client, &url, PROBE_TIMEOUT).await {
+        Ok(r) if r.status == 200 => Ok(NodeAnswer::Registered),
+        Ok(r) => Ok(NodeAnswer::NotYet(format!("{url} answered {}", r.status))),
+        Err(e) => Ok(NodeAnswer::NotYet(e.to_string())),
+    }
+}
