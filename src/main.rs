@@ -299,9 +299,9 @@ async fn status(args: StatusArgs) -> Result<(), Failure> {
         Output::Text => {
             match &state {
                 Some(s) => println!(
-                    "last run:      {} (finished {}, unix time)",
+                    "last run:      {} (finished {})",
                     s["outcome"].as_str().unwrap_or("?"),
-                    s["finished"]
+                    clock::format_utc(s["finished"].as_i64().unwrap_or(0))
                 ),
                 None => println!("last run:      none ({} does not exist)", join::STATE_FILE),
             }
@@ -315,6 +315,12 @@ async fn status(args: StatusArgs) -> Result<(), Failure> {
             match &kubelet {
                 Some(k) => println!("kubelet:       {} ({})", k.active_state, k.sub_state),
                 None => println!("kubelet:       unknown (systemd not reachable over D-Bus)"),
+            }
+            let node = state
+                .as_ref()
+                .and_then(|s| serde_json::from_value::<join::NodeIn>(s["node"].clone()).ok());
+            if let Some(node) = node {
+                print!("{}", join::render_node(&node));
             }
         }
     }

@@ -49,6 +49,15 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
     let out = tb.exec_ok(&["kubejoin", "run"]);
     let report = text(&out);
     assert!(report.contains("outcome:       joined"), "{report}");
+    // It ends when the node is in: healthy, its certificate issued, its Node readable.
+    for line in [
+        "node:          testbed-",
+        "healthz:       ok at 20",
+        "certificate:   /var/lib/kubelet/kubelet-client-current.pem at 20",
+        "registered:    at 20",
+    ] {
+        assert!(report.contains(line), "{line:?} not in:\n{report}");
+    }
     assert!(!report.contains(REAL_TOKEN_SECRET), "{report}");
 
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
@@ -61,11 +70,10 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
             "--bootstrap-kubeconfig=/var/lib/kubelet/bootstrap-kubeconfig",
             "--cert-dir=/var/lib/kubelet/",
             "--kubeconfig=/var/lib/kubelet/kubeconfig",
-            "--rotate-certificates=true",
-            "--runtime-cgroups=/systemd/system.slice",
-            "--kubelet-cgroups=/systemd/system.slice",
             "--config=/var/lib/kubelet/config.yaml",
+            "--container-runtime=remote",
             "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+            "--runtime-cgroups=/systemd/system.slice",
             "--node-labels=zone=a",
         ])
     );
@@ -89,6 +97,7 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
         status.contains("kubelet:       active (running)"),
         "{status}"
     );
+    assert!(status.contains("registered:    at 20"), "{status}");
 
     // Again: nothing rewritten, no reload, kubelet not restarted.
     let (files, reload_count) = (mtimes(&tb), reloads(&tb));
@@ -131,6 +140,7 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         "systemd:       would Reload (/etc/systemd/system/kubelet.service changed)",
         "systemd:       would EnableUnitFiles kubelet.service",
         "systemd:       would StartUnit kubelet.service replace",
+        "dir:           would create /etc/kubernetes/manifests (0755)",
     ] {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
@@ -158,9 +168,15 @@ fn a_kubelet_that_exits_at_once_fails_the_run_with_its_result() {
     let out = tb.exec(&["kubejoin", "run"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let msg = text(&out);
-    assert!(msg.contains("kubelet.service did not stay active"), "{msg}");
-    assert!(msg.contains("result exit-code, exit status 1"), "{msg}");
+    // Its own last line quoted, as kubelet's fatal line would be.
+    assert!(msg.contains("kubelet exited ("), "{msg}");
+    assert!(msg.contains("exit status 1"), "{msg}");
+    assert!(
+        msg.contains("kubelet-standin: exiting with 1 as told"),
+        "{msg}"
+    );
     assert!(msg.contains("journalctl -u kubelet.service"), "{msg}");
+    assert!(!msg.contains("joined"), "{msg}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
@@ -212,7 +228,7 @@ fn the_service_retries_until_the_api_server_is_up_and_reports_its_status() {
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
     let status = show(&tb, "kubejoin.service", "StatusText");
     assert!(
-        status.starts_with("joined: kubelet.service is active"),
+        status.starts_with("joined: node testbed-") && status.contains("is registered"),
         "{status}"
     );
     let journal = tb.journal("kubejoin.service");
@@ -243,17 +259,40 @@ fn a_trust_failure_stops_the_service_without_restarts() {
 }
 
 #[test]
-fn waits_for_tls_bootstrap_and_leaves_a_joined_node_alone() {
+fn a_kubelet_that_never_bootstraps_fails_the_join_at_its_timeout() {
     if !testbed::available() {
         return;
     }
-    let tb = node(false, "wait_for_tls_bootstrap = \"20s\"\n")
-        .with_file("/etc/kubelet-standin/tls-bootstrap", "", 0o644)
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/10-short.toml",
+            "[kubelet]\njoin_timeout = \"3s\"\n",
+            0o644,
+        )
+        .with_file("/etc/kubelet-standin/no-tls-bootstrap", "", 0o644)
         .boot()
         .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("the node did not join within the join timeout: kubelet's health endpoint never answered ok"),
+        "{msg}"
+    );
+    assert!(msg.contains("system:bootstrappers"), "{msg}");
+    assert!(!msg.contains("outcome:       joined"), "{msg}");
+}
+
+#[test]
+fn leaves_a_joined_node_alone() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "").boot().unwrap();
     let api = api(&tb, ApiServer::builder());
     let out = tb.exec_ok(&["kubejoin", "run"]);
-    assert!(text(&out).contains("tls-bootstrap"), "{}", text(&out));
+    assert!(text(&out).contains("registered:"), "{}", text(&out));
     drop(api);
 
     // Joined: kubelet is active with its client certificate. Even with the API server
@@ -295,5 +334,5 @@ fn enabled_at_boot_after_cloud_init_without_an_ordering_cycle() {
     let pid1 = text(&tb.exec(&["journalctl", "--no-pager", "-o", "cat", "_PID=1"]));
     assert!(!pid1.contains("ordering cycle"), "{pid1}");
     let inv = wait_for(Duration::from_secs(10), || tb.kubelet_invocation()).unwrap();
-    assert_eq!(inv["argv"][9], "--node-labels=pool=cloud-init");
+    assert_eq!(inv["argv"][8], "--node-labels=pool=cloud-init");
 }

@@ -57,7 +57,7 @@ pub struct Report {
 }
 
 /// The three things that make a node joined, each with the Unix time it was first seen.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NodeIn {
     pub name: String,
     /// kubelet's version, as `kubelet --version` printed it.
@@ -418,9 +418,16 @@ pub async fn run(
             }
             SystemdAction::Start { unit } | SystemdAction::Restart { unit, .. } => {
                 let restart = matches!(action, SystemdAction::Restart { .. });
-                status = systemd
+                status = match systemd
                     .start(unit, restart, Duration::ZERO, waits.start_timeout)
-                    .await?;
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(crate::systemd::dbus::SystemdError::NotActive { status, .. }) => {
+                        return Err(kubelet_exited(&status, status.invocation_id.as_deref()).await);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             }
         }
     }

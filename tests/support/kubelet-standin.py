@@ -7,18 +7,27 @@ server and the CA, and then stays running like kubelet does, so that kubelet.ser
 really started and supervised by systemd. It exits 1 with the reason on stderr (the
 unit's journal) when the kubeconfig is wrong, and with the code in
 /etc/kubelet-standin/exit-code when that file exists (a kubelet that dies at once).
-When /etc/kubelet-standin/tls-bootstrap exists it writes its --kubeconfig with a
-client certificate, as kubelet does when its CSR is approved.
 
-Only Debian's python3 and python3-yaml, which cloud-init needs anyway.
+Like kubelet, it then TLS-bootstraps, unless /etc/kubelet-standin/no-tls-bootstrap exists:
+with the cluster CA's key in /etc/kubelet-standin/ca.key (the test's stand-in for the
+controller-manager's signer) it issues itself a client certificate for
+system:node:<hostname> into --cert-dir and writes --kubeconfig pointing at it. Then it
+serves its health endpoint (healthzBindAddress:healthzPort of --config) with `ok`.
+`--version` prints `Kubernetes <version>` (/etc/kubelet-standin/version, else v1.20.2,
+the API server double's version).
+
+Only Debian's python3 and python3-yaml, which cloud-init needs anyway, and openssl.
 """
 import base64
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import yaml
 
@@ -63,7 +72,74 @@ def check_bootstrap_kubeconfig(path):
     return {"server": cluster["server"], "token_id": user["token"].split(".")[0]}
 
 
+def tls_bootstrap(bootstrap_path, kubeconfig, cert_dir):
+    """Issues a node client certificate with the CA's key, as the cluster's signer would."""
+    with open(bootstrap_path) as f:
+        config = yaml.safe_load(f)
+    cluster = config["clusters"][0]["cluster"]
+    ca = base64.b64decode(cluster["certificate-authority-data"])
+    node = open("/proc/sys/kernel/hostname").read().strip().lower()
+    os.makedirs(cert_dir, exist_ok=True)
+    work = os.path.join(STATE, "issue")
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(work, "ca.crt"), "wb") as f:
+        f.write(ca)
+    with open(os.path.join(work, "ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+    key, csr, crt = (os.path.join(work, n) for n in ("key.pem", "csr.pem", "crt.pem"))
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key], check=True)
+    subprocess.run(["openssl", "req", "-new", "-key", key, "-out", csr,
+                    "-subj", "/O=system:nodes/CN=system:node:%s" % node], check=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(work, "ca.crt"),
+                    "-CAkey", "/etc/kubelet-standin/ca.key", "-CAcreateserial", "-days", "365",
+                    "-extfile", os.path.join(work, "ext"), "-out", crt],
+                   check=True, stderr=subprocess.DEVNULL)
+    pem = os.path.join(cert_dir, "kubelet-client-current.pem")
+    with open(pem, "w") as f:
+        f.write(open(crt).read() + open(key).read())
+    os.chmod(pem, 0o600)
+    os.makedirs(os.path.dirname(kubeconfig), exist_ok=True)
+    with open(kubeconfig, "w") as f:
+        f.write(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: /etc/kubernetes/pki/ca.crt\n"
+            "    server: %s\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n"
+            "    user: default-auth\n  name: default-context\ncurrent-context: default-context\n"
+            "users:\n- name: default-auth\n  user:\n    client-certificate: %s\n    client-key: %s\n"
+            % (cluster["server"], pem, pem)
+        )
+
+
+class Healthz(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok" if self.path == "/healthz" else b"404 page not found\n"
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_healthz(config_path):
+    config = {}
+    if config_path and os.path.exists(config_path):
+        with open(config_path) as f:
+            config = yaml.safe_load(f) or {}
+    address = config.get("healthzBindAddress", "127.0.0.1")
+    port = int(config.get("healthzPort", 10248))
+    server = HTTPServer((address, port), Healthz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def main():
+    if sys.argv[1:] == ["--version"]:
+        try:
+            version = open("/etc/kubelet-standin/version").read().strip()
+        except FileNotFoundError:
+            version = "v1.20.2"
+        print("Kubernetes " + version)
+        return 0
     os.makedirs(STATE, exist_ok=True)
     record = {
         "argv": sys.argv,
@@ -98,18 +174,14 @@ def main():
     except FileNotFoundError:
         pass
     kubeconfig = flag("kubeconfig")
-    if kubeconfig and os.path.exists("/etc/kubelet-standin/tls-bootstrap"):
+    bootstraps = os.path.exists("/etc/kubelet-standin/ca.key") and not os.path.exists(
+        "/etc/kubelet-standin/no-tls-bootstrap"
+    )
+    if kubeconfig and bootstraps:
         # As kubelet does once its CSR is approved: a kubeconfig with a client certificate.
-        os.makedirs(os.path.dirname(kubeconfig), exist_ok=True)
-        with open(kubeconfig, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: %s\n  name: default-cluster\n"
-                "users:\n- name: default-auth\n  user:\n"
-                "    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n"
-                "    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem\n"
-                % record["bootstrap"]["server"]
-            )
+        tls_bootstrap(path, kubeconfig, flag("cert-dir") or "/var/lib/kubelet/pki")
         print("kubelet-standin: TLS bootstrap done, wrote %s" % kubeconfig, flush=True)
+        serve_healthz(flag("config"))
     print("kubelet-standin: running, bootstrap kubeconfig %s is valid" % path, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:

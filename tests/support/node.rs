@@ -16,7 +16,7 @@ use super::testbed::{self, Testbed};
 /// tests/host.rs turns them on where that is safe.
 pub fn node(docker: bool, kubelet: &str) -> testbed::Builder {
     let config = format!(
-        "[host]\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nsettle = \"1s\"\nstart_timeout = \"30s\"\n{kubelet}",
+        "[host]\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\ndiscovery_timeout = \"30s\"\n\n[kubelet]\nstart_timeout = \"30s\"\njoin_timeout = \"30s\"\n{kubelet}",
         apiserver_double::real_ca_pin()
     );
     let runtime = if docker { "" } else { "runtime_unit = \"\"\n" };

@@ -211,9 +211,16 @@ impl Builder {
 
     /// The kubelet stand-in (`tests/support/kubelet-standin.py`) at `path`, e.g.
     /// `/usr/local/bin/kubelet`: it records its argv and environment, checks the bootstrap
-    /// kubeconfig it is given, and stays running. See [`Testbed::kubelet_invocation`].
+    /// kubeconfig it is given, issues itself a node client certificate with the API server
+    /// double's CA key (the signer's stand-in), serves its health endpoint and stays
+    /// running. See [`Testbed::kubelet_invocation`].
     pub fn with_kubelet_standin(self, path: impl AsRef<Path>) -> Self {
         self.with_file(path, include_str!("kubelet-standin.py"), 0o755)
+            .with_file(
+                "/etc/kubelet-standin/ca.key",
+                include_bytes!("../fixtures/real-apiserver/pki/ca.key"),
+                0o600,
+            )
     }
 
     pub fn boot_timeout(mut self, t: Duration) -> Self {
@@ -694,6 +701,15 @@ impl Testbed {
     pub fn read(&self, path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
         let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
         fs::read(Path::new(&format!("/proc/{}/root", self.pid1)).join(rel))
+    }
+
+    /// Writes a file into the running testbed (parents created), as root with `mode`.
+    pub fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>, mode: u32) {
+        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        let p = Path::new(&format!("/proc/{}/root", self.pid1)).join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, contents).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
     }
 
     /// `ActiveState SubState` of a unit, e.g. `active running`.

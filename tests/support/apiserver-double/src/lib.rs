@@ -141,14 +141,28 @@ impl Pki {
             .map_err(|e| format!("serving certificate: {e}"))?;
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
             .map_err(|e| format!("serving key: {e}"))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+        // Client certificates of this CA authenticate (kubelet reading its Node); without
+        // one a request is anonymous, as with the real server.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots
+                .add(ca.map_err(|e| format!("CA: {e}"))?)
+                .map_err(|e| format!("CA: {e}"))?;
+        }
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
         .map_err(|e| e.to_string())?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .map_err(|e| e.to_string())?;
         // The real server speaks HTTP/2 over TLS, and HTTP/1.1 to those who ask.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
@@ -493,9 +507,17 @@ async fn serve(
             let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
                 return;
             };
+            let user: Option<Arc<str>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| subject_cn(c))
+                .map(Arc::from);
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, n, req).await) }
+                let user = user.clone();
+                async move { Ok::<_, Infallible>(handle(&state, n, user.as_deref(), req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
@@ -524,8 +546,13 @@ impl http_body::Body for HalfBody {
 
 type Body = http_body_util::Either<http_body_util::Full<Bytes>, HalfBody>;
 
-async fn handle(state: &State, connection: usize, req: Request<Incoming>) -> Response<Body> {
-    let mut resp = answer(state, connection, req).await;
+async fn handle(
+    state: &State,
+    connection: usize,
+    user: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut resp = answer(state, connection, user, req).await;
     if state.config.date_offset_s != 0 {
         let now = SystemTime::now();
         let offset = Duration::from_secs(state.config.date_offset_s.unsigned_abs());
@@ -540,7 +567,12 @@ async fn handle(state: &State, connection: usize, req: Request<Incoming>) -> Res
     resp
 }
 
-async fn answer(state: &State, connection: usize, req: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    state: &State,
+    connection: usize,
+    user: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let header = |name: hyper::header::HeaderName| {
         req.headers()
             .get(name)
@@ -597,6 +629,39 @@ async fn answer(state: &State, connection: usize, req: Request<Incoming>) -> Res
             None => status(401, None),
         };
     }
+    // A node's client certificate (CN system:node:<name>): the Node authorizer lets it
+    // read its own Node, which the double says kubelet has registered.
+    if let Some(user) = user {
+        let node = path.strip_prefix("/api/v1/nodes/").unwrap_or_default();
+        if !node.is_empty() && user.strip_prefix("system:node:") == Some(node) {
+            return respond(
+                200,
+                format!(
+                    r#"{{"kind":"Node","apiVersion":"v1","metadata":{{"name":{}}},"spec":{{}},"status":{{}}}}"#,
+                    go_json(node)
+                ),
+                None,
+                true,
+            );
+        }
+        return status_body(
+            403,
+            format!(
+                r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":{},"reason":"Forbidden","details":{{}},"code":403}}"#,
+                go_json(&format!(
+                    r#"forbidden: User "{user}" cannot get path "{path}""#
+                ))
+            ),
+            None,
+        );
+    }
+    // /version is public (system:public-info-viewer), as on the real server.
+    if path == "/version" {
+        let text =
+            std::fs::read_to_string(fixtures_dir().join("real-apiserver/server-version.json"))
+                .unwrap_or_default();
+        return respond(200, text.trim_end().to_string(), None, true);
+    }
     if path != CLUSTER_INFO_PATH {
         return status_body(
             403,
@@ -626,6 +691,25 @@ fn unix_now() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The subject's common name of a DER certificate: the last CN in its TBS, whose subject
+/// comes after its issuer. Enough for a test double; kubejoin has its own X.509 reader.
+fn subject_cn(der: &[u8]) -> Option<String> {
+    const CN: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let mut found = None;
+    let mut i = 0;
+    while i + CN.len() + 2 <= der.len() {
+        if der[i..i + CN.len()] == CN {
+            let at = i + CN.len();
+            let (tag, len) = (der[at], der[at + 1] as usize);
+            if matches!(tag, 0x0c | 0x13) && len < 0x80 && at + 2 + len <= der.len() {
+                found = String::from_utf8(der[at + 2..at + 2 + len].to_vec()).ok();
+            }
+        }
+        i += 1;
+    }
+    found
 }
 
 fn forbidden(user: &str) -> Response<Body> {

@@ -1,0 +1,294 @@
+//! `kubejoin run` with a REAL kubelet against a REAL control plane (etcd, kube-apiserver,
+//! kube-controller-manager), v1.20.2 and v1.36.2 as `scripts/real-kubernetes.sh` builds
+//! them, in a testbed with docker.io and containerd, configured with only the cluster keys
+//! and `[host] container_runtime` (plus `swap = false` and `kernel = false`, which keep
+//! host preparation off this machine's own swap and kernel modules).
+//!
+//! The testbed shares this machine's kernel. kubelet writes six kernel-wide sysctls; the
+//! testbed binds read-only files holding exactly kubelet's values over them, so kubelet has
+//! nothing to write, and each test checks that the machine's values are unchanged.
+//! kubelet refuses to run with swap on: these tests hold the swap lock, so no test with a
+//! swap of its own runs meanwhile.
+//!
+//! Slow (a control plane and a kubelet each): run them by name, e.g.
+//! `cargo test --test real_kubelet v1_20_containerd`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::cluster::{self, ControlPlane};
+use support::testbed::{self, Testbed, wait_for};
+use support::text;
+
+/// The sysctls kubelet's container manager sets, with its values.
+const KERNEL: [(&str, &str); 6] = [
+    ("vm/overcommit_memory", "1"),
+    ("vm/panic_on_oom", "0"),
+    ("kernel/panic", "10"),
+    ("kernel/panic_on_oops", "1"),
+    ("kernel/keys/root_maxkeys", "1000000"),
+    ("kernel/keys/root_maxbytes", "25000000"),
+];
+
+fn host_sysctls() -> Vec<String> {
+    KERNEL
+        .iter()
+        .map(|(k, _)| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default())
+        .collect()
+}
+
+/// A worker: docker.io and containerd running on tmpfs (their overlay snapshotters
+/// cannot stack on the overlay root), kubejoin and the real kubelet installed.
+fn worker(bin: &std::path::Path) -> testbed::Builder {
+    let mut b = Testbed::builder()
+        .with_docker(true)
+        .boot_timeout(Duration::from_secs(120))
+        .with_file(
+            "/usr/bin/kubejoin",
+            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
+            0o755,
+        )
+        .with_file(
+            "/usr/local/bin/kubelet",
+            std::fs::read(bin.join("kubelet")).unwrap(),
+            0o755,
+        );
+    for (unit, dir, service) in [
+        (
+            "var-lib-containerd.mount",
+            "/var/lib/containerd",
+            "containerd.service",
+        ),
+        ("var-lib-docker.mount", "/var/lib/docker", "docker.service"),
+    ] {
+        b = b
+            .with_file(
+                format!("/etc/systemd/system/{unit}"),
+                format!("[Mount]\nWhat=tmpfs\nWhere={dir}\nType=tmpfs\n"),
+                0o644,
+            )
+            .with_file(
+                format!("/etc/systemd/system/{service}.d/testbed.conf"),
+                format!("[Unit]\nRequiresMountsFor={dir}\n"),
+                0o644,
+            );
+    }
+    b
+}
+
+/// Binds read-only files with kubelet's values over the kernel-wide sysctls it writes.
+fn pin_sysctls(tb: &Testbed) {
+    let mut script = String::from("set -e; mkdir -p /run/sysctl-pin\n");
+    for (key, value) in KERNEL {
+        let file = format!("/run/sysctl-pin/{}", key.replace('/', "."));
+        script.push_str(&format!(
+            "echo {value} > {file}; mount --bind {file} /proc/sys/{key}; mount -o remount,bind,ro /proc/sys/{key}\n"
+        ));
+    }
+    let out = tb.sh(&script);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn configure(tb: &Testbed, cp: &ControlPlane, runtime: &str, extra: &str) {
+    tb.write("/etc/kubejoin/token", format!("{}\n", cp.token()), 0o600);
+    tb.write(
+        "/etc/kubejoin/config.toml",
+        format!(
+            "[host]\ncontainer_runtime = \"{runtime}\"\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\n{extra}",
+            cp.ca_pin()
+        ),
+        0o600,
+    );
+}
+
+fn show(tb: &Testbed, unit: &str, property: &str) -> String {
+    text(&tb.exec(&["systemctl", "show", "--value", "-p", property, unit]))
+        .trim()
+        .to_string()
+}
+
+fn pem_certs(pem: &str) -> Vec<String> {
+    pem.split("-----END CERTIFICATE-----")
+        .filter_map(|c| c.split_once("-----BEGIN CERTIFICATE-----").map(|(_, b)| b))
+        .map(|b| b.split_whitespace().collect::<String>())
+        .collect()
+}
+
+/// Joins a testbed worker with the real kubelet of `version` and checks everything the
+/// node itself and the control plane say.
+fn joins(version: &str, runtime: &str) {
+    let Some(bin) = cluster::binaries(version) else {
+        return;
+    };
+    if !testbed::available() {
+        return;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let kernel_before = host_sysctls();
+    let tb = worker(&bin).boot().unwrap();
+    pin_sysctls(&tb);
+    let cp = ControlPlane::start(&tb, version, &bin);
+    configure(&tb, &cp, runtime, "");
+
+    let started = Instant::now();
+    let out = tb.exec(&["kubejoin", "run"]);
+    let wall = started.elapsed();
+    let report = text(&out);
+    assert!(
+        out.status.success(),
+        "{report}\n--- kubelet:\n{}\n--- controller-manager:\n{}",
+        text(&tb.exec(&["journalctl", "--no-pager", "-n", "60", "-u", "kubelet"])),
+        cp.log("kube-controller-manager")
+    );
+    assert!(report.contains("outcome:       joined"), "{report}");
+    eprintln!("{version} {runtime}: kubejoin run took {wall:?}\n{report}");
+
+    // The CSR from the bootstrap token is approved and issued, and that is the cert on disk.
+    let csrs = cp.kubectl_json(&tb, &["get", "csr"]);
+    let requester = format!("system:bootstrap:{}", cp.token_id);
+    let csr = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["spec"]["username"] == requester.as_str())
+        .unwrap_or_else(|| panic!("no CSR from {requester}: {csrs}"));
+    let conditions = csr["status"]["conditions"].to_string();
+    assert!(conditions.contains("\"Approved\""), "{conditions}");
+    use base64::Engine;
+    let issued = base64::engine::general_purpose::STANDARD
+        .decode(csr["status"]["certificate"].as_str().expect("issued"))
+        .unwrap();
+    let on_disk = text(&tb.exec_ok(&["cat", "/var/lib/kubelet/kubelet-client-current.pem"]));
+    assert_eq!(
+        pem_certs(&on_disk).first(),
+        pem_certs(&String::from_utf8(issued).unwrap()).first(),
+        "the certificate on disk is the one issued"
+    );
+
+    // The Node is registered, under the testbed's hostname.
+    let hostname = text(&tb.exec_ok(&["hostname"])).trim().to_string();
+    let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
+    assert_eq!(node["metadata"]["name"], hostname.as_str());
+    assert!(
+        report.contains(&format!("node:          {hostname}")),
+        "{report}"
+    );
+
+    // kubelet stays up.
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    assert_eq!(show(&tb, "kubelet.service", "NRestarts"), "0");
+
+    // kubelet's journal: no deprecated flag, no complaint about a file kubejoin owns.
+    let journal = text(&tb.exec(&["journalctl", "--no-pager", "-o", "cat", "-u", "kubelet"]));
+    for line in journal.lines() {
+        assert!(!line.contains("has been deprecated"), "{line}");
+        let ours = [
+            "/etc/kubernetes/manifests",
+            "/var/lib/kubelet/config.yaml",
+            "/etc/kubernetes/pki/ca.crt",
+            "/var/lib/kubelet/bootstrap-kubeconfig",
+        ];
+        let complaint = line.contains("no such file")
+            || line.contains("does not exist")
+            || line.contains("Permission denied");
+        assert!(
+            !(complaint && ours.iter().any(|p| line.contains(p))),
+            "kubelet complains about a file kubejoin owns: {line}"
+        );
+    }
+
+    // Again: nothing changes.
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(show(&tb, "kubelet.service", "NRestarts"), "0");
+
+    drop(cp);
+    drop(tb);
+    assert_eq!(
+        host_sysctls(),
+        kernel_before,
+        "this machine's kernel settings"
+    );
+}
+
+#[test]
+fn v1_20_containerd() {
+    joins("v1.20.2", "containerd");
+}
+
+#[test]
+fn v1_20_docker() {
+    joins("v1.20.2", "docker");
+}
+
+#[test]
+fn v1_36_containerd() {
+    joins("v1.36.2", "containerd");
+}
+
+#[test]
+fn v1_36_docker_names_cri_dockerd() {
+    let Some(bin) = cluster::binaries("v1.36.2") else {
+        return;
+    };
+    if !testbed::available() {
+        return;
+    }
+    let tb = worker(&bin).boot().unwrap();
+    let cp = ControlPlane::start(&tb, "v1.36.2", &bin);
+    configure(&tb, &cp, "docker", "");
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("CRIDockerd"), "{msg}");
+    assert!(msg.contains("cri-dockerd"), "{msg}");
+    assert!(msg.contains("container_runtime = \"containerd\""), "{msg}");
+    assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
+}
+
+#[test]
+fn a_broken_runtime_fails_the_join_with_kubelets_own_words() {
+    let Some(bin) = cluster::binaries("v1.36.2") else {
+        return;
+    };
+    if !testbed::available() {
+        return;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let tb = worker(&bin).boot().unwrap();
+    pin_sysctls(&tb);
+    let cp = ControlPlane::start(&tb, "v1.36.2", &bin);
+    // containerd masked and stopped: kubelet starts (nothing Requires= it) and cannot
+    // reach its runtime.
+    tb.exec_ok(&[
+        "systemctl",
+        "mask",
+        "--now",
+        "containerd.service",
+        "docker.service",
+        "docker.socket",
+    ]);
+    configure(&tb, &cp, "none", "\n[kubelet]\nruntime_unit = \"\"\n");
+    let started = Instant::now();
+    let out = tb.exec(&["kubejoin", "run"]);
+    let took = started.elapsed();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("kubelet exited ("), "{msg}");
+    assert!(!msg.contains("outcome:       joined"), "{msg}");
+    let exited = wait_for(Duration::from_secs(1), || {
+        Some(show(
+            &tb,
+            "kubelet.service",
+            "ExecMainExitTimestampMonotonic",
+        ))
+    });
+    eprintln!("failed after {took:?} (kubelet exited at {exited:?}):\n{msg}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+}

@@ -1,0 +1,495 @@
+//! A REAL control plane for the tests: etcd, kube-apiserver and kube-controller-manager
+//! built by `scripts/real-kubernetes.sh`, run as processes of this test in a testbed's
+//! network namespace (so that every byte stays on the testbed's own loopback, where its
+//! kubelet finds the API server at 127.0.0.1:6443), with the seed's control-plane objects:
+//! the cluster-info ConfigMap, the anonymous Role and RoleBinding for it, the
+//! ClusterRoleBindings for bootstrappers and nodes, and a bootstrap token Secret.
+//! PKI by openssl, in a directory of the test's own. Facts: `shared/real-kubernetes.md`.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use super::testbed::{Testbed, wait_for};
+
+/// Where `scripts/real-kubernetes.sh` puts its binaries.
+pub fn cache() -> PathBuf {
+    std::env::var_os("KUBEJOIN_KUBE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/kubejoin-kubernetes"))
+}
+
+/// The directory of a built version (`v1.20.2`, `v1.36.2`), or why the test cannot run:
+/// outside CI a missing build skips the test with the reason; under `CI=true` it fails it
+/// (CI builds them first).
+pub fn binaries(version: &str) -> Option<PathBuf> {
+    let dir = cache().join(version);
+    let etcd = cache().join("etcd/etcd");
+    let missing = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubelet",
+        "kubectl",
+    ]
+    .iter()
+    .map(|b| dir.join(b))
+    .chain([etcd])
+    .find(|p| !p.exists());
+    match missing {
+        None => Some(dir),
+        Some(p) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "{} is missing under CI: run scripts/real-kubernetes.sh",
+                p.display()
+            )
+        }
+        Some(p) => {
+            eprintln!(
+                "SKIPPED (real Kubernetes): {} is missing; build it with scripts/real-kubernetes.sh",
+                p.display()
+            );
+            None
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stderr(Stdio::null()));
+}
+
+/// The PKI of a cluster: CA, serving certificate, admin and controller-manager clients,
+/// service-account keys.
+fn make_pki(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=kubernetes",
+            "-days",
+            "3650",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("client.ext"),
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+    )
+    .unwrap();
+    for (name, subject, ext) in [
+        ("apiserver", "/CN=kube-apiserver", "server.ext"),
+        (
+            "admin",
+            "/O=system:masters/CN=kubernetes-admin",
+            "client.ext",
+        ),
+        (
+            "controller-manager",
+            "/CN=system:kube-controller-manager",
+            "client.ext",
+        ),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(dir, &["genrsa", "-out", &key, "2048"]);
+        openssl(
+            dir,
+            &["req", "-new", "-key", &key, "-subj", subject, "-out", &csr],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "3650",
+                "-extfile",
+                ext,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"]);
+    openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    for (name, user) in [
+        ("admin", "admin"),
+        ("controller-manager", "controller-manager"),
+    ] {
+        fs::write(
+            dir.join(format!("{name}.conf")),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: {d}/ca.crt\nusers:\n- name: {user}\n  user:\n    client-certificate: {d}/{name}.crt\n    client-key: {d}/{name}.key\ncontexts:\n- name: local\n  context:\n    cluster: local\n    user: {user}\ncurrent-context: local\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// The control plane, running; dropped, it is killed.
+pub struct ControlPlane {
+    pub version: String,
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub token_id: String,
+    pub token_secret: String,
+    procs: Vec<(&'static str, Child)>,
+}
+
+/// A command run in the testbed's network namespace only: this machine's files, the
+/// testbed's loopback.
+fn in_netns(tb: &Testbed, program: &Path) -> Command {
+    let mut c = Command::new("/usr/bin/nsenter");
+    c.arg("-t")
+        .arg(tb.pid().to_string())
+        .arg("-n")
+        .arg("--")
+        .arg(program);
+    c.stdin(Stdio::null());
+    // Die with the test process even if it is killed.
+    // SAFETY: prctl in the child before exec, no allocation.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    c
+}
+
+/// `n` random characters of a bootstrap token's alphabet.
+fn random_lower(n: usize) -> String {
+    let mut f = fs::File::open("/dev/urandom").unwrap();
+    let mut buf = vec![0u8; n];
+    std::io::Read::read_exact(&mut f, &mut buf).unwrap();
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    buf.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl ControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager of `version` on the
+    /// testbed's loopback and applies the seed's objects.
+    pub fn start(tb: &Testbed, version: &str, bin: &Path) -> ControlPlane {
+        let dir = tb.dir().join("control-plane");
+        let pki = dir.join("pki");
+        make_pki(&pki);
+        let mut cp = ControlPlane {
+            version: version.into(),
+            bin: bin.to_path_buf(),
+            dir: dir.clone(),
+            token_id: random_lower(6),
+            token_secret: random_lower(16),
+            procs: Vec::new(),
+        };
+        let log = |name: &str| fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let p = |f: &str| pki.join(f).display().to_string();
+        let etcd = in_netns(tb, &cache().join("etcd/etcd"))
+            .args([
+                "--data-dir",
+                &dir.join("etcd").display().to_string(),
+                "--listen-client-urls=http://127.0.0.1:2379",
+                "--advertise-client-urls=http://127.0.0.1:2379",
+                "--listen-peer-urls=http://127.0.0.1:2380",
+            ])
+            .stdout(log("etcd"))
+            .stderr(log("etcd"))
+            .spawn()
+            .unwrap();
+        cp.procs.push(("etcd", etcd));
+        let mut apiserver = in_netns(tb, &bin.join("kube-apiserver"));
+        apiserver.args([
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--secure-port=6443",
+            "--etcd-servers=http://127.0.0.1:2379",
+            &format!("--client-ca-file={}", p("ca.crt")),
+            &format!("--tls-cert-file={}", p("apiserver.crt")),
+            &format!("--tls-private-key-file={}", p("apiserver.key")),
+            "--enable-bootstrap-token-auth=true",
+            "--authorization-mode=Node,RBAC",
+            "--anonymous-auth=true",
+            &format!("--service-account-key-file={}", p("sa.pub")),
+            &format!("--service-account-signing-key-file={}", p("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.96.0.0/12",
+            "--endpoint-reconciler-type=none",
+            "--enable-admission-plugins=NodeRestriction",
+        ]);
+        if version.starts_with("v1.20") {
+            apiserver.arg("--insecure-port=0");
+        }
+        let apiserver = apiserver
+            .stdout(log("kube-apiserver"))
+            .stderr(log("kube-apiserver"))
+            .spawn()
+            .unwrap();
+        cp.procs.push(("kube-apiserver", apiserver));
+        let mut controllers = "*,bootstrapsigner,tokencleaner".to_string();
+        if !version.starts_with("v1.20") {
+            // OpenShift's fork adds a controller under '*' that needs its own setup.
+            controllers.push_str(",-service-ca-certificate-publisher-controller");
+        }
+        let mut cm = in_netns(tb, &bin.join("kube-controller-manager"));
+        cm.args([
+            &format!("--kubeconfig={}", p("controller-manager.conf")),
+            &format!("--controllers={controllers}"),
+            &format!("--cluster-signing-cert-file={}", p("ca.crt")),
+            &format!("--cluster-signing-key-file={}", p("ca.key")),
+            &format!("--root-ca-file={}", p("ca.crt")),
+            &format!("--service-account-private-key-file={}", p("sa.key")),
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=10257",
+        ]);
+        if version.starts_with("v1.20") {
+            cm.arg("--port=0");
+        }
+        let cm = cm
+            .stdout(log("kube-controller-manager"))
+            .stderr(log("kube-controller-manager"))
+            .spawn()
+            .unwrap();
+        cp.procs.push(("kube-controller-manager", cm));
+
+        let healthy = wait_for(Duration::from_secs(90), || {
+            let out = cp.kubectl_out(tb, &["get", "--raw", "/readyz"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                .then_some(())
+        });
+        assert!(
+            healthy.is_some(),
+            "kube-apiserver did not become ready:\n{}",
+            cp.log("kube-apiserver")
+        );
+        // kubectl create validates against the OpenAPI document: wait until it is served.
+        let openapi = wait_for(Duration::from_secs(60), || {
+            cp.kubectl_out(tb, &["get", "--raw", "/openapi/v2"])
+                .status
+                .success()
+                .then_some(())
+        });
+        assert!(
+            openapi.is_some(),
+            "no /openapi/v2:\n{}",
+            cp.log("kube-apiserver")
+        );
+        cp.apply_seed(tb);
+        cp
+    }
+
+    /// The seed's control-plane objects.
+    fn apply_seed(&self, tb: &Testbed) {
+        use base64::Engine;
+        let ca = fs::read(self.dir.join("pki/ca.crt")).unwrap();
+        let ca64 = base64::engine::general_purpose::STANDARD.encode(&ca);
+        let kubeconfig = format!(
+            "apiVersion: v1\n    clusters:\n    - cluster:\n        certificate-authority-data: {ca64}\n        server: https://127.0.0.1:6443\n      name: \"\"\n    contexts: null\n    current-context: \"\"\n    kind: Config\n    preferences: {{}}\n    users: null\n"
+        );
+        let objects = format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cluster-info
+  namespace: kube-public
+data:
+  kubeconfig: |
+    {kubeconfig}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: kubeadm:bootstrap-signer-clusterinfo
+  namespace: kube-public
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [cluster-info]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: kubeadm:bootstrap-signer-clusterinfo
+  namespace: kube-public
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: kubeadm:bootstrap-signer-clusterinfo
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:anonymous
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:kubelet-bootstrap
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:node-bootstrapper
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: system:bootstrappers
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:node-autoapprove-bootstrap
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:certificates.k8s.io:certificatesigningrequests:nodeclient
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: system:bootstrappers
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:node-autoapprove-certificate-rotation
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: system:nodes
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bootstrap-token-{id}
+  namespace: kube-system
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: "{id}"
+  token-secret: "{secret}"
+  usage-bootstrap-authentication: "true"
+  usage-bootstrap-signing: "true"
+  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token
+"#,
+            kubeconfig = kubeconfig.trim_end(),
+            id = self.token_id,
+            secret = self.token_secret,
+        );
+        let file = self.dir.join("seed.yaml");
+        fs::write(&file, objects).unwrap();
+        let out = self.kubectl_out(tb, &["create", "-f", &file.display().to_string()]);
+        assert!(
+            out.status.success(),
+            "kubectl create: {}",
+            super::text(&out)
+        );
+    }
+
+    /// `kubectl` with the admin credentials, on the testbed's loopback.
+    pub fn kubectl_out(&self, tb: &Testbed, args: &[&str]) -> Output {
+        in_netns(tb, &self.bin.join("kubectl"))
+            .arg(format!(
+                "--kubeconfig={}",
+                self.dir.join("pki/admin.conf").display()
+            ))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `kubectl ... -o json`, parsed; fails the test unless kubectl succeeds.
+    pub fn kubectl_json(&self, tb: &Testbed, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl_out(tb, &all);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            super::text(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// kubeadm's pin of the cluster CA.
+    pub fn ca_pin(&self) -> String {
+        let out = run(Command::new("sh").arg("-c").arg(format!(
+            "openssl x509 -pubkey -in {}/pki/ca.crt | openssl pkey -pubin -outform der | sha256sum",
+            self.dir.display()
+        )));
+        format!(
+            "sha256:{}",
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+        )
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        fs::read(self.dir.join("pki/ca.crt")).unwrap()
+    }
+
+    pub fn token(&self) -> String {
+        format!("{}.{}", self.token_id, self.token_secret)
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for (_, child) in self.procs.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
