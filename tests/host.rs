@@ -135,7 +135,7 @@ fn the_seeds_worker_preparation_in_one_run() {
         serde_json::from_slice(&tb.read("/etc/docker/daemon.json").unwrap()).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"bridge": "none", "iptables": false, "ip-masq": false})
+        serde_json::json!({"exec-opts": ["native.cgroupdriver=systemd"], "bridge": "none", "iptables": false, "ip-masq": false})
     );
     assert!(!networks().lines().any(|n| n == "bridge"), "{}", networks());
     assert!(!nat().contains("DOCKER"), "{}", nat());
@@ -146,7 +146,9 @@ fn the_seeds_worker_preparation_in_one_run() {
     );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 
-    // A docker0 left behind (docker already configured): deleted over rtnetlink.
+    // A docker0 left behind (docker already configured): deleted over rtnetlink. (With
+    // kubelet stopped: a joined node with kubelet active is left alone.)
+    tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
     tb.exec_ok(&["ip", "link", "add", "docker0", "type", "bridge"]);
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
@@ -159,10 +161,12 @@ fn the_seeds_worker_preparation_in_one_run() {
         "docker0 is gone"
     );
 
-    // Prepared: the next run plans and changes nothing.
+    // Prepared: the next run's host preparation plans and changes nothing (kubelet
+    // stopped again, so that the run does not stop at "already joined").
+    tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
-        text(&out).contains("outcome:       unchanged"),
+        text(&out).contains("systemd:       StartUnit kubelet.service"),
         "{}",
         text(&out)
     );
@@ -225,9 +229,10 @@ fn kernel_prerequisites_are_written_and_applied() {
         b"0\n"
     );
 
+    // Joined now (the stand-in bootstrapped and registered): left alone.
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
-        text(&out).contains("outcome:       unchanged"),
+        text(&out).contains("outcome:       already-joined"),
         "{}",
         text(&out)
     );
@@ -284,7 +289,7 @@ fn containerd_is_configured_in_place_and_restarted() {
     assert_eq!(
         config,
         format!(
-            "{CONTAINERD_CONFIG}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
+            "{CONTAINERD_CONFIG}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
         )
     );
     assert_eq!(
@@ -300,9 +305,10 @@ fn containerd_is_configured_in_place_and_restarted() {
     );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 
+    // Joined now (the stand-in bootstrapped and registered): left alone.
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
-        text(&out).contains("outcome:       unchanged"),
+        text(&out).contains("outcome:       already-joined"),
         "{}",
         text(&out)
     );

@@ -90,6 +90,93 @@ fn pin_sysctls(tb: &Testbed) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A program that sleeps until signalled, built static: the pod's container and the
+/// sandbox ("pause") image, since no registry is reachable here.
+const SLEEPER_C: &str = "#include <signal.h>\n#include <unistd.h>\nstatic void done(int s) { (void)s; _exit(0); }\nint main(void) { signal(SIGTERM, done); signal(SIGINT, done); for (;;) pause(); }\n";
+const POD_IMAGE: &str = "kubejoin.test/sleeper:1";
+const PAUSE_IMAGE: &str = "kubejoin.test/pause:1";
+
+/// An OCI image archive of the sleeper under `names`, built with gcc, sha256sum and tar.
+fn sleeper_image(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = format!(
+        r#"set -e
+cd {dir}
+mkdir -p src rootfs img/blobs/sha256
+printf '%s' '{src}' > src/sleeper.c
+gcc -static -O2 -o rootfs/sleeper src/sleeper.c
+tar --owner=0 --group=0 -C rootfs -cf layer.tar sleeper
+blob() {{ d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" img/blobs/sha256/$d; echo $d; }}
+layer=$(blob layer.tar)
+printf '{{"architecture":"amd64","os":"linux","config":{{"Entrypoint":["/sleeper"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:%s"]}}}}' $layer > config.json
+config=$(blob config.json)
+printf '{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}}]}}' $config $(stat -c %s config.json) $layer $(stat -c %s layer.tar) > manifest.json
+manifest=$(blob manifest.json)
+entry() {{ printf '{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{{"io.containerd.image.name":"%s"}}}}' $manifest $(stat -c %s manifest.json) $1; }}
+printf '{{"schemaVersion":2,"manifests":[%s,%s]}}' "$(entry {pod})" "$(entry {pause})" > img/index.json
+printf '{{"imageLayoutVersion":"1.0.0"}}' > img/oci-layout
+tar -C img -cf image.tar .
+"#,
+        dir = dir.display(),
+        src = SLEEPER_C.replace('\'', ""),
+        pod = POD_IMAGE,
+        pause = PAUSE_IMAGE,
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building the image: {}", text(&out));
+    dir.join("image.tar")
+}
+
+/// containerd as a testbed needs it for pods: runc may not lower oom_score_adj here (the
+/// machine lacks CAP_SYS_RESOURCE), and the sandbox image is the local one. Then the
+/// images, imported into CRI's namespace.
+fn prepare_pods(tb: &Testbed) {
+    let image = sleeper_image(&tb.dir().join("image"));
+    tb.write("/root/image.tar", std::fs::read(&image).unwrap(), 0o644);
+    let script = format!(
+        "set -e\nsed -i 's|^  \\[plugins.\"io.containerd.grpc.v1.cri\"\\]$|&\\n    restrict_oom_score_adj = true\\n    sandbox_image = \"{PAUSE_IMAGE}\"|' /etc/containerd/config.toml\ngrep -q restrict_oom_score_adj /etc/containerd/config.toml\nsystemctl restart containerd\nctr -n k8s.io images import /root/image.tar\n"
+    );
+    let out = tb.sh(&script);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A hostNetwork static pod from the local image reaches Running.
+fn static_pod_runs(tb: &Testbed, cp: &ControlPlane, node: &str) {
+    tb.write(
+        "/etc/kubernetes/manifests/sleeper.yaml",
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  namespace: default\nspec:\n  hostNetwork: true\n  containers:\n  - name: sleeper\n    image: {POD_IMAGE}\n    imagePullPolicy: Never\n"
+        ),
+        0o644,
+    );
+    let pod = format!("sleeper-{node}");
+    let running = support::testbed::wait_for(Duration::from_secs(120), || {
+        let out = cp.kubectl_out(
+            tb,
+            &[
+                "get",
+                "pod",
+                "-n",
+                "default",
+                &pod,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        );
+        (String::from_utf8_lossy(&out.stdout) == "Running").then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the static pod did not run: {}\n--- kubelet:\n{}",
+        text(&cp.kubectl_out(tb, &["get", "pod", "-n", "default", &pod, "-o", "yaml"])),
+        text(&tb.exec(&["journalctl", "--no-pager", "-n", "40", "-u", "kubelet"]))
+    );
+}
+
 fn configure(tb: &Testbed, cp: &ControlPlane, runtime: &str, extra: &str) {
     tb.write("/etc/kubejoin/token", format!("{}\n", cp.token()), 0o600);
     tb.write(
@@ -138,6 +225,9 @@ fn joins(version: &str, runtime: &str) {
     let kernel_before = host_sysctls();
     let tb = worker(&bin).boot().unwrap();
     pin_sysctls(&tb);
+    if runtime == "containerd" {
+        prepare_pods(&tb);
+    }
     let cp = ControlPlane::start(&tb, version, &bin);
     configure(&tb, &cp, runtime, "");
 
@@ -184,6 +274,10 @@ fn joins(version: &str, runtime: &str) {
         report.contains(&format!("node:          {hostname}")),
         "{report}"
     );
+
+    if runtime == "containerd" {
+        static_pod_runs(&tb, &cp, &hostname);
+    }
 
     // kubelet stays up.
     std::thread::sleep(Duration::from_secs(20));
