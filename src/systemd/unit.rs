@@ -304,56 +304,32 @@ mod tests {
         (
             "v1.24.17",
             &["--network-plugin", "--docker-endpoint"],
-            &[
-                "--rotate-certificates",
-                "--kubelet-cgroups",
-                "--register-with-taints",
-                "--cgroup-driver",
-            ],
+            FROM_1_23,
         ),
-        (
-            "v1.27.16",
-            &["--container-runtime", "--network-plugin"],
-            &[
-                "--rotate-certificates",
-                "--kubelet-cgroups",
-                "--register-with-taints",
-                "--container-runtime-endpoint",
-            ],
-        ),
-        (
-            "v1.31.14",
-            &["--container-runtime", "--network-plugin"],
-            &[
-                "--rotate-certificates",
-                "--kubelet-cgroups",
-                "--register-with-taints",
-                "--container-runtime-endpoint",
-                "--fail-cgroupv1",
-            ],
-        ),
-        (
-            "v1.34.3",
-            &["--container-runtime", "--network-plugin"],
-            &[
-                "--rotate-certificates",
-                "--kubelet-cgroups",
-                "--register-with-taints",
-                "--container-runtime-endpoint",
-                "--fail-cgroupv1",
-            ],
-        ),
-        (
-            "v1.36.2",
-            &["--container-runtime", "--network-plugin"],
-            &[
-                "--rotate-certificates",
-                "--kubelet-cgroups",
-                "--register-with-taints",
-                "--container-runtime-endpoint",
-                "--fail-cgroupv1",
-            ],
-        ),
+        ("v1.27.16", GONE_IN_1_27, FROM_1_27),
+        ("v1.31.14", GONE_IN_1_27, FROM_1_31),
+        ("v1.34.3", GONE_IN_1_27, FROM_1_31),
+        ("v1.36.2", GONE_IN_1_27, FROM_1_31),
+    ];
+    const GONE_IN_1_27: &[&str] = &["--container-runtime", "--network-plugin"];
+    const FROM_1_23: &[&str] = &[
+        "--rotate-certificates",
+        "--kubelet-cgroups",
+        "--register-with-taints",
+        "--cgroup-driver",
+    ];
+    const FROM_1_27: &[&str] = &[
+        "--rotate-certificates",
+        "--kubelet-cgroups",
+        "--register-with-taints",
+        "--container-runtime-endpoint",
+    ];
+    const FROM_1_31: &[&str] = &[
+        "--rotate-certificates",
+        "--kubelet-cgroups",
+        "--register-with-taints",
+        "--container-runtime-endpoint",
+        "--fail-cgroupv1",
     ];
 
     #[test]

@@ -224,21 +224,16 @@ impl ControlPlane {
             token_secret: random_lower(16),
             procs: Vec::new(),
         };
-        let log = |name: &str| fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let p = |f: &str| pki.join(f).display().to_string();
-        let etcd = in_netns(tb, &cache().join("etcd/etcd"))
-            .args([
-                "--data-dir",
-                &dir.join("etcd").display().to_string(),
-                "--listen-client-urls=http://127.0.0.1:2379",
-                "--advertise-client-urls=http://127.0.0.1:2379",
-                "--listen-peer-urls=http://127.0.0.1:2380",
-            ])
-            .stdout(log("etcd"))
-            .stderr(log("etcd"))
-            .spawn()
-            .unwrap();
-        cp.procs.push(("etcd", etcd));
+        let mut etcd = in_netns(tb, &cache().join("etcd/etcd"));
+        etcd.args([
+            "--data-dir",
+            &dir.join("etcd").display().to_string(),
+            "--listen-client-urls=http://127.0.0.1:2379",
+            "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380",
+        ]);
+        cp.spawn("etcd", etcd);
         let mut apiserver = in_netns(tb, &bin.join("kube-apiserver"));
         apiserver.args([
             "--bind-address=127.0.0.1",
@@ -261,12 +256,7 @@ impl ControlPlane {
         if version.starts_with("v1.20") {
             apiserver.arg("--insecure-port=0");
         }
-        let apiserver = apiserver
-            .stdout(log("kube-apiserver"))
-            .stderr(log("kube-apiserver"))
-            .spawn()
-            .unwrap();
-        cp.procs.push(("kube-apiserver", apiserver));
+        cp.spawn("kube-apiserver", apiserver);
         let mut controllers = "*,bootstrapsigner,tokencleaner".to_string();
         if !version.starts_with("v1.20") {
             // OpenShift's fork adds a controller under '*' that needs its own setup.
@@ -288,12 +278,7 @@ impl ControlPlane {
         if version.starts_with("v1.20") {
             cm.arg("--port=0");
         }
-        let cm = cm
-            .stdout(log("kube-controller-manager"))
-            .stderr(log("kube-controller-manager"))
-            .spawn()
-            .unwrap();
-        cp.procs.push(("kube-controller-manager", cm));
+        cp.spawn("kube-controller-manager", cm);
 
         let healthy = wait_for(Duration::from_secs(90), || {
             let out = cp.kubectl_out(tb, &["get", "--raw", "/readyz"]);
@@ -319,6 +304,17 @@ impl ControlPlane {
         );
         cp.apply_seed(tb);
         cp
+    }
+
+    /// Starts one of its processes, its output in `<name>.log`.
+    fn spawn(&mut self, name: &'static str, mut cmd: Command) {
+        let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        self.procs.push((name, child));
     }
 
     /// The seed's control-plane objects.
