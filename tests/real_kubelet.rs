@@ -344,6 +344,8 @@ fn v1_36_docker_names_cri_dockerd() {
     if !testbed::available() {
         return;
     }
+    // Held by every test here: one control plane at a time (and none beside a swap).
+    let _lock = testbed::lock_swap().unwrap();
     let tb = worker(&bin).boot().unwrap();
     let cp = ControlPlane::start(&tb, "v1.36.2", &bin);
     configure(&tb, &cp, "docker", "");
