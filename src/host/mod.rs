@@ -585,9 +585,7 @@ pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> 
                 fsutil::write_atomic(path, contents.as_bytes(), 0o644)?;
             }
             Change::Restart { unit, .. } => {
-                systemd
-                    .start(unit, true, Duration::ZERO, Duration::from_secs(60))
-                    .await?;
+                systemd.start(unit, true, Duration::from_secs(60)).await?;
             }
             Change::Sysctl { key, to, .. } => {
                 let path = kernel::proc_path(key);

@@ -418,10 +418,7 @@ pub async fn run(
             }
             SystemdAction::Start { unit } | SystemdAction::Restart { unit, .. } => {
                 let restart = matches!(action, SystemdAction::Restart { .. });
-                status = match systemd
-                    .start(unit, restart, Duration::ZERO, waits.start_timeout)
-                    .await
-                {
+                status = match systemd.start(unit, restart, waits.start_timeout).await {
                     Ok(s) => s,
                     Err(crate::systemd::dbus::SystemdError::NotActive { status, .. }) => {
                         return Err(kubelet_exited(&status, status.invocation_id.as_deref()).await);

@@ -297,13 +297,12 @@ impl Systemd {
     }
 
     /// Starts (or restarts) a unit with mode `replace`, waits for its job to finish, then
-    /// checks that it stays active for `settle` (a kubelet that exits at once fails
-    /// here rather than later). The whole wait is bounded by `timeout`.
+    /// until the unit is active (a unit that exits at once fails here). The whole wait is
+    /// bounded by `timeout`. Whether kubelet then does its job is the join's to watch.
     pub async fn start(
         &self,
         unit: &str,
         restart: bool,
-        settle: Duration,
         timeout: Duration,
     ) -> Result<UnitStatus, SystemdError> {
         let deadline = Instant::now() + timeout;
@@ -348,8 +347,7 @@ impl Systemd {
                 status: self.status(unit).await?,
             });
         }
-        // The job is done when the process started; make sure it keeps running.
-        let settled = Instant::now() + settle;
+        // The job is done when the process started; make sure it is running.
         loop {
             let status = self.status(unit).await?;
             if status.is_failing() {
@@ -358,11 +356,10 @@ impl Systemd {
                     status,
                 });
             }
-            let now = Instant::now();
-            if status.is_active() && now >= settled {
+            if status.is_active() {
                 return Ok(status);
             }
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(SystemdError::Timeout {
                     unit: unit.into(),
                     after: timeout,
