@@ -234,7 +234,8 @@ fn the_example_user_data_installs_the_deb_and_joins() {
         "phase kubelet took",
         "wrote /var/lib/kubelet/bootstrap-kubeconfig",
         "start job for kubelet.service: done",
-        "joined: kubelet.service is active, API server https://127.0.0.1:6443",
+        "kubelet has its client certificate for system:node:testbed-",
+        "is registered and kubelet.service is active, API server https://127.0.0.1:6443",
     ] {
         assert!(story.contains(line), "{line:?} not in:\n{story}");
     }
