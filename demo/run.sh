@@ -5,6 +5,8 @@
 # impostor. Part 2 (as root): the whole join, `kubejoin run` under kubejoin.service, in a
 # testbed — a private copy of this machine booted by the real systemd in namespaces, with
 # docker running and swap on — each phase with its time, and the state it leaves.
+# Part 3, when scripts/real-kubernetes.sh has built it: the same join with a real
+# kubelet against a real control plane, ending with the node registered.
 # Everything stays on loopback, in a temporary directory or in the testbed; nothing on
 # the host changes.
 set -euo pipefail
@@ -86,3 +88,14 @@ for tool in dbus-daemon iptables dockerd cloud-init; do
 done
 echo "== part 2: kubejoin run, as kubejoin.service, in a testbed"
 cargo test --quiet --test demo -- --ignored --nocapture --exact join_a_worker_in_a_testbed
+
+cache=$(bash scripts/real-kubernetes.sh --print-cache)
+if [ -x "$cache/v1.36.2/kubelet" ] || [ -x "$cache/v1.20.2/kubelet" ]; then
+  echo
+  echo "== part 3: the same join with REAL Kubernetes (kubelet, kube-apiserver, controller-manager)"
+  cargo test --quiet --test demo -- --ignored --nocapture --exact join_a_worker_to_real_kubernetes
+else
+  echo
+  echo "== part 3 (the same join with real Kubernetes) needs it built: bash scripts/real-kubernetes.sh"
+  echo "   (about 20 minutes the first time; the README's test command runs it)"
+fi

@@ -125,3 +125,78 @@ fn join_a_worker_in_a_testbed() {
     assert_eq!(tb.unit_state("kubejoin.service"), "active exited");
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
 }
+
+/// The same main job with REAL Kubernetes: kubejoin.service joins a testbed worker with
+/// the real kubelet to a real etcd, kube-apiserver and kube-controller-manager (built by
+/// `scripts/real-kubernetes.sh`), and the cluster shows the node and its approved CSR.
+#[test]
+#[ignore = "the demo; run by demo/run.sh when real Kubernetes is built"]
+fn join_a_worker_to_real_kubernetes() {
+    use support::cluster::{self, ControlPlane};
+    let version = ["v1.36.2", "v1.20.2"]
+        .into_iter()
+        .find(|v| cluster::cache().join(v).join("kubelet").exists())
+        .unwrap_or("v1.36.2");
+    let Some(bin) = cluster::binaries(version) else {
+        return;
+    };
+    if !testbed::available() {
+        return;
+    }
+    let _one_at_a_time = testbed::lock_swap().unwrap();
+    println!("booting a testbed worker with docker.io, containerd and the real kubelet {version}");
+    let tb = with_unit(cluster::worker(&bin))
+        .boot()
+        .expect("testbed boots");
+    cluster::pin_sysctls(&tb);
+    println!(
+        "starting etcd, kube-apiserver and kube-controller-manager {version} on the testbed's loopback, with the seed's objects"
+    );
+    let cp = ControlPlane::start(&tb, version, &bin);
+    cluster::configure(&tb, &cp, "containerd", "");
+    show(
+        &tb,
+        "cloud-init's part: only the cluster keys and the runtime",
+        &["sh", "-c", "sed 's/^/    /' /etc/kubejoin/config.toml"],
+    );
+    show(
+        &tb,
+        "systemd starts kubejoin.service (returns once the node is in)",
+        &["systemctl", "start", "kubejoin.service"],
+    );
+    show(
+        &tb,
+        "the join's story",
+        &[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "-u",
+            "kubejoin.service",
+        ],
+    );
+    show(&tb, "kubejoin status", &["kubejoin", "status"]);
+    let kubectl = |title: &str, args: &[&str]| {
+        println!("\n== {title}: kubectl {}", args.join(" "));
+        print!("{}", support::text(&cp.kubectl_out(&tb, args)));
+    };
+    kubectl(
+        "the cluster's view: the node",
+        &["get", "nodes", "-o", "wide"],
+    );
+    kubectl("its CSR, approved and issued", &["get", "csr"]);
+    show(
+        &tb,
+        "kubelet keeps running",
+        &[
+            "systemctl",
+            "status",
+            "--no-pager",
+            "--lines=0",
+            "kubelet.service",
+        ],
+    );
+    assert_eq!(tb.unit_state("kubejoin.service"), "active exited");
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+}

@@ -17,78 +17,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{self, ControlPlane};
+use support::cluster::{self, ControlPlane, configure, host_sysctls, pin_sysctls, worker};
 use support::testbed::{self, Testbed};
 use support::text;
-
-/// The sysctls kubelet's container manager sets, with its values.
-const KERNEL: [(&str, &str); 6] = [
-    ("vm/overcommit_memory", "1"),
-    ("vm/panic_on_oom", "0"),
-    ("kernel/panic", "10"),
-    ("kernel/panic_on_oops", "1"),
-    ("kernel/keys/root_maxkeys", "1000000"),
-    ("kernel/keys/root_maxbytes", "25000000"),
-];
-
-fn host_sysctls() -> Vec<String> {
-    KERNEL
-        .iter()
-        .map(|(k, _)| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default())
-        .collect()
-}
-
-/// A worker: docker.io and containerd running on tmpfs (their overlay snapshotters
-/// cannot stack on the overlay root), kubejoin and the real kubelet installed.
-fn worker(bin: &std::path::Path) -> testbed::Builder {
-    let mut b = Testbed::builder()
-        .with_docker(true)
-        .boot_timeout(Duration::from_secs(120))
-        .with_file(
-            "/usr/bin/kubejoin",
-            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
-            0o755,
-        )
-        .with_file(
-            "/usr/local/bin/kubelet",
-            std::fs::read(bin.join("kubelet")).unwrap(),
-            0o755,
-        );
-    for (unit, dir, service) in [
-        (
-            "var-lib-containerd.mount",
-            "/var/lib/containerd",
-            "containerd.service",
-        ),
-        ("var-lib-docker.mount", "/var/lib/docker", "docker.service"),
-    ] {
-        b = b
-            .with_file(
-                format!("/etc/systemd/system/{unit}"),
-                format!("[Mount]\nWhat=tmpfs\nWhere={dir}\nType=tmpfs\n"),
-                0o644,
-            )
-            .with_file(
-                format!("/etc/systemd/system/{service}.d/testbed.conf"),
-                format!("[Unit]\nRequiresMountsFor={dir}\n"),
-                0o644,
-            );
-    }
-    b
-}
-
-/// Binds read-only files with kubelet's values over the kernel-wide sysctls it writes.
-fn pin_sysctls(tb: &Testbed) {
-    let mut script = String::from("set -e; mkdir -p /run/sysctl-pin\n");
-    for (key, value) in KERNEL {
-        let file = format!("/run/sysctl-pin/{}", key.replace('/', "."));
-        script.push_str(&format!(
-            "echo {value} > {file}; mount --bind {file} /proc/sys/{key}; mount -o remount,bind,ro /proc/sys/{key}\n"
-        ));
-    }
-    let out = tb.sh(&script);
-    assert!(out.status.success(), "{}", text(&out));
-}
 
 /// A program that sleeps until signalled, built static: the pod's container and the
 /// sandbox ("pause") image, since no registry is reachable here.
@@ -174,18 +105,6 @@ fn static_pod_runs(tb: &Testbed, cp: &ControlPlane, node: &str) {
         "the static pod did not run: {}\n--- kubelet:\n{}",
         text(&cp.kubectl_out(tb, &["get", "pod", "-n", "default", &pod, "-o", "yaml"])),
         text(&tb.exec(&["journalctl", "--no-pager", "-n", "40", "-u", "kubelet"]))
-    );
-}
-
-fn configure(tb: &Testbed, cp: &ControlPlane, runtime: &str, extra: &str) {
-    tb.write("/etc/kubejoin/token", format!("{}\n", cp.token()), 0o600);
-    tb.write(
-        "/etc/kubejoin/config.toml",
-        format!(
-            "[host]\ncontainer_runtime = \"{runtime}\"\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\n{extra}",
-            cp.ca_pin()
-        ),
-        0o600,
     );
 }
 

@@ -10,7 +10,8 @@
 //!   (fatal) from 1.27;
 //! - `containerRuntimeEndpoint` is a KubeletConfiguration field from 1.27 (the flag is
 //!   deprecated there);
-//! - `registerWithTaints` is a KubeletConfiguration field from 1.23;
+//! - `registerWithTaints` is a KubeletConfiguration field from 1.23 (kubernetes#105437;
+//!   the flag is deprecated since);
 //! - `failCgroupV1` exists from 1.31 and defaults to true from 1.35: such a kubelet
 //!   refuses a cgroup v1 host unless it is false;
 //! - `rotateCertificates` and `kubeletCgroups` are KubeletConfiguration fields in every

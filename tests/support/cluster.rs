@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::testbed::{Testbed, wait_for};
+use super::testbed::{self, Testbed, wait_for};
 
 /// Where `scripts/real-kubernetes.sh` puts its binaries.
 pub fn cache() -> PathBuf {
@@ -488,4 +488,90 @@ impl Drop for ControlPlane {
             let _ = child.wait();
         }
     }
+}
+
+// A worker for the real kubelet.
+
+/// The sysctls kubelet's container manager sets, with its values.
+pub const KERNEL: [(&str, &str); 6] = [
+    ("vm/overcommit_memory", "1"),
+    ("vm/panic_on_oom", "0"),
+    ("kernel/panic", "10"),
+    ("kernel/panic_on_oops", "1"),
+    ("kernel/keys/root_maxkeys", "1000000"),
+    ("kernel/keys/root_maxbytes", "25000000"),
+];
+
+pub fn host_sysctls() -> Vec<String> {
+    KERNEL
+        .iter()
+        .map(|(k, _)| std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default())
+        .collect()
+}
+
+/// A worker: docker.io and containerd running on tmpfs (their overlay snapshotters
+/// cannot stack on the overlay root), kubejoin and the real kubelet installed.
+pub fn worker(bin: &std::path::Path) -> testbed::Builder {
+    let mut b = Testbed::builder()
+        .with_docker(true)
+        .boot_timeout(Duration::from_secs(120))
+        .with_file(
+            "/usr/bin/kubejoin",
+            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
+            0o755,
+        )
+        .with_file(
+            "/usr/local/bin/kubelet",
+            std::fs::read(bin.join("kubelet")).unwrap(),
+            0o755,
+        );
+    for (unit, dir, service) in [
+        (
+            "var-lib-containerd.mount",
+            "/var/lib/containerd",
+            "containerd.service",
+        ),
+        ("var-lib-docker.mount", "/var/lib/docker", "docker.service"),
+    ] {
+        b = b
+            .with_file(
+                format!("/etc/systemd/system/{unit}"),
+                format!("[Mount]\nWhat=tmpfs\nWhere={dir}\nType=tmpfs\n"),
+                0o644,
+            )
+            .with_file(
+                format!("/etc/systemd/system/{service}.d/testbed.conf"),
+                format!("[Unit]\nRequiresMountsFor={dir}\n"),
+                0o644,
+            );
+    }
+    b
+}
+
+/// Binds read-only files with kubelet's values over the kernel-wide sysctls it writes.
+pub fn pin_sysctls(tb: &Testbed) {
+    let mut script = String::from("set -e; mkdir -p /run/sysctl-pin\n");
+    for (key, value) in KERNEL {
+        let file = format!("/run/sysctl-pin/{}", key.replace('/', "."));
+        script.push_str(&format!(
+            "echo {value} > {file}; mount --bind {file} /proc/sys/{key}; mount -o remount,bind,ro /proc/sys/{key}\n"
+        ));
+    }
+    let out = tb.sh(&script);
+    assert!(out.status.success(), "{}", super::text(&out));
+}
+
+/// kubejoin's configuration: only the cluster keys and `container_runtime`, plus
+/// `swap = false` and `kernel = false`, which keep host preparation off this machine's
+/// swap and kernel modules; `extra` is appended.
+pub fn configure(tb: &Testbed, cp: &ControlPlane, runtime: &str, extra: &str) {
+    tb.write("/etc/kubejoin/token", format!("{}\n", cp.token()), 0o600);
+    tb.write(
+        "/etc/kubejoin/config.toml",
+        format!(
+            "[host]\ncontainer_runtime = \"{runtime}\"\nswap = false\nkernel = false\n\n[cluster]\nserver = \"https://127.0.0.1:6443\"\nca_cert_hashes = [\"{}\"]\n{extra}",
+            cp.ca_pin()
+        ),
+        0o600,
+    );
 }
