@@ -504,6 +504,7 @@ async fn wait_until_in(
     deadline: Instant,
 ) -> Result<NodeIn, Failure> {
     phases.start("healthz", "waiting for kubelet's health endpoint");
+    let local = ready::healthz_client();
     let (mut healthz, mut certificate) = (None, None);
     let mut last = String::new();
     loop {
@@ -511,7 +512,7 @@ async fn wait_until_in(
         if !st.is_active() || st.n_restarts != started.n_restarts {
             return Err(kubelet_exited(&st, started.invocation_id.as_deref()).await);
         }
-        if healthz.is_none() && ready::healthz().await {
+        if healthz.is_none() && ready::healthz(&local).await {
             healthz = Some(now());
             tracing::info!(phase = "healthz", "kubelet's health endpoint answers ok");
             phases.start(
@@ -529,7 +530,12 @@ async fn wait_until_in(
                         "node",
                         &format!("waiting for the Node {} to be registered", cert.node_name),
                     );
-                    certificate = Some((now(), cert));
+                    let reader =
+                        ready::NodeReader::new(&cert, ca_pem).map_err(|e| Failure::Fixable {
+                            message: format!("cannot use kubelet's client certificate: {e}"),
+                            fix: format!("check {}", cert.path),
+                        })?;
+                    certificate = Some((now(), cert, reader));
                 }
                 Ok(None) => {
                     last = format!("{} has no client certificate yet", unit::KUBELET_KUBECONFIG)
@@ -537,13 +543,8 @@ async fn wait_until_in(
                 Err(e) => last = e,
             }
         }
-        if let Some((cert_at, cert)) = &certificate {
-            match ready::node(cert, ca_pem)
-                .await
-                .map_err(|e| Failure::Fixable {
-                    message: format!("cannot read the Node with kubelet's credentials: {e}"),
-                    fix: format!("check {}", cert.path),
-                })? {
+        if let Some((cert_at, cert, reader)) = &certificate {
+            match reader.read().await {
                 ready::NodeAnswer::Registered => {
                     tracing::info!(phase = "node", node = %cert.node_name, "the Node {} is registered", cert.node_name);
                     return Ok(NodeIn {

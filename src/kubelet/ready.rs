@@ -14,11 +14,16 @@ use crate::systemd::unit::{HEALTHZ_ADDRESS, HEALTHZ_PORT, KUBELET_KUBECONFIG};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A client for kubelet's health endpoint: plain HTTP on loopback (its TLS settings are
+/// never used).
+pub fn healthz_client() -> http::Client {
+    http::untrusted_client()
+}
+
 /// `GET http://127.0.0.1:10248/healthz` answers `ok`.
-pub async fn healthz() -> bool {
+pub async fn healthz(client: &http::Client) -> bool {
     let url = format!("http://{HEALTHZ_ADDRESS}:{HEALTHZ_PORT}/healthz");
-    // Plain HTTP on loopback: the client's TLS settings are never used.
-    match http::get(&http::untrusted_client(), &url, PROBE_TIMEOUT).await {
+    match http::get(client, &url, PROBE_TIMEOUT).await {
         Ok(r) => r.status == 200 && r.body.trim_ascii() == b"ok",
         Err(_) => false,
     }
@@ -39,11 +44,19 @@ pub struct ClientCertificate {
 /// is a client certificate of the cluster CA for a node. `Ok(None)`: not yet; `Err`: there
 /// is one, and it is wrong.
 pub fn client_certificate(ca_pem: &[u8]) -> Result<Option<ClientCertificate>, String> {
-    let Ok(text) = std::fs::read_to_string(KUBELET_KUBECONFIG) else {
+    client_certificate_in(std::path::Path::new(KUBELET_KUBECONFIG), ca_pem)
+}
+
+fn client_certificate_in(
+    kubeconfig: &std::path::Path,
+    ca_pem: &[u8],
+) -> Result<Option<ClientCertificate>, String> {
+    let kubeconfig_name = kubeconfig.display().to_string();
+    let Ok(text) = std::fs::read_to_string(kubeconfig) else {
         return Ok(None);
     };
-    let config: serde_json::Value = serde_saphyr::from_str(&text)
-        .map_err(|e| format!("{KUBELET_KUBECONFIG} is not YAML: {e}"))?;
+    let config: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{kubeconfig_name} is not YAML: {e}"))?;
     let server = config["clusters"][0]["cluster"]["server"]
         .as_str()
         .unwrap_or_default()
@@ -61,8 +74,8 @@ pub fn client_certificate(ca_pem: &[u8]) -> Result<Option<ClientCertificate>, St
             use base64::Engine;
             let pem = base64::engine::general_purpose::STANDARD
                 .decode(data)
-                .map_err(|e| format!("{KUBELET_KUBECONFIG}: client-certificate-data: {e}"))?;
-            (KUBELET_KUBECONFIG.to_string(), pem)
+                .map_err(|e| format!("{kubeconfig_name}: client-certificate-data: {e}"))?;
+            (kubeconfig_name.clone(), pem)
         }
         (None, None) => return Ok(None),
     };
@@ -134,20 +147,102 @@ pub enum NodeAnswer {
     NotYet(String),
 }
 
-/// `GET <server>/api/v1/nodes/<name>` as the node itself.
-pub async fn node(cert: &ClientCertificate, ca_pem: &[u8]) -> Result<NodeAnswer, String> {
-    let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca_pem)
-        .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    let client = http::pinned_client_as(&ca, Some((cert.chain.clone(), cert.key.clone_key())))?;
-    let url = format!(
-        "{}/api/v1/nodes/{}",
-        cert.server.trim_end_matches('/'),
-        cert.node_name
-    );
-    match http::get(&client, &url, PROBE_TIMEOUT).await {
-        Ok(r) if r.status == 200 => Ok(NodeAnswer::Registered),
-        Ok(r) => Ok(NodeAnswer::NotYet(format!("{url} answered {}", r.status))),
-        Err(e) => Ok(NodeAnswer::NotYet(e.to_string())),
+/// Reads the node's own Node object with its credentials.
+pub struct NodeReader {
+    client: http::Client,
+    url: String,
+}
+
+impl NodeReader {
+    /// A client that trusts only the cluster CA and authenticates as the node.
+    pub fn new(cert: &ClientCertificate, ca_pem: &[u8]) -> Result<NodeReader, String> {
+        let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca_pem)
+            .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let client = http::pinned_client_as(&ca, Some((cert.chain.clone(), cert.key.clone_key())))?;
+        let url = format!(
+            "{}/api/v1/nodes/{}",
+            cert.server.trim_end_matches('/'),
+            cert.node_name
+        );
+        Ok(NodeReader { client, url })
+    }
+
+    /// `GET <server>/api/v1/nodes/<name>`.
+    pub async fn read(&self) -> NodeAnswer {
+        match http::get(&self.client, &self.url, PROBE_TIMEOUT).await {
+            Ok(r) if r.status == 200 => NodeAnswer::Registered,
+            Ok(r) => NodeAnswer::NotYet(format!("{} answered {}", self.url, r.status)),
+            Err(e) => NodeAnswer::NotYet(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+    fn ca() -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/real-apiserver/pki/ca.crt")).unwrap()
+    }
+
+    /// A kubeconfig as kubelet writes it after its TLS bootstrap, naming `pem`.
+    fn kubeconfig(dir: &std::path::Path, pem: &str) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default-cluster\nusers:\n- name: default-auth\n  user:\n    client-certificate: {pem}\n    client-key: {pem}\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("kubejoin-ready-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_node_certificate_of_the_cluster_ca() {
+        let d = scratch("ok");
+        let k = kubeconfig(&d, &format!("{FIXTURES}/pki/node-client.pem"));
+        let cert = client_certificate_in(&k, &ca()).unwrap().unwrap();
+        assert_eq!(cert.node_name, "worker-1");
+        assert_eq!(cert.server, "https://127.0.0.1:6443");
+        assert!(cert.not_after.starts_with("21"), "{}", cert.not_after);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn not_yet_or_wrong() {
+        let d = scratch("wrong");
+        assert!(
+            client_certificate_in(&d.join("missing"), &ca())
+                .unwrap()
+                .is_none()
+        );
+        // Named but not written yet.
+        let k = kubeconfig(&d, &d.join("later.pem").display().to_string());
+        assert!(client_certificate_in(&k, &ca()).unwrap().is_none());
+        // Another CA's certificate for the same node.
+        let k = kubeconfig(&d, &format!("{FIXTURES}/pki/impostor-node-client.pem"));
+        let e = client_certificate_in(&k, &ca()).err().unwrap();
+        assert!(
+            e.contains("is not a client certificate of the cluster CA"),
+            "{e}"
+        );
+        // The API server's serving certificate is no node's client certificate.
+        let pem = d.join("server.pem");
+        let mut both = std::fs::read(format!("{FIXTURES}/pki/apiserver-longlived.crt")).unwrap();
+        both.extend(std::fs::read(format!("{FIXTURES}/real-apiserver/pki/apiserver.key")).unwrap());
+        std::fs::write(&pem, both).unwrap();
+        let k = kubeconfig(&d, &pem.display().to_string());
+        assert!(client_certificate_in(&k, &ca()).is_err());
+        std::fs::remove_dir_all(d).unwrap();
     }
 }
