@@ -162,6 +162,7 @@ fn joins(version: &str, runtime: &str) {
     );
     assert!(report.contains("outcome:       joined"), "{report}");
     eprintln!("{version} {runtime}: kubejoin run took {wall:?}\n{report}");
+    assert!(report.contains("kubejoin's own cost: "), "{report}");
 
     // The CSR from the bootstrap token is approved and issued, and that is the cert on disk.
     let csrs = cp.kubectl_json(&tb, &["get", "csr"]);

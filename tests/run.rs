@@ -331,3 +331,52 @@ fn enabled_at_boot_after_cloud_init_without_an_ordering_cycle() {
     let inv = wait_for(Duration::from_secs(10), || tb.kubelet_invocation()).unwrap();
     assert_eq!(inv["argv"][8], "--node-labels=pool=cloud-init");
 }
+
+#[test]
+fn settings_that_cannot_work_with_this_kubelet_are_refused() {
+    if !testbed::available() {
+        return;
+    }
+    // kubelet 1.22 with docker uses its dockershim: a CRI endpoint cannot be honoured.
+    let tb = node(false, "")
+        .with_file("/etc/kubelet-standin/version", "v1.22.17\n", 0o644)
+        .with_file(
+            "/etc/kubejoin/config.d/10-docker.toml",
+            "[host]\ncontainer_runtime = \"docker\"\n\n[kubelet]\ncontainer_runtime_endpoint = \"unix:///run/containerd/containerd.sock\"\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    // The file that set it, the key, why, and the fix.
+    assert!(
+        msg.contains("/etc/kubejoin/config.d/10-docker.toml: kubelet.container_runtime_endpoint"),
+        "{msg}"
+    );
+    assert!(msg.contains("dockershim"), "{msg}");
+    assert!(
+        msg.contains("remove [kubelet] container_runtime_endpoint"),
+        "{msg}"
+    );
+    assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
+
+    // A kubelet newer than the API server (the double is v1.20.2): refused by the skew
+    // policy after discovery, before anything of kubelet's is written.
+    tb.exec_ok(&["rm", "/etc/kubejoin/config.d/10-docker.toml"]);
+    tb.write("/etc/kubelet-standin/version", "v1.36.2\n", 0o644);
+    let _api = api(&tb, ApiServer::builder());
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("kubelet v1.36.2 is newer than the API server v1.20.2"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("--ignore-preflight-errors=KubeletVersionSkew"),
+        "{msg}"
+    );
+    assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err());
+}

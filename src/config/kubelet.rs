@@ -50,6 +50,11 @@ macro_rules! merge_fields {
 }
 
 impl KubeletMerged {
+    /// Where each key was set.
+    pub fn origins(&self) -> &BTreeMap<&'static str, Origin> {
+        &self.origins
+    }
+
     pub fn add(&mut self, f: KubeletFragment, origin: &Origin) {
         merge_fields!(
             self,

@@ -321,6 +321,9 @@ pub struct Settings {
     pub kubelet: KubeletSettings,
     pub kubelet_waits: KubeletWaits,
     pub host: HostSettings,
+    /// Where each `[kubelet]` key was set, for errors found after validation (a key that
+    /// cannot work with the kubelet found).
+    pub kubelet_origins: std::collections::BTreeMap<&'static str, Origin>,
 }
 
 /// Reads token files; injected so that [`validate`] stays testable without a disk.
@@ -402,6 +405,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             .map_err(|e| ConfigError::new(&t.origin, Some("cluster.discovery_timeout"), e))?,
         None => DEFAULT_DISCOVERY_TIMEOUT,
     };
+    let kubelet_origins = m.kubelet.origins().clone();
     let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
     let runtime = match m.host.container_runtime.as_deref() {
         None | Some("none") => crate::host::Runtime::None,
@@ -431,6 +435,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
     Ok(Settings {
         kubelet,
         kubelet_waits,
+        kubelet_origins,
         host,
         cluster: ClusterSettings {
             servers: endpoints,

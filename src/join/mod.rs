@@ -166,25 +166,28 @@ pub struct NodeKubelet {
 /// them. A `[kubelet]` key that cannot work with them is a configuration error.
 pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
     let version = kubelet::version::detect(&settings.kubelet.binary).map_err(|e| e.to_string());
-    let profile = match &version {
-        Ok(v) => {
-            let node = kubelet::profile::Node {
-                version: v.clone(),
-                runtime: settings.host.runtime,
-                cgroup_v2: kubelet::cgroup_v2(),
-            };
-            Some(
-                kubelet::profile::profile(&settings.kubelet, &node).map_err(|c| {
-                    Failure::Config(ConfigError {
-                        origin: Origin::File(crate::config::DEFAULT_PATH.into()),
-                        key: Some(format!("kubelet.{}", c.key)),
-                        message: format!("{}; fix: {}", c.message, c.fix),
-                    })
-                })?,
-            )
-        }
-        Err(_) => None,
-    };
+    let profile =
+        match &version {
+            Ok(v) => {
+                let node = kubelet::profile::Node {
+                    version: v.clone(),
+                    runtime: settings.host.runtime,
+                    cgroup_v2: kubelet::cgroup_v2(),
+                };
+                Some(
+                    kubelet::profile::profile(&settings.kubelet, &node).map_err(|c| {
+                        Failure::Config(ConfigError {
+                            origin: settings.kubelet_origins.get(c.key).cloned().unwrap_or_else(
+                                || Origin::File(crate::config::DEFAULT_PATH.into()),
+                            ),
+                            key: Some(format!("kubelet.{}", c.key)),
+                            message: format!("{}; fix: {}", c.message, c.fix),
+                        })
+                    })?,
+                )
+            }
+            Err(_) => None,
+        };
     Ok(NodeKubelet { version, profile })
 }
 
@@ -465,8 +468,36 @@ pub async fn run(
             .unwrap_or_default()
     );
     tracing::info!(phase = "done", "{ready}");
+    let (cpu_ms, peak_rss_kb) = own_cost();
+    tracing::info!(
+        phase = "done",
+        cpu_ms,
+        peak_rss_kb,
+        "kubejoin's own cost: {cpu_ms} ms CPU, {peak_rss_kb} KB peak RSS"
+    );
     phases.notifier.ready(&ready);
     Ok(report)
+}
+
+/// This process's CPU time (ms, from /proc/self/schedstat) and peak RSS (KB, VmHWM):
+/// kubejoin's own share of a join, without the programs it runs.
+fn own_cost() -> (u64, u64) {
+    let cpu_ns = std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    (cpu_ns / 1_000_000, hwm)
 }
 
 /// The API server's version (`GET /version`, readable anonymously), over TLS that trusts

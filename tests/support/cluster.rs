@@ -517,7 +517,12 @@ pub fn worker(bin: &std::path::Path) -> testbed::Builder {
         .boot_timeout(Duration::from_secs(120))
         .with_file(
             "/usr/bin/kubejoin",
-            std::fs::read(env!("CARGO_BIN_EXE_kubejoin")).unwrap(),
+            // KUBEJOIN_TEST_BIN: another build to measure, e.g. target/release/kubejoin.
+            std::fs::read(
+                std::env::var_os("KUBEJOIN_TEST_BIN")
+                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_kubejoin").into()),
+            )
+            .unwrap(),
             0o755,
         )
         .with_file(
