@@ -78,6 +78,18 @@ pub struct JoinArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+
+    /// run and plan: how long to wait for another kubejoin run on this host to finish
+    /// (/run/kubejoin/lock) before giving up with exit status 1.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lock_timeout)]
+    pub lock_timeout: std::time::Duration,
+}
+
+fn lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0s" || s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::config::parse_duration(s)
 }
 
 #[derive(Debug, Subcommand)]

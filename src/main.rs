@@ -12,6 +12,7 @@ mod join;
 mod jws;
 mod kubeconfig;
 mod kubelet;
+mod lock;
 mod logging;
 mod pin;
 mod preflight;
@@ -177,6 +178,12 @@ async fn run(
         dry_run,
     }: RunArgs,
 ) -> Result<(), Failure> {
+    let _lock = lock::acquire(std::path::Path::new(lock::LOCK_FILE), args.lock_timeout)
+        .await
+        .map_err(|e| Failure::Fixable {
+            fix: e.fix(),
+            message: e.to_string(),
+        })?;
     let report = join::run(
         || settings(args.cluster),
         &args.ignore_preflight_errors,

@@ -380,3 +380,48 @@ fn settings_that_cannot_work_with_this_kubelet_are_refused() {
     );
     assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err());
 }
+
+#[test]
+fn one_run_at_a_time() {
+    if !testbed::available() {
+        return;
+    }
+    // The first run holds the lock while it waits for a kubelet that never bootstraps.
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/10-slow.toml",
+            "[kubelet]\njoin_timeout = \"8s\"\n",
+            0o644,
+        )
+        .with_file("/etc/kubelet-standin/no-tls-bootstrap", "", 0o644)
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let mut first = tb.command(&["kubejoin", "run"]).spawn().unwrap();
+    let held = wait_for(Duration::from_secs(10), || {
+        tb.read("/run/kubejoin/lock")
+            .ok()
+            .filter(|l| String::from_utf8_lossy(l).contains("kubejoin run"))
+    });
+    assert!(held.is_some(), "the first run took the lock");
+    let out = tb.exec(&["kubejoin", "run", "--lock-timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    let holder = String::from_utf8(held.unwrap()).unwrap();
+    let pid = holder.lines().next().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "another kubejoin holds /run/kubejoin/lock: PID {pid} (kubejoin run)"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("gave up after 1s"), "{msg}");
+    // status never waits.
+    let started = Instant::now();
+    tb.exec_ok(&["kubejoin", "status"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    first.wait().unwrap();
+    // Released with the first run: the next one takes it at once.
+    let out = tb.exec(&["kubejoin", "plan", "--lock-timeout", "0s"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
