@@ -16,6 +16,7 @@ mod lock;
 mod logging;
 mod pin;
 mod preflight;
+mod sys;
 mod systemd;
 mod token;
 mod x509;
@@ -96,6 +97,15 @@ impl Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Plan(_) | Command::Discover(_) | Command::Preflight(_)
+    ) {
+        // These read the bootstrap token: no core dump of this process may hold it.
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!("cannot turn core dumps off (PR_SET_DUMPABLE): {e}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

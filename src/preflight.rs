@@ -372,8 +372,7 @@ pub fn inspect(
         .filter(|p| p.cri_dockerd)
         .map(|_| std::path::Path::new(CRI_DOCKERD_SOCKET.trim_start_matches("unix://")).exists());
     Facts {
-        // SAFETY: geteuid has no preconditions.
-        euid: unsafe { libc::geteuid() },
+        euid: nix::unistd::geteuid().as_raw(),
         pid1: std::fs::read_to_string("/proc/1/comm")
             .unwrap_or_default()
             .trim()

@@ -1,30 +1,26 @@
 //! Deleting a network link over rtnetlink (`RTM_DELLINK`), as `ip link delete` does,
 //! without running `ip`: one request and its acknowledgement on a netlink socket.
 
-use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::libc;
+use nix::net::if_::if_nametoindex;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket,
+};
 
 const NLMSG_HDR: usize = 16;
 const IFINFOMSG: usize = 16;
 
 /// Whether a link of this name exists in this network namespace.
 pub fn exists(name: &str) -> bool {
-    let Ok(cname) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated name.
-    unsafe { libc::if_nametoindex(cname.as_ptr()) != 0 }
+    if_nametoindex(name).is_ok()
 }
 
-/// Deletes the link `name` (which also takes it down).
-pub fn delete(name: &str) -> io::Result<()> {
-    let cname = CString::new(name).map_err(|_| io::Error::other("link name with a NUL byte"))?;
-    // SAFETY: a valid NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // nlmsghdr { len, type, flags, seq, pid } + ifinfomsg { family, pad, type, index, flags, change }
+/// The `RTM_DELLINK` request for the link with this index: nlmsghdr { len, type, flags,
+/// seq, pid } + ifinfomsg { family, pad, type, index, flags, change }.
+fn dellink_request(index: u32) -> [u8; NLMSG_HDR + IFINFOMSG] {
     let mut msg = [0u8; NLMSG_HDR + IFINFOMSG];
     let len = msg.len() as u32;
     msg[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -33,41 +29,28 @@ pub fn delete(name: &str) -> io::Result<()> {
     msg[6..8].copy_from_slice(&flags.to_ne_bytes());
     msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
     msg[NLMSG_HDR + 4..NLMSG_HDR + 8].copy_from_slice(&(index as i32).to_ne_bytes());
+    msg
+}
 
-    // SAFETY: plain socket calls on a descriptor we own and close.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        );
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let result = (|| {
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            let sent = libc::sendto(
-                fd,
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            );
-            if sent < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut buf = [0u8; 1024];
-            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            ack_result(&buf[..n as usize])
-        })();
-        libc::close(fd);
-        result
-    }
+/// Deletes the link `name` (which also takes it down).
+pub fn delete(name: &str) -> io::Result<()> {
+    let index = if_nametoindex(name)?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    let kernel = NetlinkAddr::new(0, 0);
+    sendto(
+        fd.as_raw_fd(),
+        &dellink_request(index),
+        &kernel,
+        MsgFlags::empty(),
+    )?;
+    let mut buf = [0u8; 1024];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    ack_result(&buf[..n])
 }
 
 /// The error code of a netlink acknowledgement (`NLMSG_ERROR`, 0 for success).
@@ -92,6 +75,18 @@ fn ack_result(reply: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_is_rtm_dellink_with_ack() {
+        let m = dellink_request(7);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), libc::RTM_DELLINK);
+        assert_eq!(
+            u16::from_ne_bytes([m[6], m[7]]),
+            (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16
+        );
+        assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 7);
+    }
 
     fn reply(kind: u16, code: i32) -> Vec<u8> {
         let mut r = vec![0u8; NLMSG_HDR + 4];

@@ -555,14 +555,8 @@ pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> 
         tracing::info!(phase = "host", "{}", change.describe());
         match change {
             Change::Swapoff { path, .. } => {
-                use std::os::unix::ffi::OsStrExt;
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .context("a swap path holds a NUL byte")?;
-                // SAFETY: a valid NUL-terminated path; swapoff has no other preconditions.
-                if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
-                    return Err(std::io::Error::last_os_error())
-                        .with_context(|| format!("swapoff {} failed", path.display()));
-                }
+                crate::sys::swapoff(path)
+                    .with_context(|| format!("swapoff {} failed", path.display()))?;
             }
             Change::Edit {
                 path,
