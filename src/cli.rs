@@ -52,6 +52,35 @@ pub enum Command {
     /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
+    /// Undo what kubejoin changed on this host, as its runs recorded it
+    ///
+    /// kubelet stopped and disabled over D-Bus; every file kubejoin created removed; every
+    /// file it edited (/etc/fstab, /etc/docker/daemon.json, /etc/containerd/config.toml)
+    /// restored byte for byte from its .kubejoin-orig backup; swap units unmasked; the
+    /// runtime restarted if its configuration changed back; /var/lib/kubelet removed if
+    /// kubejoin made it. A file changed by someone else since is left alone and named.
+    /// Planned first: --dry-run prints the plan and changes nothing.
+    #[command(after_help = EXIT_CODES)]
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Print what would be undone and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Restore or remove files even where someone changed them since kubejoin wrote them.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// How long to wait for another kubejoin run on this host to finish (/run/kubejoin/lock).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lock_timeout)]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

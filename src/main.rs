@@ -12,10 +12,12 @@ mod join;
 mod jws;
 mod kubeconfig;
 mod kubelet;
+mod ledger;
 mod lock;
 mod logging;
 mod pin;
 mod preflight;
+mod reset;
 mod sys;
 mod systemd;
 mod token;
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         })),
         Command::Discover(args) => runtime.block_on(discover(args)),
         Command::Status(args) => runtime.block_on(status(args)),
+        Command::Reset(args) => runtime.block_on(reset(args)),
         Command::Config(cli::ConfigCommand::Init(args)) => config_init(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -206,6 +209,24 @@ async fn run(
             serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
         ),
         Output::Text => print!("{}", join::render_text(&report, dry_run)),
+    }
+    Ok(())
+}
+
+async fn reset(args: cli::ResetArgs) -> Result<(), Failure> {
+    let _lock = lock::acquire(std::path::Path::new(lock::LOCK_FILE), args.lock_timeout)
+        .await
+        .map_err(|e| Failure::Fixable {
+            fix: e.fix(),
+            message: e.to_string(),
+        })?;
+    let report = reset::run(args.dry_run, args.force).await?;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
+        ),
+        Output::Text => print!("{}", reset::render_text(&report, args.dry_run)),
     }
     Ok(())
 }

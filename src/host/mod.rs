@@ -365,6 +365,11 @@ fn backup_path(path: &str) -> PathBuf {
     PathBuf::from(format!("{path}{BACKUP_SUFFIX}"))
 }
 
+/// Where the one-time backup of an edited file is kept.
+pub fn backup_path_of(path: &Path) -> PathBuf {
+    backup_path(&path.display().to_string())
+}
+
 /// A file's text and permission bits, or `None` when it does not exist.
 fn read_with_mode(path: &str) -> anyhow::Result<Option<(String, u32)>> {
     use std::os::unix::fs::PermissionsExt;
@@ -549,8 +554,13 @@ async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
     Ok(d)
 }
 
-/// Makes the changes, in order.
-pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> {
+/// Makes the changes, in order, each recorded for `kubejoin reset` before it is made.
+pub async fn apply(
+    changes: &[Change],
+    systemd: &Systemd,
+    recorder: &mut crate::ledger::Recorder,
+) -> anyhow::Result<()> {
+    use crate::ledger::Wrote;
     for change in changes {
         tracing::info!(phase = "host", "{}", change.describe());
         match change {
@@ -570,13 +580,20 @@ pub async fn apply(changes: &[Change], systemd: &Systemd) -> anyhow::Result<()> 
                         .with_context(|| format!("failed to read {}", path.display()))?;
                     fsutil::write_atomic(backup, &original, *mode)?;
                 }
-                fsutil::write_atomic(path, contents.as_bytes(), *mode)?;
+                recorder.write(
+                    path,
+                    contents.as_bytes(),
+                    *mode,
+                    Wrote::Edit,
+                    Some(backup_path_of(path)),
+                )?;
             }
             Change::Mask { unit, .. } => {
+                recorder.masked(unit)?;
                 systemd.mask(unit).await?;
             }
             Change::Write { path, contents, .. } => {
-                fsutil::write_atomic(path, contents.as_bytes(), 0o644)?;
+                recorder.write(path, contents.as_bytes(), 0o644, Wrote::Whole, None)?;
             }
             Change::Restart { unit, .. } => {
                 systemd.start(unit, true, Duration::from_secs(60)).await?;

@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::Failure;
 use crate::config::{ConfigError, Origin, Settings};
 use crate::discovery::{self, Discovered};
-use crate::fsutil;
 use crate::host;
 use crate::kubeconfig;
 use crate::kubelet::{self, fatal, profile::Profile, ready, version::Version};
@@ -328,8 +327,15 @@ pub async fn run(
         fix: e.fix(),
         message: e.to_string(),
     })?;
-    if !dry_run {
-        host::apply(&host_changes, &systemd).await?;
+    let mut recorder = if dry_run {
+        None
+    } else {
+        Some(crate::ledger::Recorder::open(Path::new(
+            crate::ledger::LEDGER,
+        ))?)
+    };
+    if let Some(recorder) = recorder.as_mut() {
+        host::apply(&host_changes, &systemd, recorder).await?;
     }
 
     let servers: Vec<String> = settings
@@ -397,14 +403,22 @@ pub async fn run(
         "files",
         "writing kubelet's bootstrap kubeconfig and configuration",
     );
+    let recorder = recorder
+        .as_mut()
+        .expect("a run that is not a dry run records its changes");
     for dir in &plan.dirs {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        recorder.make_dir(dir)?;
         tracing::info!(phase = "files", path = %dir.display(), "created directory {}", dir.display());
     }
     for (want, change) in desired.iter().zip(&plan.files) {
         if change.action != plan::FileAction::Unchanged {
-            fsutil::write_atomic(&want.path, &want.contents, want.mode)?;
+            recorder.write(
+                &want.path,
+                &want.contents,
+                want.mode,
+                crate::ledger::Wrote::Whole,
+                None,
+            )?;
             tracing::info!(phase = "files", path = %want.path.display(), action = ?change.action, "wrote {} ({:?}, mode {})", want.path.display(), change.action, change.mode);
         }
     }
@@ -417,6 +431,7 @@ pub async fn run(
         match action {
             SystemdAction::Reload { .. } => systemd.reload().await?,
             SystemdAction::Enable { unit } => {
+                recorder.enabled(unit)?;
                 systemd.enable(unit).await?;
             }
             SystemdAction::Start { unit } | SystemdAction::Restart { unit, .. } => {
@@ -457,7 +472,7 @@ pub async fn run(
         phases: phases.times.clone(),
         finished: now(),
     };
-    save_state(&report)?;
+    save_state(&report, recorder)?;
     let ready = format!(
         "{outcome}: node {} is registered and kubelet.service is active, API server {}",
         report.node.as_ref().map(|n| n.name.as_str()).unwrap_or("?"),
@@ -644,9 +659,15 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn save_state(report: &Report) -> anyhow::Result<()> {
+fn save_state(report: &Report, recorder: &mut crate::ledger::Recorder) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    fsutil::write_atomic(Path::new(STATE_FILE), text.as_bytes(), 0o644)?;
+    recorder.write(
+        Path::new(STATE_FILE),
+        text.as_bytes(),
+        0o644,
+        crate::ledger::Wrote::Whole,
+        None,
+    )?;
     Ok(())
 }
 

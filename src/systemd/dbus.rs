@@ -32,6 +32,16 @@ trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<Vec<(String, String, String)>>;
+    fn unmask_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
 
     #[zbus(signal)]
     fn job_removed(
@@ -219,6 +229,53 @@ impl Systemd {
     pub async fn mask(&self, unit: &str) -> Result<bool, SystemdError> {
         let changes = self.manager.mask_unit_files(&[unit], false, true).await?;
         Ok(!changes.is_empty())
+    }
+
+    /// Unmasks unit files; true when anything changed.
+    pub async fn unmask(&self, unit: &str) -> Result<bool, SystemdError> {
+        let changes = self.manager.unmask_unit_files(&[unit], false).await?;
+        Ok(!changes.is_empty())
+    }
+
+    /// Disables unit files; true when anything changed.
+    pub async fn disable(&self, unit: &str) -> Result<bool, SystemdError> {
+        let changes = self.manager.disable_unit_files(&[unit], false).await?;
+        Ok(!changes.is_empty())
+    }
+
+    /// Stops a unit with mode `replace` and waits for the job's result.
+    pub async fn stop(&self, unit: &str, timeout: Duration) -> Result<(), SystemdError> {
+        let mut removed = self.manager.receive_job_removed().await?;
+        if !self
+            .subscribed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.manager.subscribe().await?;
+        }
+        let job = self.manager.stop_unit(unit, "replace").await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(signal)) = tokio::time::timeout(remaining, removed.next()).await else {
+                return Err(SystemdError::Timeout {
+                    unit: unit.into(),
+                    after: timeout,
+                    status: self.status(unit).await?,
+                });
+            };
+            let args = signal.args()?;
+            if args.job == job {
+                return match args.result.as_str() {
+                    "done" => Ok(()),
+                    other => Err(SystemdError::Job {
+                        verb: "stop",
+                        unit: unit.into(),
+                        result: other.into(),
+                        status: self.status(unit).await?,
+                    }),
+                };
+            }
+        }
     }
 
     /// The Unit and Service interfaces of a unit, loading it if systemd has not yet.
