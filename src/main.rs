@@ -191,12 +191,7 @@ async fn run(
         dry_run,
     }: RunArgs,
 ) -> Result<(), Failure> {
-    let _lock = lock::acquire(std::path::Path::new(lock::LOCK_FILE), args.lock_timeout)
-        .await
-        .map_err(|e| Failure::Fixable {
-            fix: e.fix(),
-            message: e.to_string(),
-        })?;
+    let _lock = take_lock(args.lock_timeout).await?;
     let report = join::run(
         || settings(args.cluster),
         &args.ignore_preflight_errors,
@@ -213,13 +208,18 @@ async fn run(
     Ok(())
 }
 
-async fn reset(args: cli::ResetArgs) -> Result<(), Failure> {
-    let _lock = lock::acquire(std::path::Path::new(lock::LOCK_FILE), args.lock_timeout)
+/// One run at a time on this host (`run`, `plan`, `reset`).
+async fn take_lock(wait: std::time::Duration) -> Result<lock::RunLock, Failure> {
+    lock::acquire(std::path::Path::new(lock::LOCK_FILE), wait)
         .await
         .map_err(|e| Failure::Fixable {
             fix: e.fix(),
             message: e.to_string(),
-        })?;
+        })
+}
+
+async fn reset(args: cli::ResetArgs) -> Result<(), Failure> {
+    let _lock = take_lock(args.lock_timeout).await?;
     let report = reset::run(args.dry_run, args.force).await?;
     match args.output {
         Output::Json => println!(

@@ -97,6 +97,18 @@ fn differences(
     out
 }
 
+/// A worker whose host preparation prepares `runtime`.
+fn worker(docker: bool, host: &str) -> Testbed {
+    node(docker, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-host.toml",
+            format!("[host]\n{host}\n"),
+            0o644,
+        )
+        .boot()
+        .unwrap()
+}
+
 /// Joins, resets, and checks that the overlay is back where it was.
 fn join_then_reset(tb: &Testbed) -> String {
     let before = overlay(tb);
@@ -141,14 +153,7 @@ fn a_docker_node_is_as_before() {
     if !testbed::available() {
         return;
     }
-    let tb = node(true, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-host.toml",
-            "[host]\ncontainer_runtime = \"docker\"\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
+    let tb = worker(true, "container_runtime = \"docker\"");
     let report = join_then_reset(&tb);
     assert!(
         report.contains("remove /etc/docker/daemon.json"),
@@ -166,14 +171,7 @@ fn a_containerd_node_is_as_before() {
     if !testbed::available() {
         return;
     }
-    let tb = node(true, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-host.toml",
-            "[host]\ncontainer_runtime = \"containerd\"\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
+    let tb = worker(true, "container_runtime = \"containerd\"");
     let original = tb.read("/etc/containerd/config.toml").unwrap();
     let report = join_then_reset(&tb);
     assert!(
@@ -228,14 +226,7 @@ fn a_file_changed_since_is_left_alone_and_named() {
     if !testbed::available() {
         return;
     }
-    let tb = node(true, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-host.toml",
-            "[host]\ncontainer_runtime = \"docker\"\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
+    let tb = worker(true, "container_runtime = \"docker\"");
     let _api = api(&tb, ApiServer::builder());
     tb.exec_ok(&["kubejoin", "run"]);
     tb.write(
