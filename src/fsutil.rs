@@ -3,7 +3,7 @@
 //! secret is never readable by others, not even for an instant.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -46,12 +46,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
         name.to_string_lossy(),
         std::process::id()
     ));
-    // A leftover from a run killed at this very point: ours to remove.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("failed to remove stale {}", tmp.display()));
+    // Leftovers of runs killed at this very point (runs are one at a time, so any such
+    // file is stale): ours to remove.
+    let prefix = format!(".{}.kubejoin-", name.to_string_lossy());
+    for entry in fs::read_dir(dir)
+        .with_context(|| format!("failed to list {}", dir.display()))?
+        .flatten()
+    {
+        let n = entry.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("failed to remove stale {}", entry.path().display()))?;
         }
-        _ => {}
     }
     let result = (|| -> Result<()> {
         let mut f = OpenOptions::new()
@@ -66,6 +73,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
         f.write_all(contents)
             .and_then(|()| f.sync_all())
             .with_context(|| format!("failed to write {}", tmp.display()))?;
+        crate::failpoint::hit(&format!("before-rename:{}", path.display()));
         fs::rename(&tmp, path)
             .with_context(|| format!("failed to move {} into place", path.display()))?;
         File::open(dir)
@@ -128,8 +136,11 @@ mod tests {
         let p = d.join("f");
         let tmp = d.join(format!(".f.kubejoin-{}.tmp", std::process::id()));
         fs::write(&tmp, b"stale").unwrap();
+        // Another run's, killed before its rename.
+        let other = d.join(".f.kubejoin-1.tmp");
+        fs::write(&other, b"stale").unwrap();
         write_atomic(&p, b"new", 0o600).unwrap();
-        assert!(!tmp.exists());
+        assert!(!tmp.exists() && !other.exists());
         assert_eq!(fs::read(&p).unwrap(), b"new");
         fs::remove_dir_all(&d).unwrap();
     }

@@ -158,7 +158,10 @@ impl Recorder {
         self.ledger.made_dirs(dirs);
         self.ledger.wrote(path, contents, existed, how, backup);
         self.save()?;
-        fsutil::write_atomic(path, contents, mode)
+        crate::failpoint::hit(&format!("recorded:{}", path.display()));
+        let outcome = fsutil::write_atomic(path, contents, mode)?;
+        crate::failpoint::hit(&format!("wrote:{}", path.display()));
+        Ok(outcome)
     }
 
     /// Makes a directory (and its parents) and records what was made.

@@ -5,6 +5,7 @@ mod clock;
 mod config;
 mod discovery;
 mod endpoint;
+mod failpoint;
 mod fsutil;
 mod host;
 mod init;

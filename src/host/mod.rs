@@ -253,7 +253,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         }
         let mut units: BTreeSet<String> = ours.iter().map(|p| swap::swap_unit(p)).collect();
         if let Some((text, mode)) = &facts.fstab {
-            units.extend(swap::fstab_swaps(text).iter().map(|p| swap::swap_unit(p)));
+            units.extend(swap::fstab_units(text));
             if let Some(new) = swap::comment_out_swaps(text) {
                 changes.push(edit_or_write(
                     FSTAB,
@@ -514,7 +514,7 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
     facts.fstab_backup_exists = backup_path(FSTAB).exists();
     let mut units: Vec<String> = facts.swaps.iter().map(|p| swap::swap_unit(p)).collect();
     if let Some((text, _)) = &facts.fstab {
-        units.extend(swap::fstab_swaps(text).iter().map(|p| swap::swap_unit(p)));
+        units.extend(swap::fstab_units(text));
     }
     for unit in units {
         if systemd.unit_file_state(&unit).await?.as_deref() == Some("masked") {
@@ -561,8 +561,9 @@ pub async fn apply(
     recorder: &mut crate::ledger::Recorder,
 ) -> anyhow::Result<()> {
     use crate::ledger::Wrote;
-    for change in changes {
+    for (i, change) in changes.iter().enumerate() {
         tracing::info!(phase = "host", "{}", change.describe());
+        crate::failpoint::hit(&format!("host:before:{i}"));
         match change {
             Change::Swapoff { path, .. } => {
                 crate::sys::swapoff(path)
@@ -671,6 +672,7 @@ mod tests {
                 0o644,
             )),
             fstab_backup_exists: true,
+            masked: ["dev-loop3.swap".to_string()].into(),
             modules_file: Some(kernel::modules_file()),
             sysctl_file: Some(kernel::sysctl_file()),
             sysctls: kernel::SYSCTLS
@@ -680,6 +682,24 @@ mod tests {
             ..Default::default()
         };
         assert!(plan(&HostSettings::default(), &f).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_run_stopped_between_the_fstab_edit_and_the_mask_masks_when_run_again() {
+        let f = Facts {
+            fstab: Some((
+                format!("{}/dev/loop3 none swap sw 0 0\n", swap::FSTAB_MARKER),
+                0o644,
+            )),
+            fstab_backup_exists: true,
+            ..Default::default()
+        };
+        let changes = plan(&SWAP_ONLY, &f).unwrap();
+        let described: Vec<String> = changes.iter().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            ["MaskUnitFiles dev-loop3.swap (so that systemd does not turn the swap on again)"]
+        );
     }
 
     #[test]

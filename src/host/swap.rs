@@ -65,6 +65,22 @@ pub fn fstab_swaps(fstab: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The `.swap` units of an fstab's swaps: its active entries and those kubejoin commented
+/// out behind [`FSTAB_MARKER`], whose units stay masked (so that a run stopped between
+/// the fstab edit and the mask still masks them when run again).
+pub fn fstab_units(fstab: &str) -> Vec<String> {
+    let ours = fstab
+        .lines()
+        .filter_map(|l| l.strip_prefix(FSTAB_MARKER))
+        .collect::<Vec<_>>()
+        .join("\n");
+    fstab_swaps(fstab)
+        .iter()
+        .chain(&fstab_swaps(&ours))
+        .map(|p| swap_unit(p))
+        .collect()
+}
+
 /// The fstab with every active swap line commented out behind [`FSTAB_MARKER`], or
 /// `None` when there is none.
 pub fn comment_out_swaps(fstab: &str) -> Option<String> {

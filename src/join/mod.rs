@@ -80,6 +80,7 @@ struct Phases {
 impl Phases {
     fn start(&mut self, phase: &'static str, status: &str) {
         self.end();
+        crate::failpoint::hit(&format!("phase:{phase}"));
         tracing::info!(phase, "{status}");
         self.notifier.status(status);
         self.current = Some((phase, Instant::now()));
@@ -272,6 +273,9 @@ pub async fn run(
     let systemd = Systemd::connect().await?;
     let kubelet = systemd.status(KUBELET_UNIT).await?;
 
+    if tls_bootstrapped() && kubelet.is_active() && !dry_run && !Path::new(STATE_FILE).exists() {
+        return finish_interrupted(load()?, &systemd, phases, kubelet).await;
+    }
     if tls_bootstrapped() && kubelet.is_active() {
         phases.end();
         let report = Report {
@@ -429,10 +433,14 @@ pub async fn run(
     for action in &plan.systemd {
         tracing::info!(phase = "kubelet", call = ?action, "systemd: {action:?}");
         match action {
-            SystemdAction::Reload { .. } => systemd.reload().await?,
+            SystemdAction::Reload { .. } => {
+                systemd.reload().await?;
+                crate::failpoint::hit("kubelet:reloaded");
+            }
             SystemdAction::Enable { unit } => {
                 recorder.enabled(unit)?;
                 systemd.enable(unit).await?;
+                crate::failpoint::hit("kubelet:enabled");
             }
             SystemdAction::Start { unit } | SystemdAction::Restart { unit, .. } => {
                 let restart = matches!(action, SystemdAction::Restart { .. });
@@ -472,14 +480,73 @@ pub async fn run(
         phases: phases.times.clone(),
         finished: now(),
     };
+    finish(report, recorder, phases)
+}
+
+/// A run that started kubelet and was stopped (killed, rebooted) before it saw the node in
+/// left kubelet active with its certificate but no report: this run does the rest, the
+/// wait until the node is in, with the cluster CA and kubelet already on disk.
+async fn finish_interrupted(
+    settings: Settings,
+    systemd: &Systemd,
+    mut phases: Phases,
+    kubelet: UnitStatus,
+) -> Result<Report, Failure> {
+    tracing::info!(
+        phase = "preflight",
+        "kubelet.service is active with its client certificate but the run that started it \
+         ended before the node was in: waiting for the node"
+    );
+    let version =
+        kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::Fixable {
+            message: format!("kubelet's version: {e}"),
+            fix: format!(
+                "install kubelet at {} (or set [kubelet] binary)",
+                settings.kubelet.binary.display()
+            ),
+        })?;
+    let ca = std::fs::read(unit::CLUSTER_CA)
+        .with_context(|| format!("failed to read the cluster CA {}", unit::CLUSTER_CA))?;
+    let mut recorder = crate::ledger::Recorder::open(Path::new(crate::ledger::LEDGER))?;
+    let node_in = wait_until_in(
+        systemd,
+        &mut phases,
+        kubelet,
+        &ca,
+        &version,
+        Instant::now() + settings.kubelet_waits.join_timeout,
+    )
+    .await?;
+    phases.end();
+    let report = Report {
+        outcome: "joined",
+        preflight: Vec::new(),
+        host: Vec::new(),
+        discovery: None,
+        plan: None,
+        kubelet: Some(systemd.status(KUBELET_UNIT).await?),
+        node: Some(node_in),
+        phases: phases.times.clone(),
+        finished: now(),
+    };
+    finish(report, &mut recorder, phases)
+}
+
+/// Records a join's report, says so and tells systemd the service is ready.
+fn finish(
+    report: Report,
+    recorder: &mut crate::ledger::Recorder,
+    phases: Phases,
+) -> Result<Report, Failure> {
     save_state(&report, recorder)?;
     let ready = format!(
-        "{outcome}: node {} is registered and kubelet.service is active, API server {}",
+        "{}: node {} is registered and kubelet.service is active{}",
+        report.outcome,
         report.node.as_ref().map(|n| n.name.as_str()).unwrap_or("?"),
         report
             .discovery
             .as_ref()
-            .map(|d| d.server.to_string())
+            .map(|d| format!(", API server {}", d.server))
             .unwrap_or_default()
     );
     tracing::info!(phase = "done", "{ready}");

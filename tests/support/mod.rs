@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod node;
+pub mod overlay;
 pub mod testbed;
 
 /// stdout then stderr of a finished command, as text.

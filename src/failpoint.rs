@@ -1,0 +1,19 @@
+//! Fail points for the tests that kill `kubejoin run` at every step (zincati's use of fail
+//! points is the model): with `KUBEJOIN_TEST_FAILPOINT=<name>` in its environment, kubejoin
+//! kills itself with SIGKILL when it reaches the point of that name, as a power cut or an
+//! OOM kill would; with `KUBEJOIN_TEST_FAILPOINT=list` it names each point it passes on
+//! stderr. Unset (always, outside tests), a point costs one environment lookup.
+
+pub const VAR: &str = "KUBEJOIN_TEST_FAILPOINT";
+
+/// A point where a run may die.
+pub fn hit(name: &str) {
+    let Some(wanted) = std::env::var_os(VAR) else {
+        return;
+    };
+    if wanted == "list" {
+        eprintln!("failpoint: {name}");
+    } else if wanted == name {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}

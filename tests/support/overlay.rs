@@ -1,0 +1,93 @@
+//! The testbed's overlay as a map of path -> what it holds, and the differences between
+//! two such maps, for the tests that compare a host before and after (reset, crashes).
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::testbed::Testbed;
+
+/// State that is not kubejoin's to undo: journals, logs, caches, the runtimes' own state,
+/// systemd's own bookkeeping and the kubelet stand-in's record of itself.
+pub const NOT_KUBEJOINS: [&str; 7] = [
+    "/var/log",
+    "/var/cache",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/systemd",
+    "/var/lib/kubelet-standin",
+    "/var/lib/dbus",
+];
+
+/// What a path holds: mode and content hash, link target, whiteout.
+pub fn what(p: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(p).ok()?;
+    Some(if meta.is_dir() {
+        format!("dir {:o}", meta.mode() & 0o7777)
+    } else if meta.file_type().is_symlink() {
+        format!("link {}", std::fs::read_link(p).ok()?.display())
+    } else if meta.file_type().is_char_device() {
+        "whiteout".into()
+    } else {
+        let bytes = std::fs::read(p).ok()?;
+        format!(
+            "file {:o} {} bytes {:x}",
+            meta.mode() & 0o7777,
+            bytes.len(),
+            bytes
+                .iter()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(*b as u64))
+        )
+    })
+}
+
+/// Every path of the overlay's upper layer with what it holds, but for [`NOT_KUBEJOINS`].
+pub fn overlay(tb: &Testbed) -> BTreeMap<PathBuf, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = Path::new("/").join(p.strip_prefix(base).unwrap());
+            if NOT_KUBEJOINS.iter().any(|n| rel.starts_with(n)) {
+                continue;
+            }
+            let Some(held) = what(&p) else { continue };
+            if held.starts_with("dir") {
+                walk(base, &p, out);
+            }
+            out.insert(rel, held);
+        }
+    }
+    let upper = tb.dir().join("layers/upper");
+    let mut out = BTreeMap::new();
+    walk(&upper, &upper, &mut out);
+    out
+}
+
+/// The paths whose effective content differs. The lower layer is this machine's root: a
+/// path copied up with the lower's very content (a directory systemd touched, a file
+/// restored byte for byte) is no difference.
+pub fn differences(
+    before: &BTreeMap<PathBuf, String>,
+    after: &BTreeMap<PathBuf, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, w) in after {
+        match before.get(p) {
+            None if what(p).as_ref() == Some(w) => {}
+            None => out.push(format!("+ {} ({w})", p.display())),
+            Some(b) if b != w && !w.starts_with("dir") => {
+                out.push(format!("~ {} ({b} -> {w})", p.display()))
+            }
+            _ => {}
+        }
+    }
+    for p in before.keys().filter(|p| !after.contains_key(*p)) {
+        out.push(format!("- {}", p.display()));
+    }
+    out
+}
