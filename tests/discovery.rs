@@ -402,6 +402,185 @@ fn transient_faults_are_retried_until_it_works() {
     assert!(node.kubeconfig().exists());
 }
 
+/// Hostile and broken servers, one row each: every case ends within the discovery's
+/// deadline (each try is bounded in time, whatever the server does), is retried (nothing
+/// an unauthenticated server says is final), and ends with an error naming the server,
+/// the cause and the fix.
+#[test]
+fn hostile_and_broken_servers_are_bounded_retried_and_named() {
+    // A host a redirect points to: it must never see a connection.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let elsewhere_url = format!(
+        "https://{}{}",
+        elsewhere.local_addr().unwrap(),
+        apiserver_double::CLUSTER_INFO_PATH
+    );
+    // (case, fault, several tries within the deadline, what the error says)
+    let table: Vec<(&str, Fault, bool, Vec<&str>)> = vec![
+        (
+            "headers that never come (slowloris)",
+            Fault::SlowHeaders,
+            false,
+            vec!["did not answer within"],
+        ),
+        (
+            "a body that trickles forever",
+            Fault::Trickle,
+            false,
+            vec!["did not answer within"],
+        ),
+        (
+            "a TLS handshake that stalls",
+            Fault::TlsStall,
+            false,
+            vec!["did not answer within"],
+        ),
+        (
+            "a server that never answers",
+            Fault::Stall,
+            false,
+            vec!["did not answer within"],
+        ),
+        (
+            "a body over the size limit",
+            Fault::Huge,
+            true,
+            vec!["larger than 2097152 bytes", "not a proxy"],
+        ),
+        (
+            "a connection reset mid-body",
+            Fault::Reset,
+            true,
+            vec![
+                "ended the answer early: it reset the HTTP/2 stream",
+                "load balancer",
+            ],
+        ),
+        (
+            "garbage instead of JSON",
+            Fault::Garbage,
+            true,
+            vec![
+                "not the cluster-info ConfigMap",
+                "expected value",
+                "not a proxy",
+            ],
+        ),
+        (
+            "wrong-typed JSON",
+            Fault::WrongType,
+            true,
+            vec![
+                "not the cluster-info ConfigMap",
+                "invalid type: integer `42`",
+            ],
+        ),
+        (
+            "a redirect to another host",
+            Fault::Redirect(elsewhere_url.clone()),
+            true,
+            vec![
+                "answered 302",
+                "which kubejoin does not follow",
+                "never follows a redirect",
+            ],
+        ),
+        (
+            "HTTP/2 GOAWAY",
+            Fault::GoAway,
+            true,
+            vec![
+                "ended the answer early: it closed the connection with HTTP/2 GOAWAY",
+                "load balancer",
+            ],
+        ),
+        (
+            "503 Service Unavailable",
+            Fault::Status(503),
+            true,
+            vec!["answered 503", "kube-apiserver's log"],
+        ),
+    ];
+    let deadline = Duration::from_secs(3);
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = table
+            .iter()
+            .map(|(case, fault, several, needles)| {
+                s.spawn(move || {
+                    let api = double().always(fault.clone()).start().unwrap();
+                    let node = Node::new();
+                    let r = node.discover_pinned(&api, &["--timeout", "3s"]);
+                    let out = format!("{}{}", r.stdout, r.stderr);
+                    let mut wrong = Vec::new();
+                    if r.code != EXIT_TRANSIENT {
+                        wrong.push(format!("exit {} (want {EXIT_TRANSIENT})", r.code));
+                    }
+                    if r.elapsed > deadline + Duration::from_secs(2) {
+                        wrong.push(format!("took {:?}", r.elapsed));
+                    }
+                    for n in needles.iter().chain(&[api.url().as_str()]) {
+                        if !out.contains(n) {
+                            wrong.push(format!("does not say {n:?}"));
+                        }
+                    }
+                    let tries = api.requests().len();
+                    if *several && tries < 2 {
+                        wrong.push(format!("tried {tries} times"));
+                    }
+                    if node.kubeconfig().exists() {
+                        wrong.push("wrote a kubeconfig".into());
+                    }
+                    let error = out.lines().find(|l| l.starts_with("kubejoin: error:"));
+                    eprintln!(
+                        "{case}: exit {} after {:?}, {tries} requests; {}",
+                        r.code,
+                        r.elapsed,
+                        error.unwrap_or_default()
+                    );
+                    (!wrong.is_empty()).then(|| format!("{case}: {}\n{out}", wrong.join("; ")))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        elsewhere.accept().is_err(),
+        "a redirect was followed to another host"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A try that hangs is abandoned after kubeadm's 10 s per request, and the next one works.
+#[test]
+fn a_hung_try_is_abandoned_and_the_next_one_joins() {
+    let cases = [
+        Fault::SlowHeaders,
+        Fault::Trickle,
+        Fault::TlsStall,
+        Fault::GoAway,
+    ];
+    std::thread::scope(|s| {
+        for fault in &cases {
+            s.spawn(move || {
+                let api = double().faults([fault.clone()]).start().unwrap();
+                let node = Node::new();
+                let r = node.discover_pinned(&api, &["--timeout", "30s"]);
+                assert_exit(&r, 0, &["signature verified"]);
+                let limit = if *fault == Fault::GoAway { 2 } else { 14 };
+                assert!(
+                    r.elapsed < Duration::from_secs(limit),
+                    "{fault:?}: {:?}",
+                    r.elapsed
+                );
+            });
+        }
+    });
+}
+
 #[test]
 fn a_stalled_server_is_given_up_on_at_the_deadline() {
     let api = double().always(Fault::Stall).start().unwrap();

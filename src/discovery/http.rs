@@ -25,6 +25,8 @@ pub struct Response {
     pub retry_after: Option<Duration>,
     /// The server's `Date` header, as Unix seconds.
     pub date: Option<i64>,
+    /// A redirect's `Location`, which is never followed.
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -40,6 +42,9 @@ pub enum FetchError {
     Certificate { url: String, detail: String },
     #[error("the request to {url} failed: {detail}")]
     Other { url: String, detail: String },
+    /// The server ended the answer early: HTTP/2 GOAWAY or a stream reset.
+    #[error("{url} ended the answer early: {detail}")]
+    Ended { url: String, detail: String },
     #[error("the answer from {url} was larger than {MAX_BODY} bytes")]
     TooLarge { url: String },
 }
@@ -269,6 +274,10 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         .get(reqwest::header::DATE)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::clock::parse_http_date);
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > MAX_BODY {
@@ -280,6 +289,7 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         status,
         retry_after,
         date,
+        location,
         body,
     })
 }
@@ -304,6 +314,27 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         parts.push(e.to_string());
     }
     parts.join(": ")
+}
+
+/// What the server did, if it ended the request with an HTTP/2 GOAWAY or stream reset.
+fn h2_ended(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            let reason = h2.reason()?;
+            return if h2.is_go_away() {
+                Some(format!(
+                    "it closed the connection with HTTP/2 GOAWAY ({reason:?}) before answering"
+                ))
+            } else if h2.is_reset() && h2.is_remote() {
+                Some(format!("it reset the HTTP/2 stream ({reason:?})"))
+            } else {
+                None
+            };
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn classify(
@@ -332,6 +363,9 @@ fn classify(
             other => format!("was refused: {other:?}"),
         };
         return FetchError::Certificate { url, detail };
+    }
+    if let Some(detail) = h2_ended(e) {
+        return FetchError::Ended { url, detail };
     }
     if e.is_timeout() {
         return FetchError::Timeout {

@@ -59,6 +59,14 @@ impl Transient {
             Transient::Fetch(FetchError::Certificate { .. }) => {
                 "the pinned CA does not vouch for this server; see the trust failure above".into()
             }
+            Transient::Fetch(FetchError::TooLarge { .. }) => {
+                "check that the address is kube-apiserver's and not a proxy or another service".into()
+            }
+            Transient::Fetch(FetchError::Ended { .. }) => {
+                "the API server, or a load balancer in front of it, cut the answer short: check kube-apiserver's log \
+                 and what stands between this node and it; kubejoin tries again until its deadline"
+                    .into()
+            }
             Transient::Fetch(_) => {
                 "check that the API server address and port are right, that kube-apiserver is running, \
                  and that no firewall between this node and it drops that port"
@@ -84,6 +92,11 @@ impl Transient {
             }
             Transient::Status { status: 429, .. } => {
                 "the API server is rate-limiting requests; kubejoin waits as long as it asks".into()
+            }
+            Transient::Status { status, .. } if (300..400).contains(status) => {
+                "configure the API server's own address: kube-apiserver does not redirect cluster-info, and \
+                 kubejoin never follows a redirect, which could lead to another host"
+                    .into()
             }
             Transient::Status { status, .. } if *status >= 500 => {
                 "the API server failed; check kube-apiserver's log".into()
@@ -232,9 +245,14 @@ fn configmap_data(
     resp: &Response,
 ) -> Result<std::collections::BTreeMap<String, String>, Transient> {
     if resp.status != 200 {
-        let message = serde_json::from_slice::<Status>(&resp.body)
-            .ok()
-            .and_then(|s| s.message);
+        let message = match &resp.location {
+            Some(to) if (300..400).contains(&resp.status) => Some(format!(
+                "a redirect to {to}, which kubejoin does not follow"
+            )),
+            _ => serde_json::from_slice::<Status>(&resp.body)
+                .ok()
+                .and_then(|s| s.message),
+        };
         return Err(Transient::Status {
             server: server.to_string(),
             status: resp.status,
@@ -565,6 +583,7 @@ mod tests {
             status: 200,
             retry_after: None,
             date: None,
+            location: None,
             body: serde_json::to_vec(&body).unwrap(),
         }
     }
@@ -630,6 +649,7 @@ mod tests {
                 status: 404,
                 retry_after: None,
                 date: None,
+                location: None,
                 body: br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec(),
             }]
         } else {
@@ -721,6 +741,7 @@ mod tests {
             status,
             retry_after: None,
             date: None,
+            location: None,
             body: std::fs::read(format!("{dir}{name}.json")).unwrap(),
         }
     }

@@ -174,6 +174,14 @@ impl Pki {
 pub enum Fault {
     /// Close the TCP connection before the TLS handshake.
     Refuse,
+    /// Accept the TCP connection and never answer the TLS handshake.
+    TlsStall,
+    /// Read the request (HTTP/1.1), then send the response's headers one byte every
+    /// 500 ms, forever: a slowloris server.
+    SlowHeaders,
+    /// Speak HTTP/2 and answer the connection's first request with GOAWAY (NO_ERROR, last
+    /// stream 0: nothing processed), as kube-apiserver's `--goaway-chance` or a shutdown does.
+    GoAway,
     /// Answer with the real `Status` object for this code (401, 403, 404, 429, 500, 503).
     Status(u16),
     /// 429 with `Retry-After: N`.
@@ -182,19 +190,49 @@ pub enum Fault {
     Stall,
     /// Send the headers and half of the body, then reset.
     Reset,
+    /// 200 and the headers, then the body one byte every 100 ms, forever.
+    Trickle,
+    /// 200 with a 3 MiB ConfigMap (a real one is at most 1 MiB).
+    Huge,
+    /// 200 with an HTML page, as a proxy or another service would send.
+    Garbage,
+    /// 200 with cluster-info whose `data.kubeconfig` is a number.
+    WrongType,
+    /// 302 to this URL.
+    Redirect(String),
+}
+
+impl Fault {
+    /// Whether the fault is the connection's (before any request) rather than a request's.
+    fn at_connect(&self) -> bool {
+        matches!(
+            self,
+            Fault::Refuse | Fault::TlsStall | Fault::SlowHeaders | Fault::GoAway
+        )
+    }
 }
 
 impl std::str::FromStr for Fault {
     type Err = String;
 
-    /// `refuse`, `stall`, `reset`, `429:N` (Retry-After N), or a status code.
+    /// `refuse`, `tls-stall`, `slow-headers`, `goaway`, `stall`, `reset`, `trickle`,
+    /// `huge`, `garbage`, `wrong-type`, `redirect=URL`, `429:N` (Retry-After N), or a
+    /// status code.
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "refuse" => Fault::Refuse,
+            "tls-stall" => Fault::TlsStall,
+            "slow-headers" => Fault::SlowHeaders,
+            "goaway" => Fault::GoAway,
             "stall" => Fault::Stall,
             "reset" => Fault::Reset,
-            _ => match s.split_once(':') {
-                Some(("429", n)) => {
+            "trickle" => Fault::Trickle,
+            "huge" => Fault::Huge,
+            "garbage" => Fault::Garbage,
+            "wrong-type" => Fault::WrongType,
+            _ => match (s.split_once(':'), s.strip_prefix("redirect=")) {
+                (_, Some(url)) => Fault::Redirect(url.to_string()),
+                (Some(("429", n)), _) => {
                     Fault::RateLimit(n.parse().map_err(|_| format!("bad fault {s:?}"))?)
                 }
                 _ => Fault::Status(s.parse().map_err(|_| format!("bad fault {s:?}"))?),
@@ -426,14 +464,22 @@ impl State {
     fn next_fault(&self, at_connect: bool) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap();
         match faults.front() {
-            Some(Fault::Refuse) if at_connect => faults.pop_front(),
-            Some(Fault::Refuse) | None if at_connect => {
-                (self.config.persistent == Some(Fault::Refuse)).then_some(Fault::Refuse)
-            }
-            Some(f) if !at_connect && *f != Fault::Refuse => faults.pop_front(),
-            None if !at_connect => self.config.persistent.clone(),
-            _ => None,
+            Some(f) if f.at_connect() == at_connect => faults.pop_front(),
+            Some(_) => None,
+            None => (self.config.persistent.as_ref())
+                .filter(|f| f.at_connect() == at_connect)
+                .cloned(),
         }
+    }
+
+    fn record(&self, path: &str, version: &str, connection: usize) {
+        self.requests.lock().unwrap().push(RequestRecord {
+            path: path.to_string(),
+            version: version.to_string(),
+            authorization: None,
+            user_agent: None,
+            connection,
+        });
     }
 }
 
@@ -496,14 +542,27 @@ async fn serve(
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        if state.next_fault(true) == Some(Fault::Refuse) {
-            drop(tcp);
-            continue;
+        let fault = state.next_fault(true);
+        match fault {
+            Some(Fault::Refuse) => {
+                drop(tcp);
+                continue;
+            }
+            Some(Fault::TlsStall) => {
+                tokio::spawn(drain(tcp));
+                continue;
+            }
+            _ => {}
         }
         let n = state.connections.fetch_add(1, Ordering::SeqCst);
         let config = if n == 0 { first.clone() } else { later.clone() };
         let state = state.clone();
         tokio::spawn(async move {
+            match fault {
+                Some(Fault::SlowHeaders) => return slow_headers(tcp, &config, &state, n).await,
+                Some(Fault::GoAway) => return go_away(tcp, &config, &state, n).await,
+                _ => {}
+            }
             let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
                 return;
             };
@@ -526,25 +585,123 @@ async fn serve(
     }
 }
 
-/// A body that sends its first half, then fails: the connection is reset mid-body.
-struct HalfBody(Option<Bytes>);
+/// Reads and drops what the peer sends until it closes (at most a minute): a connection
+/// held open and never answered.
+async fn drain<S: tokio::io::AsyncRead + Unpin>(mut stream: S) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+}
 
-impl http_body::Body for HalfBody {
+/// The TLS handshake with only `protocol` offered by ALPN.
+async fn accept_speaking(
+    tcp: tokio::net::TcpStream,
+    config: &rustls::ServerConfig,
+    protocol: &[u8],
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![protocol.to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        .accept(tcp)
+        .await
+        .ok()
+}
+
+/// [`Fault::SlowHeaders`]: reads the request, then sends a status line and an endless
+/// header one byte every 500 ms.
+async fn slow_headers(
+    tcp: tokio::net::TcpStream,
+    config: &rustls::ServerConfig,
+    state: &State,
+    n: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(mut tls) = accept_speaking(tcp, config, b"http/1.1").await else {
+        return;
+    };
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(k) => request.extend_from_slice(&buf[..k]),
+        }
+    }
+    let line = String::from_utf8_lossy(&request);
+    let path = line.split_whitespace().nth(1).unwrap_or_default();
+    state.record(path, "HTTP/1.1", n);
+    let endless = b"HTTP/1.1 200 OK\r\nx-slow: "
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(b'a'));
+    for byte in endless {
+        if tls.write_all(&[byte]).await.is_err() || tls.flush().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// [`Fault::GoAway`]: HTTP/2's preface and SETTINGS, then GOAWAY before any stream is
+/// processed; the connection is then held until the client closes it.
+async fn go_away(
+    tcp: tokio::net::TcpStream,
+    config: &rustls::ServerConfig,
+    state: &State,
+    n: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let Some(mut tls) = accept_speaking(tcp, config, b"h2").await else {
+        return;
+    };
+    let mut preface = [0u8; PREFACE.len()];
+    if tls.read_exact(&mut preface).await.is_err() || preface != PREFACE {
+        return;
+    }
+    state.record(CLUSTER_INFO_PATH, "HTTP/2.0", n);
+    // Frames: a 24-bit length, a type, flags, a 31-bit stream id, then the payload.
+    let settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let goaway = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    if tls.write_all(&settings).await.is_err() || tls.write_all(&goaway).await.is_err() {
+        return;
+    }
+    let _ = tls.flush().await;
+    drain(tls).await;
+}
+
+/// The bodies of the faults that break mid-answer.
+enum FaultyBody {
+    /// Sends its first half, then fails: the connection is reset mid-body.
+    Half(Option<Bytes>),
+    /// One byte per tick, forever.
+    Trickle(tokio::time::Interval),
+}
+
+impl http_body::Body for FaultyBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match self.0.take() {
-            Some(half) => Poll::Ready(Some(Ok(Frame::data(half)))),
-            None => Poll::Ready(Some(Err(std::io::Error::other("reset by the double")))),
+        match &mut *self {
+            FaultyBody::Half(half) => match half.take() {
+                Some(half) => Poll::Ready(Some(Ok(Frame::data(half)))),
+                None => Poll::Ready(Some(Err(std::io::Error::other("reset by the double")))),
+            },
+            FaultyBody::Trickle(tick) => tick
+                .poll_tick(cx)
+                .map(|_| Some(Ok(Frame::data(Bytes::from_static(b" "))))),
         }
     }
 }
 
-type Body = http_body_util::Either<http_body_util::Full<Bytes>, HalfBody>;
+type Body = http_body_util::Either<http_body_util::Full<Bytes>, FaultyBody>;
 
 async fn handle(
     state: &State,
@@ -597,14 +754,57 @@ async fn answer(
             let body = configmap_json(state);
             let len = body.len();
             let half = Bytes::from(body.into_bytes()).slice(..len / 2);
-            let mut resp = Response::new(http_body_util::Either::Right(HalfBody(Some(half))));
+            let mut resp =
+                Response::new(http_body_util::Either::Right(FaultyBody::Half(Some(half))));
             *resp.status_mut() = StatusCode::OK;
             let h = resp.headers_mut();
             h.insert("content-type", "application/json".parse().unwrap());
             h.insert("content-length", len.into());
             return resp;
         }
-        Some(Fault::Refuse) | None => {}
+        Some(Fault::Trickle) => {
+            let tick = tokio::time::interval(Duration::from_millis(100));
+            let mut resp = Response::new(http_body_util::Either::Right(FaultyBody::Trickle(tick)));
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            return resp;
+        }
+        Some(Fault::Huge) => {
+            let padding = "a".repeat(3 << 20);
+            return respond(
+                200,
+                format!(
+                    r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"cluster-info","namespace":"kube-public"}},"data":{{"padding":"{padding}"}}}}"#
+                ),
+                None,
+                true,
+            );
+        }
+        Some(Fault::Garbage) => {
+            let mut resp = respond(
+                200,
+                "<html><body><h1>Welcome to nginx!</h1></body></html>".into(),
+                None,
+                false,
+            );
+            resp.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            return resp;
+        }
+        Some(Fault::WrongType) => {
+            return respond(
+                200,
+                r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cluster-info","namespace":"kube-public"},"data":{"kubeconfig":42}}"#.into(),
+                None,
+                true,
+            );
+        }
+        Some(Fault::Redirect(url)) => {
+            let mut resp = respond(302, String::new(), None, false);
+            resp.headers_mut().insert("location", url.parse().unwrap());
+            return resp;
+        }
+        Some(Fault::Refuse | Fault::TlsStall | Fault::SlowHeaders | Fault::GoAway) | None => {}
     }
 
     if req.method() != hyper::Method::GET {

@@ -10,7 +10,7 @@ use apiserver_double::{ApiServer, Fault, Pki};
 const USAGE: &str = "\
 usage: apiserver-double [--listen ADDR] [--pki real|impostor|wrong-name|DIR] [--later-pki ...]
                         [--token ID.SECRET]... [--sign-after SECONDS] [--forge]
-                        [--fault refuse|stall|reset|429:N|CODE]... [--always FAULT]
+                        [--fault FAULT]... [--always FAULT]
                         [--advertise URL] [--print-pin]
 
 Serves kube-public/cluster-info like kube-apiserver v1.20, signed for each --token.
@@ -20,7 +20,9 @@ Serves kube-public/cluster-info like kube-apiserver v1.20, signed for each --tok
   --later-pki ...    identity presented from the second TLS connection on
   --sign-after S     the signatures appear S seconds after start (bootstrap signer lag)
   --forge            sign with a wrong secret
-  --fault F          misbehave once (in order): refuse, stall, reset, 429:N, or a status code
+  --fault F          misbehave once (in order): refuse, tls-stall, slow-headers, goaway,
+                     stall, reset, trickle, huge, garbage, wrong-type, redirect=URL,
+                     429:N, or a status code
   --always F         misbehave on every request after the queued faults
   --advertise URL    server written into cluster-info's kubeconfig
   --print-pin        print the CA pin (sha256:...) of the real cluster and exit";
