@@ -1,101 +1,16 @@
-//! kubejoin: joins a Linux worker to a Kubernetes cluster with one bootstrap token.
-
-mod cli;
-mod clock;
-mod config;
-mod discovery;
-mod endpoint;
-mod failpoint;
-mod fsutil;
-mod host;
-mod init;
-mod join;
-mod jws;
-mod kubeconfig;
-mod kubelet;
-mod ledger;
-mod lock;
-mod logging;
-mod pin;
-mod preflight;
-mod reset;
-mod sys;
-mod systemd;
-mod token;
-mod x509;
+//! kubejoin's command line: parses the arguments, runs the command, prints the whole
+//! error chain and the fix, and exits with the failure's status.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-use cli::{Cli, ClusterArgs, Command, DiscoverArgs, Output, RunArgs, StatusArgs};
-use config::ConfigError;
-use discovery::DiscoveryError;
-#[cfg(test)]
-use discovery::TrustFailure;
-
-/// Exit statuses, kept by every command (see `--help`).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const TRANSIENT: u8 = 1;
-    pub const CONFIG: u8 = 2;
-    pub const TRUST: u8 = 3;
-}
-
-/// Every failure a command can end with, mapped to an exit status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Failure {
-    #[error("configuration error: {0}")]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Discovery(Box<DiscoveryError>),
-    #[error(transparent)]
-    Systemd(Box<systemd::dbus::SystemdError>),
-    #[error("{message}")]
-    Fixable { message: String, fix: String },
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-impl From<DiscoveryError> for Failure {
-    fn from(e: DiscoveryError) -> Self {
-        Failure::Discovery(Box::new(e))
-    }
-}
-
-impl From<systemd::dbus::SystemdError> for Failure {
-    fn from(e: systemd::dbus::SystemdError) -> Self {
-        Failure::Systemd(Box::new(e))
-    }
-}
-
-impl Failure {
-    fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Config(_) => exit::CONFIG,
-            Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
-            Failure::Discovery(_)
-            | Failure::Systemd(_)
-            | Failure::Fixable { .. }
-            | Failure::Other(_) => exit::TRANSIENT,
-        }
-    }
-
-    fn fix(&self) -> Option<String> {
-        match self {
-            Failure::Config(_) => Some(
-                "correct it and run kubejoin again; configuration errors are not retried \
-                 (every key is documented in /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
-                    .into(),
-            ),
-            Failure::Discovery(d) => Some(d.fix()),
-            Failure::Systemd(e) => Some(e.fix()),
-            Failure::Fixable { fix, .. } => Some(fix.clone()),
-            Failure::Other(_) => None,
-        }
-    }
-}
+use kubejoin::cli::{self, Cli, ClusterArgs, Command, DiscoverArgs, Output, RunArgs, StatusArgs};
+use kubejoin::config::{self, ConfigError};
+use kubejoin::{
+    Failure, clock, discovery, endpoint, exit, fsutil, init, join, kubeconfig, lock, logging, pin,
+    preflight, reset, systemd,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -450,23 +365,4 @@ fn print_result(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes() {
-        let trust = Failure::from(DiscoveryError::Trust(TrustFailure::KubeconfigChanged));
-        assert_eq!(trust.exit_code(), exit::TRUST);
-        let unusable = Failure::from(DiscoveryError::Unusable("x".into()));
-        assert_eq!(unusable.exit_code(), exit::TRANSIENT);
-        let config = Failure::Config(ConfigError {
-            origin: config::Origin::Flag("--server"),
-            key: None,
-            message: "x".into(),
-        });
-        assert_eq!(config.exit_code(), exit::CONFIG);
-    }
 }

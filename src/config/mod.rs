@@ -795,6 +795,20 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_the_merged_and_validated_settings_hides_the_token() {
+        let m = merged(&[(
+            "/c.toml",
+            &format!("[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca_cert_hashes = [\"{PIN}\"]\n"),
+        )])
+        .unwrap();
+        assert!(!format!("{m:?}").contains("0123456789abcdef"));
+        let s = validate(m, &Tokens).unwrap();
+        let shown = format!("{s:?} {s:#?}");
+        assert!(shown.contains("abcdef"), "the id is shown: {shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
     fn private_mode_check() {
         let o = file("/c");
         assert!(check_private(Path::new("/c"), 0o100600, &o, "cluster.token").is_ok());

@@ -267,8 +267,7 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, crate::clock::unix_now()));
     let date = resp
         .headers()
         .get(reqwest::header::DATE)
@@ -292,6 +291,17 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         location,
         body,
     })
+}
+
+/// A `Retry-After` value (RFC 9110 10.2.3): delay-seconds, or an HTTP-date, which is
+/// as long from `now` (a date past is no wait).
+pub fn retry_after(value: &str, now: i64) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = crate::clock::parse_http_date(value)?;
+    Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
 }
 
 /// The causes of an error, without reqwest's and hyper's wrappers that only repeat the
@@ -382,5 +392,26 @@ fn classify(
     FetchError::Other {
         url,
         detail: chain(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = 1_764_547_200; // Mon, 01 Dec 2025 00:00:00 GMT
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Mon, 01 Dec 2025 00:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Sun, 30 Nov 2025 23:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("-1", now), None);
+        assert_eq!(retry_after("soon", now), None);
     }
 }

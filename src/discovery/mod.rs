@@ -464,10 +464,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         }
     };
     // A wrong clock here turns into confusing certificate errors later: say so now.
-    let local = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let local = crate::clock::unix_now();
     let clock_skew_s = server_date.and_then(|d| crate::clock::skew_warning(local, d));
     if let Some((skew, warning)) = &clock_skew_s {
         tracing::warn!(phase = "discovery", skew_s = skew, "{warning}");

@@ -6,7 +6,7 @@ pub mod plan;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -720,10 +720,7 @@ async fn kubelet_exited(st: &UnitStatus, invocation: Option<&str>) -> Failure {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::unix_now().max(0) as u64
 }
 
 fn save_state(report: &Report, recorder: &mut crate::ledger::Recorder) -> anyhow::Result<()> {

@@ -1,0 +1,117 @@
+//! kubejoin: joins a Linux worker to a Kubernetes cluster with one bootstrap token.
+//!
+//! The library holds everything; `src/main.rs` is the command line over it. It is a
+//! library so that the parsers of untrusted input (cluster-info, JWS, X.509, the token,
+//! the pin, the configuration, HTTP dates) can be driven from outside: the fuzz targets
+//! in `fuzz/`.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod discovery;
+pub mod endpoint;
+pub mod failpoint;
+pub mod fsutil;
+pub mod host;
+pub mod init;
+pub mod join;
+pub mod jws;
+pub mod kubeconfig;
+pub mod kubelet;
+pub mod ledger;
+pub mod lock;
+pub mod logging;
+pub mod pin;
+pub mod preflight;
+pub mod reset;
+pub mod sys;
+pub mod systemd;
+pub mod token;
+pub mod x509;
+
+use config::ConfigError;
+use discovery::DiscoveryError;
+
+/// Exit statuses, kept by every command (see `--help`).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const TRANSIENT: u8 = 1;
+    pub const CONFIG: u8 = 2;
+    pub const TRUST: u8 = 3;
+}
+
+/// Every failure a command can end with, mapped to an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Discovery(Box<DiscoveryError>),
+    #[error(transparent)]
+    Systemd(Box<systemd::dbus::SystemdError>),
+    #[error("{message}")]
+    Fixable { message: String, fix: String },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<DiscoveryError> for Failure {
+    fn from(e: DiscoveryError) -> Self {
+        Failure::Discovery(Box::new(e))
+    }
+}
+
+impl From<systemd::dbus::SystemdError> for Failure {
+    fn from(e: systemd::dbus::SystemdError) -> Self {
+        Failure::Systemd(Box::new(e))
+    }
+}
+
+impl Failure {
+    /// The exit status this failure ends a command with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => exit::CONFIG,
+            Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
+            Failure::Discovery(_)
+            | Failure::Systemd(_)
+            | Failure::Fixable { .. }
+            | Failure::Other(_) => exit::TRANSIENT,
+        }
+    }
+
+    /// What to do about it, when kubejoin knows.
+    pub fn fix(&self) -> Option<String> {
+        match self {
+            Failure::Config(_) => Some(
+                "correct it and run kubejoin again; configuration errors are not retried \
+                 (every key is documented in /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
+                    .into(),
+            ),
+            Failure::Discovery(d) => Some(d.fix()),
+            Failure::Systemd(e) => Some(e.fix()),
+            Failure::Fixable { fix, .. } => Some(fix.clone()),
+            Failure::Other(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use discovery::TrustFailure;
+
+    #[test]
+    fn exit_codes() {
+        let trust = Failure::from(DiscoveryError::Trust(TrustFailure::KubeconfigChanged));
+        assert_eq!(trust.exit_code(), exit::TRUST);
+        let unusable = Failure::from(DiscoveryError::Unusable("x".into()));
+        assert_eq!(unusable.exit_code(), exit::TRANSIENT);
+        let config = Failure::Config(ConfigError {
+            origin: config::Origin::Flag("--server"),
+            key: None,
+            message: "x".into(),
+        });
+        assert_eq!(config.exit_code(), exit::CONFIG);
+    }
+}
