@@ -9,7 +9,8 @@
 # grow in target/fuzz-corpus/<target>; a crash is kept in fuzz/artifacts/<target>. With a
 # nightly toolchain the targets run under AddressSanitizer (FUZZ_SANITIZER=none for speed);
 # without one, stable builds them (RUSTC_BOOTSTRAP for libFuzzer's flags) with none. A crash, a panic, a
-# timeout (a run over 10 s: a hang) or running out of memory (2 GB) fails the script.
+# timeout (a run over 10 s: a hang) or running out of memory (2 GB) fails the script. Inputs are
+# up to FUZZ_MAX_LEN bytes (16384: four times a real cluster-info).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -115,7 +116,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts" "$seeds/$t"
   log="$root/target/fuzz-$t.log"
   start=$(date +%s.%N)
-  if "$bin/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  if "$bin/$t" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-16384}" \
       -artifact_prefix="$artifacts/" "$corpus" "$seeds/$t" >"$log" 2>&1; then
     result=ok
   else

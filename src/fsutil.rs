@@ -5,9 +5,94 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use nix::errno::Errno;
+
+/// A file kubejoin could not write, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {what} {}", path.display())]
+pub struct FileError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+type Result<T> = std::result::Result<T, FileError>;
+
+fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError { what, path, source }
+}
+
+impl FileError {
+    /// The fix for what the system said, naming the file system (from the mount table).
+    pub fn fix(&self) -> Option<String> {
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        io_fix(&self.source, &self.path, &mounts)
+    }
+}
+
+/// The fix for an I/O error on `path`, by its errno; `mountinfo` is
+/// `/proc/self/mountinfo`, to name the file system.
+pub fn io_fix(e: &std::io::Error, path: &Path, mountinfo: &str) -> Option<String> {
+    let mount = mount_point(mountinfo, path).unwrap_or_else(|| PathBuf::from("/"));
+    let mount = mount.display();
+    let path = path.display();
+    let errno = Errno::from_raw(e.raw_os_error()?);
+    Some(match errno {
+        Errno::EROFS => format!(
+            "{mount} is mounted read-only: make it writable (`mount -o remount,rw {mount}`, or an \
+             overlay on an image's read-only root) and run kubejoin again; the next run finishes \
+             what this one began"
+        ),
+        Errno::ENOSPC | Errno::EDQUOT => format!(
+            "the file system at {mount} is full: free space there (`df -h {mount}`) and run \
+             kubejoin again; nothing was left half-written"
+        ),
+        Errno::EACCES | Errno::EPERM => format!(
+            "kubejoin needs root to write {path} (kubejoin.service runs it as root); if it is \
+             root, a security module (SELinux, AppArmor) or an immutable attribute (`lsattr \
+             {path}`) denies it"
+        ),
+        Errno::EIO => format!("the disk under {mount} reports I/O errors: see `dmesg`"),
+        _ => return None,
+    })
+}
+
+/// The mount point `path` is under: the longest mount point in `mountinfo` (the format of
+/// `/proc/self/mountinfo`, whose fifth field is the mount point, octal-escaped) that is an
+/// ancestor of `path`.
+pub fn mount_point(mountinfo: &str, path: &Path) -> Option<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_octal(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.components().count())
+}
+
+/// `\040` and the like, as the kernel escapes space, tab, newline and backslash.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        if let Some(byte) = octal {
+            out.push(byte);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// What [`write_atomic`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +117,18 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let Some(name) = path.file_name() else {
+        return Err(FileError {
+            what: "write",
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+        });
+    };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("failed to create directory {}", dir.display()))?;
+        .map_err(failed("create the directory", dir))?;
 
     let tmp = dir.join(format!(
         ".{}.kubejoin-{}.tmp",
@@ -49,36 +138,32 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
     // Leftovers of runs killed at this very point (runs are one at a time, so any such
     // file is stale): ours to remove.
     let prefix = format!(".{}.kubejoin-", name.to_string_lossy());
-    for entry in fs::read_dir(dir)
-        .with_context(|| format!("failed to list {}", dir.display()))?
-        .flatten()
-    {
+    for entry in fs::read_dir(dir).map_err(failed("list", dir))?.flatten() {
         let n = entry.file_name();
         let n = n.to_string_lossy();
         if n.starts_with(&prefix) && n.ends_with(".tmp") {
-            fs::remove_file(entry.path())
-                .with_context(|| format!("failed to remove stale {}", entry.path().display()))?;
+            fs::remove_file(entry.path()).map_err(failed("remove the stale", &entry.path()))?;
         }
     }
+    // Errors name the file being written; its temporary file is gone by then.
     let result = (|| -> Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)
-            .with_context(|| format!("failed to create {}", tmp.display()))?;
+            .map_err(failed("write", path))?;
         // The umask may have narrowed the mode; set it exactly.
         f.set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("failed to set the mode of {}", tmp.display()))?;
+            .map_err(failed("set the mode of", path))?;
         f.write_all(contents)
             .and_then(|()| f.sync_all())
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
+            .map_err(failed("write", path))?;
         crate::failpoint::hit(&format!("before-rename:{}", path.display()));
-        fs::rename(&tmp, path)
-            .with_context(|| format!("failed to move {} into place", path.display()))?;
+        fs::rename(&tmp, path).map_err(failed("move into place", path))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .with_context(|| format!("failed to sync directory {}", dir.display()))
+            .map_err(failed("sync the directory", dir))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -143,5 +228,54 @@ mod tests {
         assert!(!tmp.exists() && !other.exists());
         assert_eq!(fs::read(&p).unwrap(), b"new");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    const MOUNTINFO: &str = "\
+22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw
+25 22 0:23 / /var/lib/kubelet rw,relatime - tmpfs tmpfs rw,size=64k
+26 22 0:21 /etc /etc ro,relatime - overlay overlay rw
+27 22 0:24 / /mnt/with\\040space rw - tmpfs tmpfs rw
+28 22 0:25 / /mnt/odd\\777\\04 rw - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn the_mount_point_is_the_longest_ancestor() {
+        let m = |p: &str| mount_point(MOUNTINFO, Path::new(p)).unwrap();
+        assert_eq!(
+            m("/var/lib/kubelet/bootstrap-kubeconfig"),
+            Path::new("/var/lib/kubelet")
+        );
+        assert_eq!(m("/var/lib/kubelet-standin/x"), Path::new("/"));
+        assert_eq!(m("/etc/fstab"), Path::new("/etc"));
+        assert_eq!(m("/mnt/with space/f"), Path::new("/mnt/with space"));
+        assert_eq!(m("/mnt/odd\\777\\04/f"), Path::new("/mnt/odd\\777\\04"));
+    }
+
+    #[test]
+    fn io_errors_get_the_fix_for_their_errno() {
+        let fix = |errno: Errno, p: &str| {
+            io_fix(
+                &std::io::Error::from_raw_os_error(errno as i32),
+                Path::new(p),
+                MOUNTINFO,
+            )
+        };
+        let ro = fix(Errno::EROFS, "/etc/fstab.kubejoin-orig").unwrap();
+        assert!(ro.starts_with("/etc is mounted read-only"), "{ro}");
+        assert!(ro.contains("mount -o remount,rw /etc"), "{ro}");
+        let full = fix(Errno::ENOSPC, "/var/lib/kubelet/bootstrap-kubeconfig").unwrap();
+        assert!(
+            full.starts_with("the file system at /var/lib/kubelet is full"),
+            "{full}"
+        );
+        assert!(fix(Errno::EACCES, "/etc/x").unwrap().contains("needs root"));
+        assert_eq!(fix(Errno::ENOENT, "/etc/x"), None);
+        // Written into a directory that a failed write named.
+        let e = write_atomic(Path::new("/proc/kubejoin-test/x"), b"", 0o600).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("failed to create the directory /proc/kubejoin-test"),
+            "{e}"
+        );
     }
 }

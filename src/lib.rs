@@ -61,6 +61,12 @@ impl From<DiscoveryError> for Failure {
     }
 }
 
+impl From<fsutil::FileError> for Failure {
+    fn from(e: fsutil::FileError) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
 impl From<systemd::dbus::SystemdError> for Failure {
     fn from(e: systemd::dbus::SystemdError) -> Self {
         Failure::Systemd(Box::new(e))
@@ -91,9 +97,25 @@ impl Failure {
             Failure::Discovery(d) => Some(d.fix()),
             Failure::Systemd(e) => Some(e.fix()),
             Failure::Fixable { fix, .. } => Some(fix.clone()),
-            Failure::Other(_) => None,
+            Failure::Other(e) => other_fix(e),
         }
     }
+}
+
+/// The fix for a failure of a host change, from the first cause in its chain that knows
+/// one: a file that could not be written, a systemd job, a bare system error.
+fn other_fix(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        if let Some(f) = cause.downcast_ref::<fsutil::FileError>() {
+            f.fix()
+        } else if let Some(s) = cause.downcast_ref::<systemd::dbus::SystemdError>() {
+            Some(s.fix())
+        } else {
+            let io = cause.downcast_ref::<std::io::Error>()?;
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            fsutil::io_fix(io, std::path::Path::new("/"), &mounts)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -113,5 +135,35 @@ mod tests {
             message: "x".into(),
         });
         assert_eq!(config.exit_code(), exit::CONFIG);
+    }
+
+    #[test]
+    fn a_host_change_that_failed_gets_the_fix_of_its_cause() {
+        use anyhow::Context;
+        let full = fsutil::FileError {
+            what: "write",
+            path: "/var/lib/kubelet/bootstrap-kubeconfig".into(),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        };
+        let e = Failure::Other(anyhow::Error::from(full).context("writing kubelet's files"));
+        assert!(
+            e.fix().unwrap().contains("is full: free space there"),
+            "{:?}",
+            e.fix()
+        );
+        let job = systemd::dbus::SystemdError::Job {
+            verb: "restart",
+            unit: "docker.service".into(),
+            result: "failed".into(),
+            status: Default::default(),
+        };
+        let e = Failure::Other(anyhow::Error::from(job));
+        assert!(e.fix().unwrap().contains("journalctl -u docker.service"));
+        let bare: Result<(), std::io::Error> =
+            Err(std::io::Error::from_raw_os_error(nix::libc::EROFS));
+        let e = Failure::Other(bare.context("set a sysctl").unwrap_err());
+        assert!(e.fix().unwrap().contains("read-only"));
+        let e = Failure::Other(anyhow::anyhow!("something else"));
+        assert_eq!(e.fix(), None);
     }
 }

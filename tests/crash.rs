@@ -9,68 +9,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 
 use apiserver_double::ApiServer;
-use support::node::{api, node};
-use support::overlay::overlay;
+use support::node::{api, no_swap_on_this_machine, prepared_worker as worker};
+use support::overlay::{end_state, state_differences};
 use support::testbed::{self, Testbed};
 use support::text;
-
-/// Files whose content differs from run to run by nature: kubejoin's report (times) and
-/// its record (which holds the report's hash), kubelet's certificate (a fresh key).
-const PRESENCE_ONLY: [&str; 3] = [
-    "/var/lib/kubejoin/",
-    "/var/lib/kubelet/kubelet-client",
-    "/etc/docker/key.json",
-];
-
-/// What differs between two testbeds whatever kubejoin does: the testbed's own name, the
-/// private temporary directories systemd makes per boot, and this machine's database
-/// server, which the testbed boots too.
-const NOT_COMPARED: [&str; 4] = [
-    "/etc/hostname",
-    "/tmp/systemd-private-",
-    "/var/tmp/systemd-private-",
-    "/var/lib/postgresql/",
-];
-
-fn worker() -> Testbed {
-    let tb = node(true, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-host.toml",
-            "[host]\nswap = true\ncontainer_runtime = \"docker\"\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
-    let out = tb.sh("echo '/dev/kubejoin-test-swap none swap sw 0 0' >> /etc/fstab");
-    assert!(out.status.success(), "{}", text(&out));
-    tb
-}
-
-/// The host as kubejoin left it, for comparison.
-fn end_state(tb: &Testbed) -> BTreeMap<PathBuf, String> {
-    let mut state = overlay(tb);
-    state.retain(|path, _| {
-        let p = path.display().to_string();
-        !NOT_COMPARED.iter().any(|prefix| p.starts_with(prefix))
-    });
-    for (path, what) in state.iter_mut() {
-        let p = path.display().to_string();
-        if PRESENCE_ONLY.iter().any(|prefix| p.starts_with(prefix)) && what.starts_with("file") {
-            *what = "present".into();
-        }
-    }
-    let units = text(&tb.exec(&["systemctl", "is-enabled", "kubelet.service"]));
-    state.insert(
-        "unit kubelet.service".into(),
-        format!("{} {}", units.trim(), tb.unit_state("kubelet.service")),
-    );
-    state
-}
 
 fn run(tb: &Testbed, failpoint: Option<&str>) -> std::process::Output {
     let mut cmd = tb.command(&["kubejoin", "run"]);
@@ -86,17 +31,9 @@ fn a_run_killed_at_any_point_converges_when_run_again() {
     if !testbed::available() {
         return;
     }
-    // kubejoin turns off every active swap, and swap is the kernel's: none may be on.
-    let _swap = testbed::lock_swap().unwrap();
-    let swaps = std::fs::read_to_string("/proc/swaps").unwrap();
-    if swaps.lines().count() > 1 {
-        assert!(
-            std::env::var("CI").is_err(),
-            "this machine has swap, which the test would turn off"
-        );
-        eprintln!("SKIPPED: this machine has swap of its own");
+    let Some(_swap) = no_swap_on_this_machine() else {
         return;
-    }
+    };
 
     // A clean join, which also names every fail point it passes.
     let reference = worker();
@@ -143,20 +80,8 @@ fn a_run_killed_at_any_point_converges_when_run_again() {
                                 .push(format!("{point}: the next run failed:\n{}", text(&again)));
                             continue;
                         }
-                        let got = end_state(&tb);
-                        if &got != want {
-                            let diff: Vec<String> = got
-                                .iter()
-                                .filter(|(p, w)| want.get(*p) != Some(w))
-                                .map(|(p, w)| {
-                                    format!("  {} {w} (clean join: {:?})", p.display(), want.get(p))
-                                })
-                                .chain(
-                                    want.keys()
-                                        .filter(|p| !got.contains_key(*p))
-                                        .map(|p| format!("  {} missing", p.display())),
-                                )
-                                .collect();
+                        let diff = state_differences(&end_state(&tb), want);
+                        if !diff.is_empty() {
                             failures.push(format!(
                                 "{point}: differs from a clean join:\n{}",
                                 diff.join("\n")

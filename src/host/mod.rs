@@ -99,6 +99,37 @@ pub struct Facts {
     pub containerd: Option<ContainerdFacts>,
 }
 
+/// A container runtime's unit as it runs now, against its configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    /// `ActiveState` and `SubState`, e.g. `active running`, `failed failed`.
+    pub state: String,
+    /// When it last became active, microseconds since the epoch (0: never).
+    pub since_us: u64,
+    /// When its configuration file last changed, microseconds since the epoch.
+    pub config_changed_us: Option<u64>,
+}
+
+impl Running {
+    /// Why the runtime must be (re)started although its configuration is already right:
+    /// it is not running (a restart that failed, a run killed before it), or it runs
+    /// with an older file (started before the file last changed).
+    fn needs_restart(&self, config: &str) -> Option<String> {
+        if !self.state.starts_with("active ") {
+            return Some(format!(
+                "it is {}, and kubelet needs it running",
+                self.state
+            ));
+        }
+        match self.config_changed_us {
+            Some(changed) if changed > self.since_us => Some(format!(
+                "it runs with an older {config}: it started before the file last changed"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// containerd, as it is.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerdFacts {
@@ -106,6 +137,7 @@ pub struct ContainerdFacts {
     /// `/etc/containerd/config.toml`'s text and mode, if it exists.
     pub config: Option<(String, u32)>,
     pub config_backup_exists: bool,
+    pub running: Running,
 }
 
 /// docker, as it is.
@@ -121,6 +153,7 @@ pub struct DockerFacts {
     /// `iptables -t nat -S`.
     pub nat_rules: String,
     pub docker0: bool,
+    pub running: Running,
 }
 
 /// Why host preparation cannot go on.
@@ -395,6 +428,12 @@ fn plan_containerd(
     let Some(new) =
         containerd::plan_config(current, systemd_cgroup).map_err(PlanError::ContainerdConfig)?
     else {
+        if let Some(why) = c.running.needs_restart(containerd::CONFIG) {
+            changes.push(Change::Restart {
+                unit: containerd::UNIT.into(),
+                why,
+            });
+        }
         return Ok(());
     };
     changes.push(edit_or_write(
@@ -449,6 +488,11 @@ fn plan_docker(
             unit: docker::UNIT.into(),
             why: "to take the settings in daemon.json".into(),
         });
+    } else if let Some(why) = d.running.needs_restart(docker::DAEMON_JSON) {
+        changes.push(Change::Restart {
+            unit: docker::UNIT.into(),
+            why,
+        });
     }
     let nat = if settings.netfilter {
         netfilter::docker_nat_cleanup(&d.nat_rules)
@@ -500,6 +544,7 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
                 installed,
                 config: read_with_mode(containerd::CONFIG)?,
                 config_backup_exists: backup_path(containerd::CONFIG).exists(),
+                running: running(systemd, containerd::UNIT, containerd::CONFIG).await?,
             });
         }
         Runtime::None => {}
@@ -551,7 +596,22 @@ async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
     }
     d.nat_rules = String::from_utf8_lossy(&out.stdout).into_owned();
     d.docker0 = link::exists("docker0");
+    d.running = running(systemd, docker::UNIT, docker::DAEMON_JSON).await?;
     Ok(d)
+}
+
+async fn running(systemd: &Systemd, unit: &str, config: &str) -> anyhow::Result<Running> {
+    let status = systemd.status(unit).await?;
+    let config_changed_us = std::fs::metadata(config)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_micros() as u64);
+    Ok(Running {
+        state: format!("{} {}", status.active_state, status.sub_state),
+        since_us: status.active_enter_timestamp,
+        config_changed_us,
+    })
 }
 
 /// Makes the changes, in order, each recorded for `kubejoin reset` before it is made.
@@ -762,6 +822,16 @@ mod tests {
             daemon_json_backup_exists: false,
             nat_rules: "-P POSTROUTING ACCEPT\n-N DOCKER\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n".into(),
             docker0: true,
+            running: up(),
+        }
+    }
+
+    /// Running since after its configuration last changed.
+    fn up() -> Running {
+        Running {
+            state: "active running".into(),
+            since_us: 2_000,
+            config_changed_us: Some(1_000),
         }
     }
 
@@ -862,6 +932,7 @@ mod tests {
             daemon_json_backup_exists: false,
             nat_rules: "-P POSTROUTING ACCEPT\n".into(),
             docker0: false,
+            running: up(),
         };
         assert!(
             plan(
@@ -874,6 +945,90 @@ mod tests {
             .unwrap()
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_prepared_runtime_that_is_down_or_runs_an_older_config_is_restarted() {
+        let prepared = |running: Running| {
+            Facts {
+            docker: Some(DockerFacts {
+                installed: true,
+                args: vec!["/usr/sbin/dockerd".into()],
+                daemon_json: Some((
+                    "{\n  \"exec-opts\": [\"native.cgroupdriver=systemd\"],\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"ip-masq\": false\n}\n"
+                        .into(),
+                    0o644,
+                )),
+                running,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        };
+        let restart = |running: Running| {
+            let changes = plan(&DOCKER, &prepared(running)).unwrap();
+            match changes.as_slice() {
+                [] => None,
+                [Change::Restart { unit, why }] if unit == "docker.service" => Some(why.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(restart(up()), None);
+        // A restart that failed (a bad drop-in), or a run killed before its restart.
+        let failed = Running {
+            state: "failed failed".into(),
+            ..up()
+        };
+        assert_eq!(
+            restart(failed).as_deref(),
+            Some("it is failed failed, and kubelet needs it running")
+        );
+        let stale = Running {
+            config_changed_us: Some(3_000),
+            ..up()
+        };
+        assert_eq!(
+            restart(stale).as_deref(),
+            Some(
+                "it runs with an older /etc/docker/daemon.json: it started before the file last changed"
+            )
+        );
+
+        let mut config = String::new();
+        let containerd = |running: Running, config: &str| Facts {
+            containerd: Some(ContainerdFacts {
+                installed: true,
+                config: Some((config.into(), 0o644)),
+                config_backup_exists: true,
+                running,
+            }),
+            ..Default::default()
+        };
+        let settings = HostSettings {
+            runtime: Runtime::Containerd,
+            netfilter: false,
+            docker0: false,
+            ..DOCKER
+        };
+        // The configuration kubejoin writes, then that configuration, running.
+        for change in plan(&settings, &containerd(up(), "version = 2\n")).unwrap() {
+            if let Change::Edit { contents, .. } = change {
+                config = contents;
+            }
+        }
+        assert!(
+            plan(&settings, &containerd(up(), &config))
+                .unwrap()
+                .is_empty()
+        );
+        let down = Running {
+            state: "inactive dead".into(),
+            ..up()
+        };
+        assert!(matches!(
+            plan(&settings, &containerd(down, &config)).unwrap().as_slice(),
+            [Change::Restart { unit, .. }] if unit == "containerd.service"
+        ));
     }
 
     #[test]
@@ -927,6 +1082,7 @@ mod tests {
                 installed: true,
                 config: Some(("version = 2\ndisabled_plugins = [\"cri\"]\n".into(), 0o644)),
                 config_backup_exists: false,
+                running: up(),
             }),
             ..Default::default()
         };

@@ -92,7 +92,7 @@ trait Service {
 }
 
 /// What systemd says of a unit.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UnitStatus {
     pub active_state: String,
     pub sub_state: String,

@@ -62,3 +62,38 @@ pub fn with_unit(b: testbed::Builder) -> testbed::Builder {
         0o644,
     )
 }
+
+/// A worker whose host preparation edits files with backups: docker as the runtime
+/// (daemon.json, docker restarted, its nat rules, docker0) and a swap line in /etc/fstab
+/// (edited with a backup, its unit masked). The swap line names no real device, and the
+/// caller holds [`no_swap_on_this_machine`]: with `swap = true` kubejoin turns off every
+/// active swap, and swap is the kernel's.
+pub fn prepared_worker() -> Testbed {
+    let tb = node(true, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-host.toml",
+            "[host]\nswap = true\ncontainer_runtime = \"docker\"\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let out = tb.sh("echo '/dev/kubejoin-test-swap none swap sw 0 0' >> /etc/fstab");
+    assert!(out.status.success(), "{}", super::text(&out));
+    tb
+}
+
+/// The swap lock, when this machine has no swap of its own (which a run with `swap = true`
+/// would turn off); `None`, saying so, when it has (a failure in CI, which has none).
+pub fn no_swap_on_this_machine() -> Option<std::fs::File> {
+    let lock = testbed::lock_swap().unwrap();
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap();
+    if swaps.lines().count() > 1 {
+        assert!(
+            std::env::var("CI").is_err(),
+            "this machine has swap, which the test would turn off"
+        );
+        eprintln!("SKIPPED: this machine has swap of its own");
+        return None;
+    }
+    Some(lock)
+}

@@ -91,3 +91,70 @@ pub fn differences(
     }
     out
 }
+
+/// Files whose content differs from run to run by nature: kubejoin's report (times) and
+/// its record (which holds the report's hash), kubelet's certificate (a fresh key).
+const PRESENCE_ONLY: [&str; 3] = [
+    "/var/lib/kubejoin/",
+    "/var/lib/kubelet/kubelet-client",
+    "/etc/docker/key.json",
+];
+
+/// What differs between two testbeds whatever kubejoin does: the testbed's own name, the
+/// private temporary directories systemd makes per boot, and this machine's database
+/// server, which the testbed boots too.
+const NOT_COMPARED: [&str; 4] = [
+    "/etc/hostname",
+    "/tmp/systemd-private-",
+    "/var/tmp/systemd-private-",
+    "/var/lib/postgresql/",
+];
+
+/// The host as kubejoin left it, to compare with a clean join's: every path it wrote
+/// (content and mode), kubelet's and docker's unit states, docker's networks.
+pub fn end_state(tb: &Testbed) -> BTreeMap<PathBuf, String> {
+    let mut state = overlay(tb);
+    state.retain(|path, _| {
+        let p = path.display().to_string();
+        !NOT_COMPARED.iter().any(|prefix| p.starts_with(prefix))
+    });
+    for (path, what) in state.iter_mut() {
+        let p = path.display().to_string();
+        if PRESENCE_ONLY.iter().any(|prefix| p.starts_with(prefix)) && what.starts_with("file") {
+            *what = "present".into();
+        }
+    }
+    for unit in ["kubelet.service", "docker.service"] {
+        let enabled = super::text(&tb.exec(&["systemctl", "is-enabled", unit]));
+        state.insert(
+            format!("unit {unit}").into(),
+            format!("{} {}", enabled.trim(), tb.unit_state(unit)),
+        );
+    }
+    // What docker runs with, not only what its file says: with `"bridge": "none"` it has
+    // no network called bridge.
+    let networks = tb.exec(&["docker", "network", "ls", "--format", "{{.Name}}"]);
+    state.insert(
+        "docker networks".into(),
+        String::from_utf8_lossy(&networks.stdout)
+            .trim()
+            .replace('\n', " "),
+    );
+    state
+}
+
+/// Where `got` differs from `want`, one line per path.
+pub fn state_differences(
+    got: &BTreeMap<PathBuf, String>,
+    want: &BTreeMap<PathBuf, String>,
+) -> Vec<String> {
+    got.iter()
+        .filter(|(p, w)| want.get(*p) != Some(w))
+        .map(|(p, w)| format!("  {} {w} (clean join: {:?})", p.display(), want.get(p)))
+        .chain(
+            want.keys()
+                .filter(|p| !got.contains_key(*p))
+                .map(|p| format!("  {} missing", p.display())),
+        )
+        .collect()
+}
