@@ -524,6 +524,9 @@ fn hostile_and_broken_servers_are_bounded_retried_and_named() {
                             wrong.push(format!("does not say {n:?}"));
                         }
                     }
+                    if out.contains(REAL_TOKEN_SECRET) {
+                        wrong.push("printed the token secret".into());
+                    }
                     let tries = api.requests().len();
                     if *several && tries < 2 {
                         wrong.push(format!("tried {tries} times"));

@@ -109,13 +109,8 @@ fn static_pod_runs(tb: &Testbed, cp: &ControlPlane, node: &str) {
 }
 
 fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1000
 }
 
 fn show(tb: &Testbed, unit: &str, property: &str) -> String {

@@ -188,10 +188,11 @@ fn in_netns(tb: &Testbed, program: &Path) -> Command {
         .arg(program);
     c.stdin(Stdio::null());
     // Die with the test process even if it is killed.
-    // SAFETY: prctl in the child before exec, no allocation.
+    // SAFETY: pre_exec's closure runs in the forked child before exec; prctl is
+    // async-signal-safe and the closure neither allocates nor takes locks.
     unsafe {
         c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             Ok(())
         });
     }

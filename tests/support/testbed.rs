@@ -36,8 +36,7 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// What a host needs to run testbeds.
 pub fn prerequisites() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err("testbeds need root (namespaces, mounts, loop devices)".into());
     }
     for (tool, package) in [
@@ -788,11 +787,8 @@ impl Testbed {
         // Namespaces are per thread: enter it on a thread of its own, bind, and leave
         // the socket (which stays in that namespace) to the caller.
         std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on this thread only, with a valid namespace fd.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // On this thread only.
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
             std::net::TcpListener::bind(addr)
         })
         .join()
@@ -804,8 +800,10 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         if self.pid1 > 0 {
             // systemd as PID 1 ignores SIGTERM; SIGKILL ends the namespace and all in it.
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(self.pid1, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid1),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if let Some(mut child) = self.unshare.take() {
             if self.pid1 == 0 {
