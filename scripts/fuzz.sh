@@ -39,8 +39,10 @@ echo "== ${build[*]} (sanitizer: $sanitizer)"
 bin="$root/fuzz/target/$sanitizer/x86_64-unknown-linux-gnu/release"
 
 # Seeds from the fixtures, per target.
-seeds="$root/target/fuzz-seeds"
+# Per invocation, so that two invocations (one per core) can run side by side.
+seeds="$root/target/fuzz-seeds/$$"
 rm -rf "$seeds"
+trap 'rm -rf "$seeds"' EXIT
 python3 - "$root/tests/fixtures" "$root/packaging" "$seeds" <<'PY'
 import base64, glob, json, os, re, sys
 fixtures, packaging, out = sys.argv[1:4]

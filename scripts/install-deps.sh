@@ -2,7 +2,7 @@
 # Installs what kubejoin's build, tests, packages and demo need on Debian 12, as root:
 # the testbed's packages (dbus iptables docker.io cloud-init; installing docker.io does
 # not start it where policy-rc.d forbids, and the tests never use the host's docker),
-# the package checkers, gcc for ring, and cargo-deb and cargo-generate-rpm.
+# the package checkers, gcc for ring, and cargo-deb, cargo-generate-rpm and cargo-fuzz.
 # Used by .ci/run and demo/run.sh.
 set -euo pipefail
 
@@ -22,6 +22,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q "${missing[@]}"
 fi
 
-for tool in cargo-deb cargo-generate-rpm; do
+for tool in cargo-deb cargo-generate-rpm cargo-fuzz; do
   command -v "$tool" >/dev/null || { echo "== cargo install $tool"; cargo install --locked --quiet "$tool"; }
 done
