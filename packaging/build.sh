@@ -8,7 +8,9 @@ cargo build --release --locked -p kubejoin
 out=target/packaging
 mkdir -p "$out"
 bin=target/release/kubejoin
-"$bin" manpage | gzip -9n >"$out/kubejoin.8.gz"
+rm -rf "$out/man"
+"$bin" manpage --dir "$out/man"   # kubejoin(8) and one page per command
+gzip -9n "$out"/man/*.8
 "$bin" completions bash >"$out/kubejoin.bash"
 "$bin" completions zsh >"$out/_kubejoin"
 "$bin" completions fish >"$out/kubejoin.fish"

@@ -47,8 +47,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), kubejoin(8)
-    Manpage,
+    /// Print the man page (roff), kubejoin(8); with --dir, write it and one page per
+    /// command (kubejoin-run(8), kubejoin-reset(8), ...) into DIR
+    Manpage {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
