@@ -93,6 +93,16 @@ impl FromStr for Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The host as a TLS server name: a DNS name or an IP address (no brackets).
+    pub fn host_name(&self) -> String {
+        match &self.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Dns(name) => name.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {

@@ -85,6 +85,15 @@ impl Node {
 }
 
 impl Node {
+    /// kubeadm's flow: cluster-info fetched a second time over TLS pinned to the CA.
+    fn kubeadms_two_fetches(&self) -> &Self {
+        self.write_private(
+            "etc/kubejoin/config.toml",
+            "[cluster]\npinned_refetch = true\n",
+        );
+        self
+    }
+
     /// `discover` against `api` with the real cluster's pin, and `extra` flags.
     fn discover_pinned(&self, api: &ApiServer, extra: &[&str]) -> Run {
         let (url, pin) = (api.url(), pin());
@@ -177,9 +186,11 @@ fn discovers_and_writes_the_bootstrap_kubeconfig() {
     assert!(written.contains("current-context: bootstrap\n"));
     assert!(written.contains("user: kubelet-bootstrap\n"));
 
-    // Two anonymous requests over HTTP/2: the untrusted fetch and the pinned one.
+    // One anonymous request over HTTP/2: the chain the server presented is verified
+    // against the CA the signature and the pin established (kubeadm's second, pinned
+    // fetch is `pinned_refetch = true`).
     let requests = api.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests.len(), 1, "{requests:?}");
     for req in &requests {
         assert_eq!(
             req.authorization, None,
@@ -188,7 +199,6 @@ fn discovers_and_writes_the_bootstrap_kubeconfig() {
         assert_eq!(req.path, apiserver_double::CLUSTER_INFO_PATH);
         assert_eq!(req.version, "HTTP/2.0");
     }
-    assert_ne!(requests[0].connection, requests[1].connection);
 
     // Again: same result, the file is not rewritten.
     let before = std::fs::metadata(node.kubeconfig())
@@ -318,7 +328,9 @@ fn an_impostor_with_the_token_but_another_ca_fails_the_pin() {
 fn another_certificate_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().later_pki(Pki::impostor()).start().unwrap();
     let node = Node::new();
-    let r = node.discover_pinned(&api, &["--timeout", "10s"]);
+    let r = node
+        .kubeadms_two_fetches()
+        .discover_pinned(&api, &["--timeout", "10s"]);
     assert_exit(&r, EXIT_TRUST, &["not signed by the pinned cluster CA"]);
     assert!(!node.kubeconfig().exists());
 }
@@ -327,16 +339,118 @@ fn another_certificate_on_the_pinned_fetch_is_a_trust_failure() {
 fn a_certificate_for_another_name_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().later_pki(Pki::wrong_name()).start().unwrap();
     let node = Node::new();
-    let r = node.discover_pinned(&api, &["--timeout", "10s"]);
+    let r = node
+        .kubeadms_two_fetches()
+        .discover_pinned(&api, &["--timeout", "10s"]);
     assert_exit(&r, EXIT_TRUST, &["not valid for this host name or address"]);
     assert!(!node.kubeconfig().exists());
+}
+
+#[test]
+fn a_healthy_discovery_is_one_request_and_kubeadms_flow_two() {
+    let api = double().start().unwrap();
+    let one = Node::new();
+    let r = one.discover_pinned(&api, &[]);
+    assert_exit(
+        &r,
+        0,
+        &[
+            "the certificate https://127.0.0.1:",
+            "presented is issued by the cluster CA, for this server, and valid now",
+        ],
+    );
+    assert_eq!(api.requests().len(), 1);
+    let two = Node::new();
+    let r = two.kubeadms_two_fetches().discover_pinned(&api, &[]);
+    assert_exit(
+        &r,
+        0,
+        &["fetching cluster-info again over TLS pinned to the cluster CA"],
+    );
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3);
+    // Each on a connection of its own: the second fetch really is a second handshake.
+    assert_ne!(requests[1].connection, requests[2].connection);
+    // The same bootstrap kubeconfig either way.
+    assert_eq!(
+        std::fs::read(one.kubeconfig()).unwrap(),
+        std::fs::read(two.kubeconfig()).unwrap()
+    );
+}
+
+/// Servers whose certificate must not be trusted although the cluster-info they serve
+/// is genuine (signed for the token, its CA matching the pin): in both flows, exit 3
+/// naming why, and nothing written.
+#[test]
+fn a_certificate_the_cluster_ca_did_not_issue_for_this_server_now_fails_with_exit_3() {
+    let genuine = double().start().unwrap().kubeconfig().to_string();
+    let cases = [
+        (
+            "a certificate from another CA, relaying the genuine signed cluster-info",
+            Pki::impostor(),
+            "not signed by the pinned cluster CA",
+        ),
+        (
+            "the right CA, but for another name",
+            Pki::wrong_name(),
+            "not valid for this host name or address",
+        ),
+        ("the right CA, but expired", Pki::expired(), "has expired"),
+    ];
+    for (case, pki, says) in cases {
+        let api = double()
+            .pki(pki)
+            .kubeconfig(genuine.clone())
+            .start()
+            .unwrap();
+        for two_fetches in [false, true] {
+            let node = Node::new();
+            if two_fetches {
+                node.kubeadms_two_fetches();
+            }
+            let r = node.discover_pinned(&api, &["--timeout", "10s"]);
+            eprintln!(
+                "{case} (two fetches: {two_fetches}): {}",
+                r.stderr.lines().last().unwrap_or_default()
+            );
+            assert_exit(&r, EXIT_TRUST, &[says, "trust failure"]);
+            assert!(!node.kubeconfig().exists(), "{case}");
+        }
+        // One request in kubeadm's flow: the pinned client refuses the second handshake.
+        assert_eq!(api.requests().len(), 2, "{case}");
+    }
+}
+
+#[test]
+fn a_relay_with_the_real_certificates_but_not_their_key_fails_the_handshake() {
+    // The first, untrusted handshake still checks that the server signs with the key of
+    // the certificate it presents: copying the real server's certificates is not enough.
+    let api = double().pki(Pki::relay_without_key()).start().unwrap();
+    for two_fetches in [false, true] {
+        let node = Node::new();
+        if two_fetches {
+            node.kubeadms_two_fetches();
+        }
+        let r = node.discover_pinned(&api, &["--timeout", "2s"]);
+        assert_exit(
+            &r,
+            EXIT_TRANSIENT,
+            &["BadSignature", "relaying the real server's certificates"],
+        );
+        assert!(!node.kubeconfig().exists());
+    }
+    assert_eq!(
+        api.requests().len(),
+        0,
+        "no request got through a handshake"
+    );
 }
 
 #[test]
 fn a_changed_kubeconfig_on_the_pinned_fetch_is_a_trust_failure() {
     let api = double().change_kubeconfig_after(1).start().unwrap();
     let node = Node::new();
-    let r = node.discover_pinned(&api, &[]);
+    let r = node.kubeadms_two_fetches().discover_pinned(&api, &[]);
     assert_exit(&r, EXIT_TRUST, &["differs from the copy fetched first"]);
     assert!(!node.kubeconfig().exists());
 }

@@ -100,6 +100,7 @@ pub struct ClusterFragment {
     pub unsafe_skip_ca_verification: Option<bool>,
     pub discovery_timeout: Option<String>,
     pub use_configured_server: Option<bool>,
+    pub pinned_refetch: Option<bool>,
 }
 
 impl fmt::Debug for ClusterFragment {
@@ -116,6 +117,7 @@ impl fmt::Debug for ClusterFragment {
             )
             .field("discovery_timeout", &self.discovery_timeout)
             .field("use_configured_server", &self.use_configured_server)
+            .field("pinned_refetch", &self.pinned_refetch)
             .finish()
     }
 }
@@ -176,6 +178,7 @@ pub struct Merged {
     unsafe_skip_ca_verification: Option<Sourced<bool>>,
     discovery_timeout: Option<Sourced<String>>,
     use_configured_server: Option<Sourced<bool>>,
+    pinned_refetch: Option<Sourced<bool>>,
 }
 
 fn set<T>(slot: &mut Option<Sourced<T>>, value: Option<T>, origin: &Origin) {
@@ -240,6 +243,7 @@ impl Merged {
             c.use_configured_server,
             origin,
         );
+        set(&mut self.pinned_refetch, c.pinned_refetch, origin);
         Ok(())
     }
 
@@ -313,6 +317,11 @@ pub struct ClusterSettings {
     pub unsafe_skip_ca_verification: bool,
     pub discovery_timeout: Duration,
     pub use_configured_server: bool,
+    /// kubeadm's flow: after the signed, pinned CA is established, fetch cluster-info a
+    /// second time over TLS that trusts only that CA. By default the certificate chain
+    /// the first connection presented is verified against the CA instead: the same
+    /// proof without a second request.
+    pub pinned_refetch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +453,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             unsafe_skip_ca_verification: unsafe_skip,
             discovery_timeout,
             use_configured_server: m.use_configured_server.map(|s| s.value).unwrap_or(false),
+            pinned_refetch: m.pinned_refetch.map(|s| s.value).unwrap_or(false),
         },
     })
 }

@@ -1,6 +1,7 @@
 //! The two HTTPS clients of discovery: the untrusted first fetch (any certificate, but
-//! handshake signatures still checked) and the pinned second fetch (only the cluster CA).
-//! Both are anonymous: no `Authorization` header is ever sent.
+//! handshake signatures still checked, and the chain presented kept for a later check
+//! against the CA) and the pinned second fetch (only the cluster CA). Both are
+//! anonymous: no `Authorization` header is ever sent.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +29,10 @@ pub struct Response {
     /// A redirect's `Location`, which is never followed.
     pub location: Option<String>,
     pub body: Vec<u8>,
+    /// The certificate chain (DER, leaf first) the server presented on the connection
+    /// that carried this answer, when the client keeps it (the untrusted one does); its
+    /// handshake signature was verified with the leaf's key.
+    pub presented: Vec<Vec<u8>>,
 }
 
 /// A request that did not produce an answer.
@@ -47,6 +52,9 @@ pub enum FetchError {
     Ended { url: String, detail: String },
     #[error("the answer from {url} was larger than {MAX_BODY} bytes")]
     TooLarge { url: String },
+    /// The handshake was not signed with the key of the certificate presented.
+    #[error("the server at {url} failed the TLS handshake: {detail}")]
+    Handshake { url: String, detail: String },
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -55,20 +63,26 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Accepts any certificate chain, but still verifies that the server holds the key of the
 /// certificate it sent. Used once, for the first, untrusted fetch of cluster-info.
+/// It keeps the chain presented, for [`verify_presented`] once the CA is known.
 #[derive(Debug)]
 struct AcceptAnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+    presented: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.to_vec())
+            .collect();
         Ok(ServerCertVerified::assertion())
     }
 
@@ -149,13 +163,15 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// An anonymous HTTPS client; for the pinned one, with the verifier's last refusal.
+/// An anonymous HTTPS client; for the pinned one, with the verifier's last refusal; for
+/// the untrusted one, with the chain its last handshake was presented.
 pub struct Client {
     http: reqwest::Client,
     refused: Option<Arc<Mutex<Option<rustls::CertificateError>>>>,
+    presented: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
 }
 
-fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
+fn client(mut tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
@@ -163,6 +179,10 @@ fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
         .connect_timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("kubejoin/", env!("CARGO_PKG_VERSION")))
+}
+
+fn build(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder
         .build()
         .expect("a client with a preconfigured rustls config builds")
 }
@@ -170,8 +190,10 @@ fn client(mut tls: rustls::ClientConfig) -> reqwest::Client {
 /// The client for the first fetch: no certificate verification, no credentials.
 pub fn untrusted_client() -> Client {
     let provider = provider();
+    let presented = Arc::new(Mutex::new(Vec::new()));
     let verifier = AcceptAnyCertificate {
         algorithms: provider.signature_verification_algorithms,
+        presented: presented.clone(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -180,8 +202,12 @@ pub fn untrusted_client() -> Client {
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Client {
-        http: client(tls),
+        // A new connection, so a new handshake, for every request: the chain kept is
+        // the one of the connection that carries the answer. tls_info tells its leaf,
+        // which must be the kept chain's.
+        http: build(client(tls).pool_max_idle_per_host(0).tls_info(true)),
         refused: None,
+        presented: Some(presented),
     }
 }
 
@@ -227,8 +253,9 @@ pub fn pinned_client_as(
         None => builder.with_no_client_auth(),
     };
     Ok(Client {
-        http: client(tls),
+        http: build(client(tls)),
         refused: Some(refused),
+        presented: None,
     })
 }
 
@@ -254,6 +281,9 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
             .and_then(|r| r.lock().unwrap_or_else(|p| p.into_inner()).take());
         classify(&url, &e, timeout, refused)
     };
+    if let Some(p) = &client.presented {
+        p.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
     let mut resp = client
         .http
         .get(&url)
@@ -277,6 +307,24 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         .headers()
         .get(reqwest::header::LOCATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let leaf = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .map(<[u8]>::to_vec);
+    let presented = match (&client.presented, leaf) {
+        (Some(kept), Some(leaf)) => {
+            let chain = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
+            // Only a chain whose leaf is this connection's (else: none, and the caller
+            // proves the certificate another way).
+            if chain.first() == Some(&leaf) {
+                chain
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > MAX_BODY {
@@ -290,7 +338,74 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         date,
         location,
         body,
+        presented,
     })
+}
+
+/// Verifies a chain a server presented (DER, leaf first) against the cluster CA, as the
+/// pinned client would have in its handshake: issued by the CA (through the chain's
+/// intermediates), for serverAuth, valid now, for `host` (a DNS name or an IP).
+pub fn verify_presented(
+    ca: &[Vec<u8>],
+    chain: &[Vec<u8>],
+    url: &str,
+    host: &str,
+) -> Result<(), FetchError> {
+    let refused = |detail: String| FetchError::Certificate {
+        url: url.to_string(),
+        detail,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for der in ca {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| refused(format!("cannot be checked: the CA is unusable: {e}")))?;
+    }
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| refused(format!("cannot be checked: the CA is unusable: {e}")))?;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(refused("was not recorded".into()));
+    };
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let name = ServerName::try_from(host)
+        .map_err(|e| refused(format!("cannot be checked for {host:?}: {e}")))?;
+    match verifier.verify_server_cert(
+        &CertificateDer::from(leaf.as_slice()),
+        &intermediates,
+        &name,
+        &[],
+        UnixTime::now(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(e)) => Err(refused(certificate_detail(e))),
+        Err(e) => Err(refused(format!("was refused: {e}"))),
+    }
+}
+
+/// Why the cluster CA refused a server's certificate, in words.
+fn certificate_detail(cert: rustls::CertificateError) -> String {
+    match cert {
+        rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
+            "is not signed by the pinned cluster CA".to_string()
+        }
+        rustls::CertificateError::NotValidForName
+        | rustls::CertificateError::NotValidForNameContext { .. } => {
+            "is not valid for this host name or address".to_string()
+        }
+        rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+            "has expired".to_string()
+        }
+        rustls::CertificateError::NotValidYet
+        | rustls::CertificateError::NotValidYetContext { .. } => {
+            "is not valid yet (check this host's clock)".to_string()
+        }
+        other => format!("was refused: {other:?}"),
+    }
 }
 
 /// A `Retry-After` value (RFC 9110 10.2.3): delay-seconds, or an HTTP-date, which is
@@ -355,27 +470,22 @@ fn classify(
 ) -> FetchError {
     let url = url.to_string();
     if let Some(cert) = refused {
-        let detail = match cert {
-            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
-                "is not signed by the pinned cluster CA".to_string()
-            }
-            rustls::CertificateError::NotValidForName
-            | rustls::CertificateError::NotValidForNameContext { .. } => {
-                "is not valid for this host name or address".to_string()
-            }
-            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
-                "has expired".to_string()
-            }
-            rustls::CertificateError::NotValidYet
-            | rustls::CertificateError::NotValidYetContext { .. } => {
-                "is not valid yet (check this host's clock)".to_string()
-            }
-            other => format!("was refused: {other:?}"),
+        return FetchError::Certificate {
+            url,
+            detail: certificate_detail(cert),
         };
-        return FetchError::Certificate { url, detail };
     }
     if let Some(detail) = h2_ended(e) {
         return FetchError::Ended { url, detail };
+    }
+    let detail = chain(e);
+    if detail.contains("invalid peer certificate: BadSignature") {
+        return FetchError::Handshake {
+            url,
+            detail: "its handshake is not signed by the key of the certificate it presented \
+                     (BadSignature)"
+                .into(),
+        };
     }
     if e.is_timeout() {
         return FetchError::Timeout {

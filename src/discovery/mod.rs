@@ -59,6 +59,12 @@ impl Transient {
             Transient::Fetch(FetchError::Certificate { .. }) => {
                 "the pinned CA does not vouch for this server; see the trust failure above".into()
             }
+            Transient::Fetch(FetchError::Handshake { .. }) => {
+                "whatever answers at this address presents a certificate whose key it does not hold: \
+                 something between this node and the API server is relaying the real server's \
+                 certificates; check the address and the network path"
+                    .into()
+            }
             Transient::Fetch(FetchError::TooLarge { .. }) => {
                 "check that the address is kube-apiserver's and not a proxy or another service".into()
             }
@@ -161,6 +167,14 @@ impl TrustFailure {
             TrustFailure::KubeconfigChanged => {
                 "something between this node and the API server may be altering traffic, or cluster-info was \
                  edited during discovery; check the network path, then run kubejoin again"
+                    .into()
+            }
+            TrustFailure::Certificate(FetchError::Certificate { detail, .. })
+                if detail.contains("expired") || detail.contains("not valid yet") =>
+            {
+                "the API server's serving certificate is outside its validity window: if this host's clock \
+                 is right (`timedatectl`), renew the certificate on the control plane (`kubeadm certs renew \
+                 apiserver` where kubeadm made it) and restart kube-apiserver"
                     .into()
             }
             TrustFailure::Certificate(_) => {
@@ -439,16 +453,18 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
 
     // Phase 1: the untrusted fetch, verified by signature and pin.
     let mut last_logged: Option<String> = None;
-    let (server, verified, server_date) = loop {
+    let (server, verified, server_date, presented) = loop {
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
         tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info from {server} (untrusted TLS, anonymous), attempt {attempts}");
         let outcome = match http::get_cluster_info(&untrusted, server, remaining(deadline)).await {
-            Ok(resp) => check_first(server, &resp, token, pins).map(|v| (v, resp.date)),
+            Ok(resp) => {
+                check_first(server, &resp, token, pins).map(|v| (v, resp.date, resp.presented))
+            }
             Err(e) => Err(Failure::Retry(e.into())),
         };
         match outcome {
-            Ok((v, date)) => break (server.clone(), v, date),
+            Ok((v, date, presented)) => break (server.clone(), v, date, presented),
             Err(Failure::Stop(e)) => return Err(e),
             Err(Failure::Retry(t)) => {
                 // The fix is logged when the error first appears, not on every retry.
@@ -487,10 +503,21 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
         ),
     }
 
-    // Phase 2: the same request over TLS that trusts only the verified CA. kubeadm skips
-    // it when no pin was given, and so do we.
-    if verified.matched_pin.is_some() {
-        let ders: Vec<Vec<u8>> = verified.ca.iter().map(|c| c.der.clone()).collect();
+    // Phase 2: prove that the server's certificate comes from the verified CA. kubeadm
+    // fetches cluster-info again over TLS that trusts only that CA; the chain the first
+    // connection presented (its handshake signed with the leaf's key) gives the same
+    // proof without a request. Both are skipped when no pin was given, as kubeadm does.
+    let ders: Vec<Vec<u8>> = verified.ca.iter().map(|c| c.der.clone()).collect();
+    let one_fetch = !settings.pinned_refetch && !presented.is_empty();
+    if verified.matched_pin.is_some() && one_fetch {
+        let url = format!("{server}{}", http::CLUSTER_INFO_PATH);
+        http::verify_presented(&ders, &presented, &url, &server.host_name())
+            .map_err(|e| DiscoveryError::Trust(TrustFailure::Certificate(e)))?;
+        tracing::info!(phase = "discovery", server = %server, "the certificate {server} presented is issued by the cluster CA, for this server, and valid now");
+    } else if verified.matched_pin.is_some() {
+        if !settings.pinned_refetch {
+            tracing::warn!(phase = "discovery", server = %server, "the certificate {server} presented was not kept; proving it with a second fetch over pinned TLS");
+        }
         let pinned = http::pinned_client(&ders).map_err(DiscoveryError::Unusable)?;
         loop {
             attempts += 1;
@@ -581,6 +608,7 @@ mod tests {
             retry_after: None,
             date: None,
             location: None,
+            presented: Vec::new(),
             body: serde_json::to_vec(&body).unwrap(),
         }
     }
@@ -647,6 +675,7 @@ mod tests {
                 retry_after: None,
                 date: None,
                 location: None,
+                presented: Vec::new(),
                 body: br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec(),
             }]
         } else {
@@ -739,6 +768,7 @@ mod tests {
             retry_after: None,
             date: None,
             location: None,
+            presented: Vec::new(),
             body: std::fs::read(format!("{dir}{name}.json")).unwrap(),
         }
     }

@@ -66,6 +66,9 @@ pub struct Pki {
     pub ca_pem: Vec<u8>,
     pub chain_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// When set, the handshake is signed with this key instead of the chain's own: a
+    /// relay that copied a server's certificates without holding its key.
+    pub handshake_key_pem: Option<Vec<u8>>,
 }
 
 impl Pki {
@@ -78,6 +81,7 @@ impl Pki {
             ca_pem: read(ca)?,
             chain_pem: read(chain)?,
             key_pem: read(key)?,
+            handshake_key_pem: None,
         })
     }
 
@@ -126,6 +130,25 @@ impl Pki {
         )
     }
 
+    /// The real cluster's serving chain, with handshakes signed by another key: what a
+    /// relay in the middle that copied the real server's certificates can present.
+    pub fn relay_without_key() -> Pki {
+        let mut pki = Pki::real();
+        pki.handshake_key_pem = Some(
+            std::fs::read(fixtures_dir().join("pki/impostor-apiserver.key")).expect("PKI fixtures"),
+        );
+        pki
+    }
+
+    /// Signed by the real CA for the real names, but valid only in 2020.
+    pub fn expired() -> Pki {
+        Pki::fixture(
+            "real-apiserver/pki/ca.crt",
+            "pki/expired-apiserver.crt",
+            "real-apiserver/pki/apiserver.key",
+        )
+    }
+
     /// Signed by the real CA, but only for `wrong-name.invalid`.
     pub fn wrong_name() -> Pki {
         Pki::fixture(
@@ -157,12 +180,28 @@ impl Pki {
         .allow_unauthenticated()
         .build()
         .map_err(|e| e.to_string())?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(clients)
-            .with_single_cert(chain, key)
-            .map_err(|e| e.to_string())?;
+            .with_client_cert_verifier(clients);
+        let mut config = match &self.handshake_key_pem {
+            None => builder
+                .with_single_cert(chain, key)
+                .map_err(|e| e.to_string())?,
+            Some(other) => {
+                // CertifiedKey::new, unlike with_single_cert, does not check that the key
+                // is the certificate's: the mismatch is the point.
+                let other = PrivateKeyDer::from_pem_slice(other)
+                    .map_err(|e| format!("handshake key: {e}"))?;
+                let signer = provider
+                    .key_provider
+                    .load_private_key(other)
+                    .map_err(|e| e.to_string())?;
+                let certified = rustls::sign::CertifiedKey::new(chain, signer);
+                builder
+                    .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)))
+            }
+        };
         // The real server speaks HTTP/2 over TLS, and HTTP/1.1 to those who ask.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use apiserver_double::{ApiServer, Fault, Pki};
 
 const USAGE: &str = "\
-usage: apiserver-double [--listen ADDR] [--pki real|impostor|wrong-name|DIR] [--later-pki ...]
+usage: apiserver-double [--listen ADDR] [--pki real|impostor|wrong-name|expired|relay-without-key|DIR] [--later-pki ...]
                         [--token ID.SECRET]... [--sign-after SECONDS] [--forge]
                         [--fault FAULT]... [--always FAULT]
                         [--advertise URL] [--print-pin]
@@ -16,7 +16,7 @@ usage: apiserver-double [--listen ADDR] [--pki real|impostor|wrong-name|DIR] [--
 Serves kube-public/cluster-info like kube-apiserver v1.20, signed for each --token.
   --listen ADDR      default 127.0.0.1:6443
   --pki NAME|DIR     TLS identity: real (default: the captured cluster's CA and key),
-                     impostor, wrong-name, or a directory with ca.crt, apiserver.crt, apiserver.key
+                     impostor, wrong-name, expired, relay-without-key, or a directory with ca.crt, apiserver.crt, apiserver.key
   --later-pki ...    identity presented from the second TLS connection on
   --sign-after S     the signatures appear S seconds after start (bootstrap signer lag)
   --forge            sign with a wrong secret
@@ -32,6 +32,8 @@ fn pki(arg: &str) -> Result<Pki, String> {
         "real" => Pki::real(),
         "impostor" => Pki::impostor(),
         "wrong-name" => Pki::wrong_name(),
+        "expired" => Pki::expired(),
+        "relay-without-key" => Pki::relay_without_key(),
         dir => {
             let d = PathBuf::from(dir);
             Pki::from_files(
