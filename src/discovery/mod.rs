@@ -424,7 +424,7 @@ fn remaining(deadline: Instant) -> Duration {
 pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, DiscoveryError> {
     let started = Instant::now();
     let deadline = started + settings.discovery_timeout;
-    let mut backoff = retry::Backoff::for_timeout(settings.discovery_timeout);
+    let mut backoff = retry::Backoff::for_discovery();
     let mut attempts = 0u32;
     let untrusted = http::untrusted_client();
     let token = &settings.token;

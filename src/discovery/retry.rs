@@ -1,17 +1,34 @@
-//! Capped exponential backoff with full jitter, honouring a server's `Retry-After`.
+//! How discovery waits between tries: capped exponential backoff with equal jitter, and
+//! above a server's `Retry-After` a spread that doubles while the server keeps
+//! throttling, so that a herd of nodes told to come back in a second does not.
+//!
+//! `examples/herd.rs` runs this very code against thousands of agents in virtual time.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-/// kubeadm polls cluster-info every 5 s; we never wait longer than that between tries.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// The first retry comes after 250–500 ms: a bootstrap signer that lags is usually a
+/// second or two behind.
 pub const FIRST_INTERVAL: Duration = Duration::from_millis(500);
+/// The ceiling grows to 10 s, so a server that keeps failing is asked every 5–10 s:
+/// never more often than kubeadm's fixed 5 s poll, whatever the discovery timeout.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
+/// The first spread above a `Retry-After`, in units of it.
+pub const FIRST_SPREAD: u32 = 3;
+/// How much the spread above a `Retry-After` grows with each consecutive throttled
+/// answer: by half, so that the last window overshoots what the server needs by at most
+/// that much.
+pub const SPREAD_GROWTH: f64 = 1.5;
+/// The widest spread above a `Retry-After`.
+pub const MAX_SPREAD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
     cap: Duration,
     attempt: u32,
+    /// Consecutive answers with `Retry-After` (429 or 503 from a throttling server).
+    throttled: u32,
 }
 
 impl Backoff {
@@ -20,30 +37,52 @@ impl Backoff {
             base: base.min(cap),
             cap,
             attempt: 0,
+            throttled: 0,
         }
     }
 
-    /// The backoff for a discovery with this timeout: the interval is capped at a fifth
-    /// of the timeout, so that short timeouts still get several tries.
-    pub fn for_timeout(timeout: Duration) -> Self {
-        let cap = MAX_INTERVAL.min(timeout / 5).max(Duration::from_millis(20));
-        Backoff::new(FIRST_INTERVAL, cap)
+    /// The backoff of a discovery.
+    pub fn for_discovery() -> Self {
+        Backoff::new(FIRST_INTERVAL, MAX_INTERVAL)
     }
 
-    /// The ceiling of the next delay before jitter: `min(cap, base * 2^attempt)`.
+    /// The ceiling of the next delay: `min(cap, base * 2^attempt)`.
     pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(16)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// The next delay. `unit` is a uniform random number in `[0, 1)` (full jitter); a
-    /// server's `Retry-After` is a floor.
+    /// The next delay; `unit` is a uniform random number in `[0, 1)`.
+    ///
+    /// Without `Retry-After`: equal jitter, a delay in `[ceiling / 2, ceiling)`.
+    ///
+    /// With `Retry-After: N` the server says how long it wants to be left alone, and it
+    /// says the same to every node it throttles: N is a floor, and the delay is spread
+    /// uniformly over `[N, N + spread)`, where the spread starts at twice N and doubles
+    /// with each consecutive throttled answer,
+    /// up to [`MAX_SPREAD`]. A herd thus comes back over a window that widens until it
+    /// fits what the server admits.
     pub fn next_delay(&mut self, retry_after: Option<Duration>, unit: f64) -> Duration {
-        let jittered = self.ceiling().mul_f64(unit.clamp(0.0, 1.0));
+        let unit = unit.clamp(0.0, 1.0);
+        let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         match retry_after {
-            Some(floor) => jittered.max(floor),
-            None => jittered,
+            None => {
+                self.throttled = 0;
+                ceiling / 2 + (ceiling / 2).mul_f64(unit)
+            }
+            Some(floor) => {
+                let factor = SPREAD_GROWTH.powi(self.throttled.min(64) as i32);
+                self.throttled = self.throttled.saturating_add(1);
+                let spread = floor
+                    .max(FIRST_INTERVAL)
+                    .saturating_mul(FIRST_SPREAD)
+                    .mul_f64(factor.min(1e6))
+                    .min(MAX_SPREAD);
+                // A server that keeps failing is asked less and less often, as without
+                // Retry-After: the floor rises with the backoff's half-ceiling.
+                floor.max(ceiling / 2) + spread.mul_f64(unit)
+            }
         }
     }
 }
@@ -65,55 +104,109 @@ pub fn random_unit() -> f64 {
 mod tests {
     use super::*;
 
+    fn ms(d: Duration) -> u128 {
+        d.as_millis()
+    }
+
     #[test]
     fn grows_exponentially_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
-        let ceilings: Vec<_> = (0..6)
+        let mut b = Backoff::for_discovery();
+        let ceilings: Vec<_> = (0..7)
             .map(|_| {
                 let c = b.ceiling();
                 b.next_delay(None, 0.5);
-                c.as_millis()
+                ms(c)
             })
             .collect();
-        assert_eq!(ceilings, [500, 1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(ceilings, [500, 1000, 2000, 4000, 8000, 10000, 10000]);
     }
 
     #[test]
-    fn full_jitter_stays_within_the_ceiling() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
-        assert_eq!(b.next_delay(None, 0.0), Duration::ZERO);
-        assert_eq!(b.next_delay(None, 0.5), Duration::from_secs(1));
-        assert!(b.next_delay(None, 0.999) < Duration::from_secs(4));
+    fn equal_jitter_stays_in_the_upper_half() {
+        let mut b = Backoff::for_discovery();
+        assert_eq!(ms(b.next_delay(None, 0.0)), 250);
+        assert_eq!(ms(b.next_delay(None, 0.5)), 750);
+        assert!(b.next_delay(None, 0.999) < Duration::from_secs(2));
     }
 
     #[test]
-    fn retry_after_is_a_floor() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        assert_eq!(
-            b.next_delay(Some(Duration::from_secs(2)), 0.5),
-            Duration::from_secs(2)
-        );
+    fn a_failing_server_is_asked_every_5_to_10_s_at_most() {
+        let mut b = Backoff::for_discovery();
+        for _ in 0..5 {
+            b.next_delay(None, 0.0);
+        }
+        for unit in [0.0, 0.5, 0.999] {
+            let d = b.next_delay(None, unit);
+            assert!(d >= Duration::from_secs(5) && d < MAX_INTERVAL, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_down_for_12_s_is_asked_at_most_6_times_in_12_s() {
+        // Whatever the jitter: the first 6 delays add up to more than 12 s.
+        for unit in [0.0, 0.3, 0.999] {
+            let mut b = Backoff::for_discovery();
+            let (mut t, mut requests) = (Duration::ZERO, 1);
+            loop {
+                t += b.next_delay(None, unit);
+                if t >= Duration::from_secs(12) {
+                    break;
+                }
+                requests += 1;
+            }
+            assert!(requests <= 6, "{requests} requests with unit {unit}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_with_a_spread_that_grows() {
+        let one = Some(Duration::from_secs(1));
+        let mut low = Backoff::for_discovery();
+        let mut high = Backoff::for_discovery();
+        let lows: Vec<_> = (0..7).map(|_| ms(low.next_delay(one, 0.0))).collect();
+        let highs: Vec<_> = (0..7).map(|_| ms(high.next_delay(one, 0.9999))).collect();
+        // The floor: Retry-After, then the backoff's half-ceiling once that is larger.
+        assert_eq!(lows, [1000, 1000, 1000, 2000, 4000, 5000, 5000]);
+        // The spread above it: 3 s, then half as much again each time, up to a minute.
+        let spreads: Vec<_> = lows
+            .iter()
+            .zip(&highs)
+            .map(|(l, h)| (h - l + 1) / 10 * 10)
+            .collect();
+        assert_eq!(spreads, [3000, 4500, 6750, 10120, 15180, 22770, 34160]);
+        for _ in 0..10 {
+            high.next_delay(one, 0.9999);
+        }
+        assert!(high.next_delay(one, 0.9999) <= MAX_SPREAD + MAX_INTERVAL);
+        // An answer without Retry-After starts the spread over.
+        high.next_delay(None, 0.5);
+        assert!(high.next_delay(one, 0.9999) < Duration::from_secs(9));
+    }
+
+    #[test]
+    fn a_server_throttling_for_12_s_is_asked_at_most_6_times_in_12_s() {
+        for unit in [0.0, 0.3, 0.999] {
+            let mut b = Backoff::for_discovery();
+            let (mut t, mut requests) = (Duration::ZERO, 1);
+            loop {
+                t += b.next_delay(Some(Duration::from_secs(1)), unit);
+                if t >= Duration::from_secs(12) {
+                    break;
+                }
+                requests += 1;
+            }
+            assert!(requests <= 6, "{requests} requests with unit {unit}");
+        }
     }
 
     #[test]
     fn huge_attempt_counts_do_not_overflow() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let mut b = Backoff::for_discovery();
         for _ in 0..100 {
             b.next_delay(None, 1.0);
+            b.next_delay(Some(Duration::from_secs(u64::MAX / 4)), 1.0);
         }
-        assert_eq!(b.ceiling(), Duration::from_secs(5));
-    }
-
-    #[test]
-    fn short_timeouts_get_short_intervals() {
-        assert_eq!(
-            Backoff::for_timeout(Duration::from_secs(1)).ceiling(),
-            Duration::from_millis(200)
-        );
-        assert_eq!(
-            Backoff::for_timeout(Duration::from_secs(300)).ceiling(),
-            Duration::from_millis(500)
-        );
+        assert_eq!(b.ceiling(), MAX_INTERVAL);
     }
 
     #[test]

@@ -307,6 +307,7 @@ pub struct Builder {
     advertised_server: Option<String>,
     change_kubeconfig_after: Option<usize>,
     date_offset_s: i64,
+    admit_per_second: Option<f64>,
 }
 
 impl Default for Builder {
@@ -326,6 +327,7 @@ impl Default for Builder {
             advertised_server: None,
             change_kubeconfig_after: None,
             date_offset_s: 0,
+            admit_per_second: None,
         }
     }
 }
@@ -419,6 +421,13 @@ impl Builder {
         self
     }
 
+    /// Admit this many requests per second (a token bucket with a burst of as many); the
+    /// others get `429 Retry-After: 1`, as API Priority and Fairness answers.
+    pub fn admit_per_second(mut self, rate: f64) -> Self {
+        self.admit_per_second = Some(rate);
+        self
+    }
+
     /// A server whose clock is off by this many seconds (its `Date` headers show it).
     pub fn date_offset(mut self, seconds: i64) -> Self {
         self.date_offset_s = seconds;
@@ -447,6 +456,7 @@ impl Builder {
             .kubeconfig
             .clone()
             .unwrap_or_else(|| cluster_info_kubeconfig(&server, &self.pki.ca_pem));
+        let burst = self.admit_per_second.unwrap_or(0.0);
         let state = Arc::new(State {
             started: Instant::now(),
             config: self,
@@ -455,6 +465,7 @@ impl Builder {
             answers: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             requests: Mutex::default(),
+            bucket: Mutex::new((burst, Instant::now())),
         });
         state
             .faults
@@ -497,9 +508,28 @@ struct State {
     answers: AtomicUsize,
     connections: AtomicUsize,
     requests: Mutex<Vec<RequestRecord>>,
+    /// The admission bucket: tokens, and when they were counted.
+    bucket: Mutex<(f64, Instant)>,
 }
 
 impl State {
+    /// Whether the admission bucket lets this request in.
+    fn admit(&self) -> bool {
+        let Some(rate) = self.config.admit_per_second else {
+            return true;
+        };
+        let mut b = self.bucket.lock().unwrap();
+        let now = Instant::now();
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(rate);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn next_fault(&self, at_connect: bool) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap();
         match faults.front() {
@@ -785,6 +815,9 @@ async fn answer(
         connection,
     });
 
+    if !state.admit() {
+        return status(429, Some(1));
+    }
     match state.next_fault(false) {
         Some(Fault::Stall) => std::future::pending::<()>().await,
         Some(Fault::Status(code)) => return status(code, None),
@@ -1217,6 +1250,7 @@ mod tests {
             answers: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             requests: Mutex::default(),
+            bucket: Mutex::new((0.0, Instant::now())),
         };
         let ours = configmap_json(&state);
         let data_at = |s: &str| s[s.find(r#""data":"#).unwrap()..].trim_end().to_string();
@@ -1232,6 +1266,24 @@ mod tests {
             http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_930_050)),
             "Sun, 29 Nov 2026 05:27:30 GMT"
         );
+    }
+
+    #[test]
+    fn the_admission_bucket_admits_its_rate() {
+        let state = State {
+            started: Instant::now(),
+            config: Builder::default().admit_per_second(5.0),
+            kubeconfig: String::new(),
+            faults: Mutex::default(),
+            answers: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            requests: Mutex::default(),
+            bucket: Mutex::new((5.0, Instant::now())),
+        };
+        let admitted = (0..8).filter(|_| state.admit()).count();
+        assert_eq!(admitted, 5, "a burst of the rate");
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!((0..8).filter(|_| state.admit()).count(), 2, "then the rate");
     }
 
     #[test]

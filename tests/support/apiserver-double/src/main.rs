@@ -11,7 +11,7 @@ const USAGE: &str = "\
 usage: apiserver-double [--listen ADDR] [--pki real|impostor|wrong-name|expired|relay-without-key|DIR] [--later-pki ...]
                         [--token ID.SECRET]... [--sign-after SECONDS] [--forge]
                         [--fault FAULT]... [--always FAULT]
-                        [--advertise URL] [--print-pin]
+                        [--advertise URL] [--admit PER_SECOND] [--print-pin]
 
 Serves kube-public/cluster-info like kube-apiserver v1.20, signed for each --token.
   --listen ADDR      default 127.0.0.1:6443
@@ -19,6 +19,7 @@ Serves kube-public/cluster-info like kube-apiserver v1.20, signed for each --tok
                      impostor, wrong-name, expired, relay-without-key, or a directory with ca.crt, apiserver.crt, apiserver.key
   --later-pki ...    identity presented from the second TLS connection on
   --sign-after S     the signatures appear S seconds after start (bootstrap signer lag)
+  --admit N          admit N requests/s (bursts of N); the rest get 429 Retry-After: 1
   --forge            sign with a wrong secret
   --fault F          misbehave once (in order): refuse, tls-stall, slow-headers, goaway,
                      stall, reset, trickle, huge, garbage, wrong-type, redirect=URL,
@@ -67,6 +68,9 @@ fn run() -> Result<(), String> {
             "--fault" => builder.faults([value()?.parse::<Fault>()?]),
             "--always" => builder.always(value()?.parse::<Fault>()?),
             "--advertise" => builder.advertise(value()?),
+            "--admit" => {
+                builder.admit_per_second(value()?.parse().map_err(|e| format!("--admit: {e}"))?)
+            }
             "--print-pin" => {
                 println!("{}", apiserver_double::real_ca_pin());
                 return Ok(());
