@@ -252,6 +252,15 @@ fn waits_for_the_bootstrap_signer() {
         "{}",
         r.stderr
     );
+    // The tries share a connection (HTTP/2, no new handshake): the chain it presented
+    // still proves the certificate, without a second fetch.
+    assert!(
+        r.stderr.contains("presented is issued by the cluster CA")
+            && !r.stderr.contains("was not kept"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("again over TLS pinned"), "{}", r.stderr);
 }
 
 #[test]

@@ -202,10 +202,10 @@ pub fn untrusted_client() -> Client {
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Client {
-        // A new connection, so a new handshake, for every request: the chain kept is
-        // the one of the connection that carries the answer. tls_info tells its leaf,
-        // which must be the kept chain's.
-        http: build(client(tls).pool_max_idle_per_host(0).tls_info(true)),
+        // tls_info: the answer tells the leaf of the connection that carried it (a
+        // connection may be reused across tries, with no new handshake); the chain kept
+        // counts only if its leaf is that one.
+        http: build(client(tls).tls_info(true)),
         refused: None,
         presented: Some(presented),
     }
@@ -281,9 +281,6 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
             .and_then(|r| r.lock().unwrap_or_else(|p| p.into_inner()).take());
         classify(&url, &e, timeout, refused)
     };
-    if let Some(p) = &client.presented {
-        p.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
     let mut resp = client
         .http
         .get(&url)
@@ -314,9 +311,10 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
         .map(<[u8]>::to_vec);
     let presented = match (&client.presented, leaf) {
         (Some(kept), Some(leaf)) => {
-            let chain = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
-            // Only a chain whose leaf is this connection's (else: none, and the caller
-            // proves the certificate another way).
+            // The last handshake's chain, if its leaf is this connection's (whose
+            // handshake signature was verified with that leaf's key); else none, and the
+            // caller proves the certificate another way.
+            let chain = kept.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if chain.first() == Some(&leaf) {
                 chain
             } else {
