@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a REAL Kubernetes for kubejoin's tests, idempotently, into a cache directory:
-#   $CACHE/v1.20.2/  kube-apiserver kube-controller-manager kubelet kubectl
-#                    from Debian 12's `kubernetes` source package (upstream v1.20.2)
+#   $CACHE/v1.20.2/  kube-apiserver kube-controller-manager kubelet kubectl, and kubeadm
+#                    (for the benchmark beside kubeadm), from Debian 12's `kubernetes`
+#                    source package (upstream v1.20.2)
 #   $CACHE/v1.36.2/  the same four from ../shared/kubernetes-src/ (OpenShift's fork of
 #                    upstream v1.36.2), skipped, saying why, where that tarball is absent
 #   $CACHE/etcd/etcd Debian 12's etcd-server 3.4, unpacked (installing it starts a service)
@@ -17,13 +18,14 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${KUBEJOIN_KUBE_CACHE:-/var/cache/kubejoin-kubernetes}
 shared=${KUBEJOIN_SHARED:-$here/../shared}
 bins=(kube-apiserver kube-controller-manager kubelet kubectl)
+bins_120=("${bins[@]}" kubeadm)
 
 if [ "${1:-}" = --print-cache ]; then echo "$cache"; exit 0; fi
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=(etcd 1.20 1.36)
 
 log() { echo "== real-kubernetes: $*" >&2; }
-built() { local d=$1; for b in "${bins[@]}"; do [ -x "$d/$b" ] || return 1; done; }
+built() { local d=$1; shift; for b in "$@"; do [ -x "$d/$b" ] || return 1; done; }
 
 apt_install() {
   local missing=()
@@ -91,7 +93,7 @@ PY
 
 build_120() {
   local out=$cache/v1.20.2
-  built "$out" && return
+  built "$out" "${bins_120[@]}" && return
   apt_install golang-1.19-go make rsync dpkg-dev
   local src=$cache/src/kubernetes-1.20.2
   if [ ! -f "$src/Makefile" ]; then
@@ -123,14 +125,14 @@ EOF
   fix_reflect2 "$src"
   log "1.20: make (GOPATH mode, Go 1.19; about 6 minutes cold on 2 cores)"
   (cd "$src" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOPROXY=off GOFLAGS= \
-     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubelet cmd/kubectl" >&2)
+     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubelet cmd/kubectl cmd/kubeadm" >&2)
   mkdir -p "$out"
-  for b in "${bins[@]}"; do install -m 0755 "$src/_output/local/bin/linux/amd64/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"; done
+  for b in "${bins_120[@]}"; do install -m 0755 "$src/_output/local/bin/linux/amd64/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"; done
 }
 
 build_136() {
   local out=$cache/v1.36.2
-  built "$out" && return
+  built "$out" "${bins[@]}" && return
   local tarball
   tarball=$(ls "$shared"/kubernetes-src/openshift-kubernetes-v1.36.2-*.tar.gz 2>/dev/null | head -n1 || true)
   if [ -z "$tarball" ]; then
@@ -183,7 +185,7 @@ for w in "${wanted[@]}"; do
   esac
 done
 for v in v1.20.2 v1.36.2; do
-  built "$cache/$v" && log "$v: $("$cache/$v/kubelet" --version 2>&1) in $cache/$v"
+  built "$cache/$v" "${bins[@]}" && log "$v: $("$cache/$v/kubelet" --version 2>&1) in $cache/$v"
 done
 [ -x "$cache/etcd/etcd" ] && log "etcd: $cache/etcd/etcd"
 exit 0
