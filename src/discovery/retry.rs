@@ -13,8 +13,11 @@ pub const FIRST_INTERVAL: Duration = Duration::from_millis(500);
 /// The ceiling grows to 10 s, so a server that keeps failing is asked every 5–10 s:
 /// never more often than kubeadm's fixed 5 s poll, whatever the discovery timeout.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
-/// The first spread above a `Retry-After`, in units of it.
-pub const FIRST_SPREAD: u32 = 3;
+/// The first spread above a `Retry-After`, in units of it: a server that admits R
+/// requests a second and refills a burst of R while the herd waits out N = 1 s takes
+/// back the 2.5 R of a herd it turned away within the window without turning any away
+/// again (measured in `examples/herd.rs`).
+pub const FIRST_SPREAD: f64 = 2.5;
 /// How much the spread above a `Retry-After` grows with each consecutive throttled
 /// answer: by half, so that the last window overshoots what the server needs by at most
 /// that much.
@@ -57,11 +60,12 @@ impl Backoff {
     /// Without `Retry-After`: equal jitter, a delay in `[ceiling / 2, ceiling)`.
     ///
     /// With `Retry-After: N` the server says how long it wants to be left alone, and it
-    /// says the same to every node it throttles: N is a floor, and the delay is spread
-    /// uniformly over `[N, N + spread)`, where the spread starts at twice N and doubles
-    /// with each consecutive throttled answer,
-    /// up to [`MAX_SPREAD`]. A herd thus comes back over a window that widens until it
-    /// fits what the server admits.
+    /// says the same to every node it throttles: N is a floor (raised to the backoff's
+    /// half-ceiling once that is larger), and the delay is spread uniformly over
+    /// `[floor, floor + spread)`, where the spread starts at [`FIRST_SPREAD`] times N and
+    /// grows by [`SPREAD_GROWTH`] with each consecutive throttled answer, up to
+    /// [`MAX_SPREAD`]. A herd thus comes back over a window that widens until it fits
+    /// what the server admits.
     pub fn next_delay(&mut self, retry_after: Option<Duration>, unit: f64) -> Duration {
         let unit = unit.clamp(0.0, 1.0);
         let ceiling = self.ceiling();
@@ -76,8 +80,7 @@ impl Backoff {
                 self.throttled = self.throttled.saturating_add(1);
                 let spread = floor
                     .max(FIRST_INTERVAL)
-                    .saturating_mul(FIRST_SPREAD)
-                    .mul_f64(factor.min(1e6))
+                    .mul_f64(FIRST_SPREAD * factor.min(1e6))
                     .min(MAX_SPREAD);
                 // A server that keeps failing is asked less and less often, as without
                 // Retry-After: the floor rises with the backoff's half-ceiling.
@@ -167,13 +170,13 @@ mod tests {
         let highs: Vec<_> = (0..7).map(|_| ms(high.next_delay(one, 0.9999))).collect();
         // The floor: Retry-After, then the backoff's half-ceiling once that is larger.
         assert_eq!(lows, [1000, 1000, 1000, 2000, 4000, 5000, 5000]);
-        // The spread above it: 3 s, then half as much again each time, up to a minute.
+        // The spread above it: 2.5 s, then half as much again each time, up to a minute.
         let spreads: Vec<_> = lows
             .iter()
             .zip(&highs)
             .map(|(l, h)| (h - l + 1) / 10 * 10)
             .collect();
-        assert_eq!(spreads, [3000, 4500, 6750, 10120, 15180, 22770, 34160]);
+        assert_eq!(spreads, [2500, 3750, 5620, 8430, 12650, 18980, 28470]);
         for _ in 0..10 {
             high.next_delay(one, 0.9999);
         }
