@@ -14,6 +14,7 @@ fuzz_target!(|body: &[u8]| {
         retry_after: None,
         date: None,
         location: None,
+        presented: Vec::new(),
         body: body.to_vec(),
     };
     let _ = check_first(&server, &resp, &token, &pins);

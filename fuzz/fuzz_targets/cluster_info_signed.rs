@@ -16,7 +16,8 @@ fuzz_target!(|kubeconfig: &str| {
             .parse()
             .unwrap(),
     ];
-    let jws = kubejoin::jws::sign_detached(kubeconfig.as_bytes(), TOKEN_ID, TOKEN_SECRET.as_bytes());
+    let jws =
+        kubejoin::jws::sign_detached(kubeconfig.as_bytes(), TOKEN_ID, TOKEN_SECRET.as_bytes());
     let body = serde_json::json!({
         "kind": "ConfigMap",
         "apiVersion": "v1",
@@ -28,6 +29,7 @@ fuzz_target!(|kubeconfig: &str| {
         retry_after: None,
         date: None,
         location: None,
+        presented: Vec::new(),
         body: serde_json::to_vec(&body).unwrap(),
     };
     let _ = check_first(&server, &resp, &token, &pins);

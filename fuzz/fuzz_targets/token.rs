@@ -11,7 +11,10 @@ fuzz_target!(|text: &str| {
     ] {
         if let Ok(token) = parsed {
             let secret = token.secret().to_string();
-            assert!(!format!("{token:?}").contains(&secret), "Debug shows the secret");
+            assert!(
+                !format!("{token:?}").contains(&secret),
+                "Debug shows the secret"
+            );
         }
     }
 });
