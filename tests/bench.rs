@@ -27,7 +27,7 @@ fn measure(tb: &Testbed, command: &str, done: Option<&str>) -> (f64, u64, f64) {
         "s=$(date +%s%N); /usr/bin/time -o /root/time -f %M bash -c '{command} >/root/out 2>&1; rc=$?; times >/root/times; exit $rc'; echo $? >/root/rc; e=$(date +%s%N); echo $(( (e - s) / 1000 )) >/root/wall"
     ));
     assert!(out.status.success(), "{command}: {}", text(&out));
-    let read = |f: &str| text(&tb.exec(&["cat", f]));
+    let read = |f: &str| String::from_utf8_lossy(&tb.read(f).unwrap()).into_owned();
     let said = read("/root/out");
     assert!(
         read("/root/rc").trim() == "0" || done.is_some_and(|d| said.contains(d)),
@@ -120,7 +120,7 @@ fn discovery_and_join_side_by_side() {
         ),
     ];
     // kubejoin's configuration with kubeadm's flow, beside the default one.
-    let config = text(&tb.exec_ok(&["cat", "/etc/kubejoin/config.toml"]));
+    let config = String::from_utf8(tb.read("/etc/kubejoin/config.toml").unwrap()).unwrap();
     tb.write(
         "/root/two.toml",
         config.replace("[cluster]\n", "[cluster]\npinned_refetch = true\n"),

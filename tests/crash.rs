@@ -9,13 +9,15 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 
 use apiserver_double::ApiServer;
 use support::node::{api, no_swap_on_this_machine, prepared_worker as worker};
 use support::overlay::{end_state, state_differences};
 use support::testbed::{self, Testbed};
-use support::text;
+use support::{text, two_at_a_time};
 
 fn run(tb: &Testbed, failpoint: Option<&str>) -> std::process::Output {
     let mut cmd = tb.command(&["kubejoin", "run"]);
@@ -24,6 +26,30 @@ fn run(tb: &Testbed, failpoint: Option<&str>) -> std::process::Output {
         cmd.env("KUBEJOIN_TEST_FAILPOINT", point);
     }
     cmd.output().unwrap()
+}
+
+/// Kills a run at `point` in a fresh worker, runs again, and compares with `want`.
+fn killed_at(point: &str, want: &BTreeMap<PathBuf, String>) -> Result<(), String> {
+    let tb = worker();
+    let _api = api(&tb, ApiServer::builder());
+    let killed = run(&tb, Some(point));
+    let sigkilled = killed.status.signal() == Some(9) || killed.status.code() == Some(128 + 9);
+    if !sigkilled {
+        return Err(format!(
+            "not killed: {:?}\n{}",
+            killed.status,
+            text(&killed)
+        ));
+    }
+    let again = run(&tb, None);
+    if !again.status.success() {
+        return Err(format!("the next run failed:\n{}", text(&again)));
+    }
+    let diff = state_differences(&end_state(&tb), want);
+    if !diff.is_empty() {
+        return Err(format!("differs from a clean join:\n{}", diff.join("\n")));
+    }
+    Ok(())
 }
 
 #[test]
@@ -52,51 +78,7 @@ fn a_run_killed_at_any_point_converges_when_run_again() {
     drop(reference);
 
     // Each point in a fresh worker, two at a time.
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let chunks: Vec<&[String]> = points.chunks(points.len().div_ceil(2)).collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                let want = &want;
-                s.spawn(move || {
-                    let mut failures = Vec::new();
-                    for point in chunk {
-                        let tb = worker();
-                        let _api = api(&tb, ApiServer::builder());
-                        let killed = run(&tb, Some(point));
-                        let sigkilled = killed.status.signal() == Some(9)
-                            || killed.status.code() == Some(128 + 9);
-                        if !sigkilled {
-                            failures.push(format!(
-                                "{point}: not killed: {:?}\n{}",
-                                killed.status,
-                                text(&killed)
-                            ));
-                            continue;
-                        }
-                        let again = run(&tb, None);
-                        if !again.status.success() {
-                            failures
-                                .push(format!("{point}: the next run failed:\n{}", text(&again)));
-                            continue;
-                        }
-                        let diff = state_differences(&end_state(&tb), want);
-                        if !diff.is_empty() {
-                            failures.push(format!(
-                                "{point}: differs from a clean join:\n{}",
-                                diff.join("\n")
-                            ));
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let failures = two_at_a_time(&points, String::clone, |point| killed_at(point, &want));
     eprintln!(
         "kill matrix: {} points, {} converged",
         points.len(),

@@ -423,6 +423,13 @@ fn a_certificate_the_cluster_ca_did_not_issue_for_this_server_now_fails_with_exi
                 r.stderr.lines().last().unwrap_or_default()
             );
             assert_exit(&r, EXIT_TRUST, &[says, "trust failure"]);
+            if says == "has expired" {
+                assert_exit(
+                    &r,
+                    EXIT_TRUST,
+                    &["renew the certificate on the control plane"],
+                );
+            }
             assert!(!node.kubeconfig().exists(), "{case}");
         }
         // One request in kubeadm's flow: the pinned client refuses the second handshake.

@@ -14,7 +14,7 @@ use apiserver_double::{ApiServer, REAL_TOKEN_SECRET};
 use support::node::{api, no_swap_on_this_machine, prepared_worker};
 use support::overlay::{end_state, state_differences};
 use support::testbed::{self, Testbed};
-use support::text;
+use support::{text, two_at_a_time};
 
 struct Fault {
     name: &'static str,
@@ -79,18 +79,13 @@ fn temporaries(tb: &Testbed) -> String {
     )
 }
 
-fn read(tb: &Testbed, path: &str) -> Option<Vec<u8>> {
-    let out = tb.exec(&["cat", path]);
-    out.status.success().then_some(out.stdout)
-}
-
 /// The files kubejoin backs up, as they are before any run.
 const EDITED: [&str; 2] = ["/etc/fstab", "/etc/docker/daemon.json"];
 
 fn one(fault: &Fault, want: &BTreeMap<PathBuf, String>) -> Result<(), String> {
     let tb = prepared_worker();
     let _api = api(&tb, ApiServer::builder());
-    let originals: Vec<Option<Vec<u8>>> = EDITED.iter().map(|p| read(&tb, p)).collect();
+    let originals: Vec<Option<Vec<u8>>> = EDITED.iter().map(|p| tb.read(p).ok()).collect();
 
     let out = tb.sh(fault.inject);
     if !out.status.success() {
@@ -124,7 +119,7 @@ fn one(fault: &Fault, want: &BTreeMap<PathBuf, String>) -> Result<(), String> {
     }
     for (path, original) in EDITED.iter().zip(&originals) {
         let backup = format!("{path}.kubejoin-orig");
-        if let Some(b) = read(&tb, &backup)
+        if let Ok(b) = tb.read(&backup)
             && Some(&b) != original.as_ref()
         {
             problems.push(format!("{backup} does not hold the original {path}"));
@@ -170,24 +165,7 @@ fn local_faults_fail_clearly_keep_backups_and_the_next_run_converges() {
     drop(api_server);
     drop(reference);
 
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let want = &want;
-        let handles: Vec<_> = FAULTS
-            .chunks(FAULTS.len().div_ceil(2))
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|f| one(f, want).err().map(|e| format!("{}: {e}", f.name)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let failures = two_at_a_time(FAULTS, |f| f.name.to_string(), |f| one(f, &want));
     eprintln!(
         "local faults: {} rows, {} as required",
         FAULTS.len(),

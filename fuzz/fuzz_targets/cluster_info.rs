@@ -9,14 +9,7 @@ fuzz_target!(|body: &[u8]| {
     let server = "https://192.168.0.10:6443".parse().unwrap();
     let token = "0ve35r.l8o5vx90ot05g17z".parse().unwrap();
     let pins = [real_pin()];
-    let resp = Response {
-        status: 200,
-        retry_after: None,
-        date: None,
-        location: None,
-        presented: Vec::new(),
-        body: body.to_vec(),
-    };
+    let resp = Response::with_body(200, body.to_vec());
     let _ = check_first(&server, &resp, &token, &pins);
 });
 

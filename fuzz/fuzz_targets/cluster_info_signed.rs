@@ -24,13 +24,6 @@ fuzz_target!(|kubeconfig: &str| {
         "metadata": {"name": "cluster-info", "namespace": "kube-public"},
         "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{TOKEN_ID}"): jws},
     });
-    let resp = Response {
-        status: 200,
-        retry_after: None,
-        date: None,
-        location: None,
-        presented: Vec::new(),
-        body: serde_json::to_vec(&body).unwrap(),
-    };
+    let resp = Response::with_body(200, serde_json::to_vec(&body).unwrap());
     let _ = check_first(&server, &resp, &token, &pins);
 });

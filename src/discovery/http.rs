@@ -35,6 +35,20 @@ pub struct Response {
     pub presented: Vec<Vec<u8>>,
 }
 
+impl Response {
+    /// An answer with only a status and a body, as a test or a fuzz target makes one.
+    pub fn with_body(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            retry_after: None,
+            date: None,
+            location: None,
+            body,
+            presented: Vec::new(),
+        }
+    }
+}
+
 /// A request that did not produce an answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
@@ -42,9 +56,14 @@ pub enum FetchError {
     Connect { url: String, detail: String },
     #[error("{url} did not answer within {ms} ms")]
     Timeout { url: String, ms: u128 },
-    /// The server's certificate was refused by the pinned client.
+    /// The server's certificate was refused by the cluster CA; `out_of_validity`: only
+    /// because of its validity window (expired, or not valid yet).
     #[error("the server at {url} presented a certificate that {detail}")]
-    Certificate { url: String, detail: String },
+    Certificate {
+        url: String,
+        detail: String,
+        out_of_validity: bool,
+    },
     #[error("the request to {url} failed: {detail}")]
     Other { url: String, detail: String },
     /// The server ended the answer early: HTTP/2 GOAWAY or a stream reset.
@@ -211,6 +230,25 @@ pub fn untrusted_client() -> Client {
     }
 }
 
+/// WebPKI's verifier of server certificates, trusting only the given CA certificates.
+fn ca_verifier(
+    ca: &[Vec<u8>],
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, String> {
+    let unusable = |e: &dyn std::fmt::Display| {
+        format!("the CA certificate cannot be used as a trust anchor: {e}")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for der in ca {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| unusable(&e))?;
+    }
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| unusable(&e))
+}
+
 /// The client for the second fetch: trusts only the given CA certificates.
 pub fn pinned_client(ca: &[Vec<u8>]) -> Result<Client, String> {
     pinned_client_as(ca, None)
@@ -223,19 +261,8 @@ pub fn pinned_client_as(
     ca: &[Vec<u8>],
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in ca {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| format!("the CA certificate cannot be used as a trust anchor: {e}"))?;
-    }
     let provider = provider();
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| format!("the CA certificate cannot be used as a trust anchor: {e}"))?;
+    let inner = ca_verifier(ca, provider.clone())?;
     let refused = Arc::new(Mutex::new(None));
     let verifier = RecordingVerifier {
         inner,
@@ -352,17 +379,10 @@ pub fn verify_presented(
     let refused = |detail: String| FetchError::Certificate {
         url: url.to_string(),
         detail,
+        out_of_validity: false,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for der in ca {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| refused(format!("cannot be checked: the CA is unusable: {e}")))?;
-    }
     let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| refused(format!("cannot be checked: the CA is unusable: {e}")))?;
+        ca_verifier(ca, provider()).map_err(|e| refused(format!("cannot be checked: {e}")))?;
     let Some((leaf, intermediates)) = chain.split_first() else {
         return Err(refused("was not recorded".into()));
     };
@@ -380,14 +400,19 @@ pub fn verify_presented(
         UnixTime::now(),
     ) {
         Ok(_) => Ok(()),
-        Err(rustls::Error::InvalidCertificate(e)) => Err(refused(certificate_detail(e))),
+        Err(rustls::Error::InvalidCertificate(e)) => Err(refused_by_ca(url.to_string(), e)),
         Err(e) => Err(refused(format!("was refused: {e}"))),
     }
 }
 
-/// Why the cluster CA refused a server's certificate, in words.
-fn certificate_detail(cert: rustls::CertificateError) -> String {
-    match cert {
+/// The cluster CA refused a server's certificate: why, in words.
+fn refused_by_ca(url: String, cert: rustls::CertificateError) -> FetchError {
+    use rustls::CertificateError::{Expired, ExpiredContext, NotValidYet, NotValidYetContext};
+    let out_of_validity = matches!(
+        cert,
+        Expired | ExpiredContext { .. } | NotValidYet | NotValidYetContext { .. }
+    );
+    let detail = match cert {
         rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
             "is not signed by the pinned cluster CA".to_string()
         }
@@ -403,6 +428,11 @@ fn certificate_detail(cert: rustls::CertificateError) -> String {
             "is not valid yet (check this host's clock)".to_string()
         }
         other => format!("was refused: {other:?}"),
+    };
+    FetchError::Certificate {
+        url,
+        detail,
+        out_of_validity,
     }
 }
 
@@ -468,10 +498,7 @@ fn classify(
 ) -> FetchError {
     let url = url.to_string();
     if let Some(cert) = refused {
-        return FetchError::Certificate {
-            url,
-            detail: certificate_detail(cert),
-        };
+        return refused_by_ca(url, cert);
     }
     if let Some(detail) = h2_ended(e) {
         return FetchError::Ended { url, detail };

@@ -169,9 +169,10 @@ impl TrustFailure {
                  edited during discovery; check the network path, then run kubejoin again"
                     .into()
             }
-            TrustFailure::Certificate(FetchError::Certificate { detail, .. })
-                if detail.contains("expired") || detail.contains("not valid yet") =>
-            {
+            TrustFailure::Certificate(FetchError::Certificate {
+                out_of_validity: true,
+                ..
+            }) => {
                 "the API server's serving certificate is outside its validity window: if this host's clock \
                  is right (`timedatectl`), renew the certificate on the control plane (`kubeadm certs renew \
                  apiserver` where kubeadm made it) and restart kube-apiserver"
@@ -603,14 +604,7 @@ mod tests {
             "metadata": {"name": name, "namespace": "kube-public"},
             "data": data,
         });
-        Response {
-            status: 200,
-            retry_after: None,
-            date: None,
-            location: None,
-            presented: Vec::new(),
-            body: serde_json::to_vec(&body).unwrap(),
-        }
+        Response::with_body(200, serde_json::to_vec(&body).unwrap())
     }
 
     /// The data a scenario serves: the fixture's, or the keys it lists.
@@ -670,14 +664,7 @@ mod tests {
                 check_first(&server(), &other, &token, &pins),
                 Err(Failure::Retry(Transient::NotConfigMap { .. }))
             ));
-            vec![Response {
-                status: 404,
-                retry_after: None,
-                date: None,
-                location: None,
-                presented: Vec::new(),
-                body: br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec(),
-            }]
+            vec![Response::with_body(404, br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec())]
         } else {
             vec![answer("cluster-info", &data_of(f, cm))]
         };
@@ -763,14 +750,7 @@ mod tests {
         );
         let headers = std::fs::read_to_string(format!("{dir}{name}.headers")).unwrap();
         let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
-        Response {
-            status,
-            retry_after: None,
-            date: None,
-            location: None,
-            presented: Vec::new(),
-            body: std::fs::read(format!("{dir}{name}.json")).unwrap(),
-        }
+        Response::with_body(status, std::fs::read(format!("{dir}{name}.json")).unwrap())
     }
 
     fn real_pin() -> Vec<CaPin> {

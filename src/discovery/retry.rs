@@ -144,19 +144,25 @@ mod tests {
         }
     }
 
+    /// How many requests a server answering like this gets in 12 s, with the same
+    /// jitter for every delay.
+    fn requests_in_12_s(retry_after: Option<Duration>, unit: f64) -> u32 {
+        let mut b = Backoff::for_discovery();
+        let (mut t, mut requests) = (Duration::ZERO, 1);
+        loop {
+            t += b.next_delay(retry_after, unit);
+            if t >= Duration::from_secs(12) {
+                return requests;
+            }
+            requests += 1;
+        }
+    }
+
     #[test]
     fn a_server_down_for_12_s_is_asked_at_most_6_times_in_12_s() {
         // Whatever the jitter: the first 6 delays add up to more than 12 s.
         for unit in [0.0, 0.3, 0.999] {
-            let mut b = Backoff::for_discovery();
-            let (mut t, mut requests) = (Duration::ZERO, 1);
-            loop {
-                t += b.next_delay(None, unit);
-                if t >= Duration::from_secs(12) {
-                    break;
-                }
-                requests += 1;
-            }
+            let requests = requests_in_12_s(None, unit);
             assert!(requests <= 6, "{requests} requests with unit {unit}");
         }
     }
@@ -189,15 +195,7 @@ mod tests {
     #[test]
     fn a_server_throttling_for_12_s_is_asked_at_most_6_times_in_12_s() {
         for unit in [0.0, 0.3, 0.999] {
-            let mut b = Backoff::for_discovery();
-            let (mut t, mut requests) = (Duration::ZERO, 1);
-            loop {
-                t += b.next_delay(Some(Duration::from_secs(1)), unit);
-                if t >= Duration::from_secs(12) {
-                    break;
-                }
-                requests += 1;
-            }
+            let requests = requests_in_12_s(Some(Duration::from_secs(1)), unit);
             assert!(requests <= 6, "{requests} requests with unit {unit}");
         }
     }

@@ -919,38 +919,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn docker_prepared_plans_nothing() {
-        let d = DockerFacts {
-            installed: true,
-            args: vec!["/usr/sbin/dockerd".into()],
-            daemon_json: Some((
-                "{\n  \"exec-opts\": [\"native.cgroupdriver=systemd\"],\n  \"bridge\": \"none\",\n  \"iptables\": false,\n  \"ip-masq\": false\n}\n"
-                    .into(),
-                0o644,
-            )),
-            daemon_json_backup_exists: false,
-            nat_rules: "-P POSTROUTING ACCEPT\n".into(),
-            docker0: false,
-            running: up(),
-        };
-        assert!(
-            plan(
-                &DOCKER,
-                &Facts {
-                    docker: Some(d),
-                    ..Default::default()
-                }
-            )
-            .unwrap()
-            .is_empty()
-        );
-    }
-
-    #[test]
-    fn a_prepared_runtime_that_is_down_or_runs_an_older_config_is_restarted() {
-        let prepared = |running: Running| {
-            Facts {
+    /// docker as kubejoin leaves it, running as `running` says.
+    fn prepared_docker(running: Running) -> Facts {
+        Facts {
             docker: Some(DockerFacts {
                 installed: true,
                 args: vec!["/usr/sbin/dockerd".into()],
@@ -959,14 +930,24 @@ mod tests {
                         .into(),
                     0o644,
                 )),
+                daemon_json_backup_exists: false,
+                nat_rules: "-P POSTROUTING ACCEPT\n".into(),
+                docker0: false,
                 running,
-                ..Default::default()
             }),
             ..Default::default()
         }
-        };
+    }
+
+    #[test]
+    fn docker_prepared_plans_nothing() {
+        assert!(plan(&DOCKER, &prepared_docker(up())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_prepared_runtime_that_is_down_or_runs_an_older_config_is_restarted() {
         let restart = |running: Running| {
-            let changes = plan(&DOCKER, &prepared(running)).unwrap();
+            let changes = plan(&DOCKER, &prepared_docker(running)).unwrap();
             match changes.as_slice() {
                 [] => None,
                 [Change::Restart { unit, why }] if unit == "docker.service" => Some(why.clone()),

@@ -6,6 +6,36 @@ pub mod node;
 pub mod overlay;
 pub mod testbed;
 
+/// Runs `check` on every item, two at a time (two testbeds side by side), and returns
+/// the failures, each named by `name`.
+#[allow(dead_code)] // for the tests that go through a table of testbeds
+pub fn two_at_a_time<T: Sync>(
+    items: &[T],
+    name: impl Fn(&T) -> String + Sync,
+    check: impl Fn(&T) -> Result<(), String> + Sync,
+) -> Vec<String> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(2).max(1))
+            .map(|chunk| {
+                let (name, check) = (&name, &check);
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|item| {
+                            check(item).err().map(|e| format!("{}: {e}", name(item)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 /// stdout then stderr of a finished command, as text.
 #[allow(dead_code)] // not every test binary prints commands
 pub fn text(out: &std::process::Output) -> String {
