@@ -42,6 +42,23 @@ pub enum Command {
     /// Write a worker's configuration, or its whole cloud-init user-data
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The control plane's half of the seed, with an admin kubeconfig
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Create, list and delete bootstrap tokens, with an admin kubeconfig
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// On a worker: would a join succeed? Each check with its verdict and fix
+    ///
+    /// With only this node's configuration: the API server reachable over TLS; cluster-info
+    /// readable anonymously (403 names the RBAC objects to add, 404 the ConfigMap); its
+    /// signature for this token id (else whether the token is unknown or expired, or the
+    /// bootstrap signer does not run); the CA pin; this host's clock; whether the token may
+    /// create CSRs and whether they would be approved automatically (SelfSubjectAccessReview
+    /// as the token, over TLS trusting only the pinned CA); kubelet, the runtime and their
+    /// cgroup driver. Changes nothing. Exit status 0 only when a join would succeed.
+    #[command(after_help = EXIT_CODES)]
+    Doctor(DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -131,6 +148,143 @@ pub enum ConfigCommand {
     /// #cloud-config, from the values `kubeadm token create --print-join-command` gives
     #[command(after_help = EXIT_CODES)]
     Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// The admin kubeconfig of `cluster` and `token`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else
+    /// /etc/kubernetes/admin.conf]. Its credentials are sent only to its server, over TLS
+    /// trusting only its CA, and are never printed or logged.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Check and create what workers need of the control plane, each shown in a plan first
+    ///
+    /// The ConfigMap kube-public/cluster-info (kubeadm's shape, from the kubeconfig's server
+    /// and CA; an existing one that differs is reported, never overwritten), the Role and
+    /// RoleBinding that let anonymous users read it, the ClusterRoleBindings that let
+    /// bootstrap tokens create CSRs and have them approved automatically and let nodes renew
+    /// their certificates. Rights granted by other objects count (the API server is asked,
+    /// with SubjectAccessReview); what is missing is created with kubeadm's names. Then a
+    /// throwaway token checks that kube-controller-manager's bootstrap signer signs
+    /// cluster-info. Run it again at any time: it changes nothing that is in place.
+    #[command(after_help = EXIT_CODES)]
+    Prepare(PrepareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// The API server URL cluster-info names for workers [default: the kubeconfig's].
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Print the plan and change nothing (the signer is then not probed).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long to wait for the bootstrap signer to sign the probe token.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub signer_timeout: std::time::Duration,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bootstrap token and print a worker's configuration, user-data or JSON
+    ///
+    /// The token is drawn from the OS's secure random source; its Secret
+    /// kube-system/bootstrap-token-<id> may authenticate and sign cluster-info, expires
+    /// after --ttl and carries --groups. The server and CA pin printed are those of the
+    /// cluster's cluster-info (run `kubejoin cluster prepare` first). kubejoin waits a
+    /// moment for the bootstrap signer's signature and warns when it does not come. The
+    /// token's secret is printed only on standard output, in the format asked for.
+    #[command(after_help = EXIT_CODES)]
+    Create(TokenCreateArgs),
+    /// List the cluster's bootstrap tokens (never their secrets)
+    #[command(after_help = EXIT_CODES)]
+    List(TokenListArgs),
+    /// Delete bootstrap tokens by id
+    #[command(after_help = EXIT_CODES)]
+    Delete(TokenDeleteArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenOutput {
+    /// /etc/kubejoin/config.toml with the token inside (write it with mode 0600)
+    Config,
+    /// A worker's whole #cloud-config user-data
+    CloudInit,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// How long the token is valid ("0": it never expires, as kubeadm's --ttl 0).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = ttl)]
+    pub ttl: std::time::Duration,
+
+    /// A description stored in the token's Secret.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+
+    /// Extra groups the token authenticates as, each system:bootstrappers:...
+    #[arg(long, value_name = "GROUP,...", value_delimiter = ',', default_value = crate::cluster::tokens::DEFAULT_GROUP)]
+    pub groups: Vec<String>,
+
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = TokenOutput::Config)]
+    pub output: TokenOutput,
+}
+
+/// A TTL; zero: the token never expires.
+fn ttl(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" || s == "0s" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::config::parse_duration(s)
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenDeleteArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// Token ids (the 6 characters before the dot).
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +384,56 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_create_arguments() {
+        let Cli {
+            command: Command::Token(TokenCommand::Create(a)),
+        } = Cli::try_parse_from(["kubejoin", "token", "create", "--ttl", "0"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(a.ttl, std::time::Duration::ZERO);
+        assert_eq!(a.groups, [crate::cluster::tokens::DEFAULT_GROUP]);
+        assert_eq!(a.output, TokenOutput::Config);
+        assert!(Cli::try_parse_from(["kubejoin", "token", "delete"]).is_err());
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_the_control_planes_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubejoin", &mut out);
+            let script = String::from_utf8(out).unwrap();
+            for word in [
+                "doctor",
+                "prepare",
+                "signer-timeout",
+                "create",
+                "ttl",
+                "delete",
+            ] {
+                assert!(script.contains(word), "{shell:?}: {word}");
+            }
+        }
+        let cmd = Cli::command();
+        let create = cmd
+            .find_subcommand("token")
+            .and_then(|t| t.find_subcommand("create"))
+            .unwrap()
+            .clone();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(create).render(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(
+            page.contains("\\-\\-ttl") && page.contains("secure random"),
+            "{page}"
+        );
     }
 
     #[test]

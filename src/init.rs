@@ -33,6 +33,26 @@ pub fn config_toml(servers: &[Endpoint], pins: &[CaPin], token_file: &str) -> St
     )
 }
 
+/// The configuration file with the token inside: what `kubejoin token create` prints,
+/// to be written with mode 0600 (kubejoin refuses it otherwise).
+pub fn config_toml_with_token(
+    servers: &[Endpoint],
+    pins: &[CaPin],
+    token: &BootstrapToken,
+) -> zeroize::Zeroizing<String> {
+    let text = config_toml(servers, pins, "");
+    zeroize::Zeroizing::new(
+        text.replace(
+            "token_file = \"\"\n",
+            &format!("token = \"{}\"\n", token.expose().as_str()),
+        )
+        .replace(
+            "# /etc/kubejoin/config.toml, from `kubejoin config init`.",
+            "# /etc/kubejoin/config.toml (mode 0600: it holds the token), from `kubejoin token create`.",
+        ),
+    )
+}
+
 /// A worker's whole `#cloud-config`: the configuration and the token (both 0600), the
 /// package, and kubejoin started without waiting, so that cloud-init's own units are never
 /// waited on by it (kubejoin.service is ordered after cloud-config.service, and
@@ -95,6 +115,20 @@ mod tests {
         assert!(
             two.contains("servers = [\"https://203.0.113.10:6443\", \"https://10.0.0.2:6443\"]")
         );
+    }
+
+    #[test]
+    fn the_config_with_the_token_inside() {
+        let (servers, pins, token) = values();
+        let text = config_toml_with_token(&servers, &pins, &token);
+        let origin = crate::config::Origin::File("init".into());
+        let fragment = crate::config::parse_fragment(&text, &origin).unwrap();
+        assert_eq!(
+            fragment.cluster.token.as_deref().map(|t| t.as_str()),
+            Some("abcdef.0123456789abcdef")
+        );
+        assert!(fragment.cluster.token_file.is_none());
+        assert!(text.contains("mode 0600"));
     }
 
     #[test]

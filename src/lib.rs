@@ -7,8 +7,10 @@
 
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod discovery;
+pub mod doctor;
 pub mod endpoint;
 pub mod failpoint;
 pub mod fsutil;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kubejoin::cli::{self, Cli, ClusterArgs, Command, DiscoverArgs, Output, RunArgs, StatusArgs};
+use kubejoin::cluster::{self, Api, admin, prepare, tokens};
 use kubejoin::config::{self, ConfigError};
 use kubejoin::{
-    Failure, clock, discovery, endpoint, exit, fsutil, init, join, kubeconfig, lock, logging, pin,
-    preflight, reset, systemd,
+    Failure, clock, discovery, doctor, endpoint, exit, fsutil, init, join, kubeconfig, lock,
+    logging, pin, preflight, reset, systemd,
 };
 
 fn main() -> ExitCode {
@@ -17,9 +18,16 @@ fn main() -> ExitCode {
     logging::init();
     if matches!(
         cli.command,
-        Command::Run(_) | Command::Plan(_) | Command::Discover(_) | Command::Preflight(_)
+        Command::Run(_)
+            | Command::Plan(_)
+            | Command::Discover(_)
+            | Command::Preflight(_)
+            | Command::Doctor(_)
+            | Command::Cluster(_)
+            | Command::Token(_)
     ) {
-        // These read the bootstrap token: no core dump of this process may hold it.
+        // These read the bootstrap token or admin credentials: no core dump of this
+        // process may hold them.
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             tracing::warn!("cannot turn core dumps off (PR_SET_DUMPABLE): {e}");
         }
@@ -51,6 +59,13 @@ fn main() -> ExitCode {
         }
         Command::Manpage { dir } => manpage(dir.as_deref()),
         Command::Preflight(args) => runtime.block_on(preflight_command(args)),
+        Command::Doctor(args) => runtime.block_on(doctor(args)),
+        Command::Cluster(cli::ClusterCommand::Prepare(args)) => {
+            runtime.block_on(cluster_prepare(args))
+        }
+        Command::Token(cli::TokenCommand::Create(args)) => runtime.block_on(token_create(args)),
+        Command::Token(cli::TokenCommand::List(args)) => runtime.block_on(token_list(args)),
+        Command::Token(cli::TokenCommand::Delete(args)) => runtime.block_on(token_delete(args)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -391,6 +406,241 @@ fn print_result(
                 };
                 println!("kubeconfig:    {} ({what}, mode 0600)", path.display());
             }
+        }
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+async fn doctor(args: cli::DoctorArgs) -> Result<(), Failure> {
+    let settings = settings(args.cluster)?;
+    let report = doctor::run(&settings).await;
+    match args.output {
+        Output::Json => print_json(&report)?,
+        Output::Text => print!("{}", doctor::render_text(&report)),
+    }
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Fixable {
+        message: format!(
+            "a join would not succeed: {} check(s) failed: {}",
+            failed.len(),
+            failed
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        fix: "see each check's fix above, then run kubejoin doctor again".into(),
+    })
+}
+
+/// The admin kubeconfig, read, and the API client over it.
+fn admin_api(args: &cli::AdminArgs) -> Result<(admin::Admin, Api), Failure> {
+    let env = std::env::var("KUBECONFIG").ok();
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let path = admin::locate(args.kubeconfig.as_deref(), env.as_deref(), home.as_deref());
+    let read_error = |e: std::io::Error| admin::AdminError::Read {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    let text = std::fs::read_to_string(&path).map_err(read_error)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let admin = admin::parse(&text, dir, &|p| std::fs::read(p))?;
+    let api = Api::admin(&admin)?;
+    tracing::info!(kubeconfig = %path.display(), server = %admin.server, user = %admin.user, "admin kubeconfig read");
+    Ok((admin, api))
+}
+
+async fn cluster_prepare(args: cli::PrepareArgs) -> Result<(), Failure> {
+    let (admin, api) = admin_api(&args.admin)?;
+    let server = match &args.server {
+        Some(s) => s
+            .parse::<endpoint::Endpoint>()
+            .map_err(|e| {
+                Failure::Config(ConfigError {
+                    origin: config::Origin::Flag("--server"),
+                    key: None,
+                    message: format!("{s:?}: {e}"),
+                })
+            })?
+            .to_string(),
+        None => admin.server.clone(),
+    };
+    let anonymous = Api::new(&admin.server, &admin.ca_pem, None).map_err(|e| Failure::Fixable {
+        message: format!("the admin kubeconfig's CA cannot be used: {e}"),
+        fix: admin::AdminError::NoCa(String::new()).fix(),
+    })?;
+    let opts = prepare::Options {
+        server,
+        ca_pem: admin.ca_pem.clone(),
+        dry_run: args.dry_run,
+        signer_timeout: args.signer_timeout,
+    };
+    let text = args.output == Output::Text;
+    let report = prepare::run(&api, &anonymous, &admin.user, &opts, &mut |plan| {
+        if text {
+            print!("{}", prepare::render_text(plan, true));
+        }
+    })
+    .await?;
+    match args.output {
+        Output::Json => print_json(&report)?,
+        Output::Text if !args.dry_run => print!("{}", prepare::render_text(&report, false)),
+        Output::Text => {}
+    }
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Fixable {
+        message: format!(
+            "the control plane is not ready for joins: {}",
+            failed.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+        ),
+        fix: failed
+            .iter()
+            .filter_map(|i| i.fix.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+/// What a worker needs of cluster-info: its server and its CA's pins.
+async fn worker_values(api: &Api) -> Result<(endpoint::Endpoint, Vec<pin::CaPin>), Failure> {
+    let missing = || {
+        Failure::Fixable {
+        message: "the cluster has no usable kube-public/cluster-info, from which workers learn the server and CA".into(),
+        fix: "run `kubejoin cluster prepare` first".into(),
+    }
+    };
+    let cm = api
+        .get_opt(cluster::CLUSTER_INFO)
+        .await?
+        .ok_or_else(missing)?;
+    let info = cm["data"]["kubeconfig"]
+        .as_str()
+        .and_then(|k| kubeconfig::parse_cluster_info(k).ok())
+        .ok_or_else(missing)?;
+    let ca = kubejoin::x509::parse_pem_bundle(&info.ca_pem).map_err(|_| missing())?;
+    Ok((info.server, ca.iter().map(pin::CaPin::of).collect()))
+}
+
+async fn token_create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
+    let bad = |flag: &'static str, message: String| {
+        Failure::Config(ConfigError {
+            origin: config::Origin::Flag(flag),
+            key: None,
+            message,
+        })
+    };
+    if let Some(g) = args.groups.iter().find(|g| !tokens::valid_group(g)) {
+        return Err(bad(
+            "--groups",
+            format!(
+                "{g:?} is not a bootstrap token group: system:bootstrappers:[a-z0-9:-]* ending in a letter or digit"
+            ),
+        ));
+    }
+    let (_, api) = admin_api(&args.admin)?;
+    let (server, pins) = worker_values(&api).await?;
+    let token = tokens::generate();
+    let ttl = (!args.ttl.is_zero()).then_some(args.ttl);
+    let spec = tokens::Spec {
+        ttl,
+        description: args.description.clone(),
+        groups: args.groups.clone(),
+        authentication: true,
+    };
+    tokens::create(&api, &token, &spec).await?;
+    let expires = ttl.map(|t| clock::format_utc(clock::unix_now() + t.as_secs() as i64));
+    tracing::info!(
+        token_id = token.id(),
+        expires = expires.as_deref().unwrap_or("never"),
+        "bootstrap token created"
+    );
+    let signed = tokens::wait_signed(&api, token.id(), std::time::Duration::from_secs(15)).await?;
+    if signed.is_none() {
+        eprintln!(
+            "kubejoin: warning: cluster-info holds no signature for token {} 15 s after its creation; workers will wait for it\n  fix: {}",
+            token.id(),
+            prepare::SIGNER_FIX
+        );
+    }
+    let servers = [server];
+    match args.output {
+        cli::TokenOutput::Config => print!(
+            "{}",
+            init::config_toml_with_token(&servers, &pins, &token).as_str()
+        ),
+        cli::TokenOutput::CloudInit => print!("{}", init::cloud_init(&servers, &pins, &token)),
+        cli::TokenOutput::Json => print_json(&serde_json::json!({
+            "token": token.expose().as_str(),
+            "id": token.id(),
+            "expires": expires,
+            "server": servers[0].to_string(),
+            "ca_cert_hashes": pins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "groups": args.groups,
+            "description": args.description,
+            "signed": signed.is_some(),
+        }))?,
+    }
+    Ok(())
+}
+
+async fn token_list(args: cli::TokenListArgs) -> Result<(), Failure> {
+    let (_, api) = admin_api(&args.admin)?;
+    let rows = tokens::list(&api).await?;
+    match args.output {
+        Output::Json => print_json(&rows)?,
+        Output::Text => print!("{}", tokens::render_list(&rows)),
+    }
+    Ok(())
+}
+
+async fn token_delete(args: cli::TokenDeleteArgs) -> Result<(), Failure> {
+    for id in &args.ids {
+        if id.contains('.') {
+            return Err(Failure::Config(ConfigError {
+                origin: config::Origin::Flag("ID"),
+                key: None,
+                message: "give the token's id only (the 6 characters before the dot), never the whole token on a command line".into(),
+            }));
+        }
+        if id.len() != kubejoin::token::ID_LEN
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(Failure::Config(ConfigError {
+                origin: config::Origin::Flag("ID"),
+                key: None,
+                message: format!("{id:?} is not a token id: 6 characters of [a-z0-9]"),
+            }));
+        }
+    }
+    let (_, api) = admin_api(&args.admin)?;
+    for id in &args.ids {
+        match tokens::delete(&api, id).await {
+            Ok(()) => println!("bootstrap token {id} deleted"),
+            Err(e) if e.status() == Some(404) => {
+                return Err(Failure::Fixable {
+                    message: format!(
+                        "there is no bootstrap token {id} (no Secret kube-system/bootstrap-token-{id})"
+                    ),
+                    fix: "`kubejoin token list` shows the cluster's tokens".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! The two HTTPS clients of discovery: the untrusted first fetch (any certificate, but
 //! handshake signatures still checked, and the chain presented kept for a later check
 //! against the CA) and the pinned second fetch (only the cluster CA). Both are
-//! anonymous: no `Authorization` header is ever sent.
+//! anonymous in discovery: no `Authorization` header is sent there. The same clients,
+//! with [`request`], carry the bootstrap token of `kubejoin doctor` and the admin
+//! credentials of `kubejoin cluster` and `kubejoin token`, always over verified TLS.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -299,7 +301,38 @@ pub async fn get_cluster_info(
 /// `GET url` for JSON, with `timeout` bounding the whole request, body included (at most
 /// [`REQUEST_TIMEOUT`]), and the body limited to [`MAX_BODY`].
 pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Response, FetchError> {
-    let url = url.to_string();
+    request(client, Request::get(url), timeout).await
+}
+
+/// A request of the API clients beyond discovery (`kubejoin cluster`, `token`, `doctor`):
+/// a method, a URL, a JSON body, and a bearer token (the bootstrap token or the admin
+/// kubeconfig's), sent marked sensitive so that no debug output shows it.
+pub struct Request<'a> {
+    pub method: reqwest::Method,
+    pub url: &'a str,
+    pub json: Option<Vec<u8>>,
+    pub bearer: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(url: &'a str) -> Request<'a> {
+        Request {
+            method: reqwest::Method::GET,
+            url,
+            json: None,
+            bearer: None,
+        }
+    }
+}
+
+/// Sends `req` with `timeout` bounding the whole request, body included (at most
+/// [`REQUEST_TIMEOUT`]), and the answer's body limited to [`MAX_BODY`].
+pub async fn request(
+    client: &Client,
+    req: Request<'_>,
+    timeout: Duration,
+) -> Result<Response, FetchError> {
+    let url = req.url.to_string();
     let timeout = timeout.min(REQUEST_TIMEOUT);
     let classify = |e: reqwest::Error| {
         let refused = client
@@ -308,14 +341,26 @@ pub async fn get(client: &Client, url: &str, timeout: Duration) -> Result<Respon
             .and_then(|r| r.lock().unwrap_or_else(|p| p.into_inner()).take());
         classify(&url, &e, timeout, refused)
     };
-    let mut resp = client
+    let mut builder = client
         .http
-        .get(&url)
+        .request(req.method, &url)
         .header(reqwest::header::ACCEPT, "application/json")
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(classify)?;
+        .timeout(timeout);
+    if let Some(token) = req.bearer {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| FetchError::Other {
+                url: url.clone(),
+                detail: "the bearer token is not a valid header value".into(),
+            })?;
+        value.set_sensitive(true);
+        builder = builder.header(reqwest::header::AUTHORIZATION, value);
+    }
+    if let Some(body) = req.json {
+        builder = builder
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+    }
+    let mut resp = builder.send().await.map_err(classify)?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()

@@ -167,6 +167,24 @@ fn make_pki(dir: &Path) {
     }
 }
 
+/// What a control plane starts with.
+pub struct Setup {
+    /// The seed's objects: cluster-info, its RBAC, the bootstrappers' and nodes' bindings,
+    /// a token. Without them the cluster is bare, as before `kubejoin cluster prepare`.
+    pub seed: bool,
+    /// kube-controller-manager runs the bootstrap signer and the token cleaner.
+    pub signer: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            seed: true,
+            signer: true,
+        }
+    }
+}
+
 /// The control plane, running; dropped, it is killed.
 pub struct ControlPlane {
     pub version: String,
@@ -214,6 +232,12 @@ impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager of `version` on the
     /// testbed's loopback and applies the seed's objects.
     pub fn start(tb: &Testbed, version: &str, bin: &Path) -> ControlPlane {
+        Self::start_with(tb, version, bin, Setup::default())
+    }
+
+    /// As [`ControlPlane::start`], with the seed's objects and the bootstrap signer as
+    /// `setup` says.
+    pub fn start_with(tb: &Testbed, version: &str, bin: &Path, setup: Setup) -> ControlPlane {
         let dir = tb.dir().join("control-plane");
         let pki = dir.join("pki");
         make_pki(&pki);
@@ -258,7 +282,11 @@ impl ControlPlane {
             apiserver.arg("--insecure-port=0");
         }
         cp.spawn("kube-apiserver", apiserver);
-        let mut controllers = "*,bootstrapsigner,tokencleaner".to_string();
+        let mut controllers = if setup.signer {
+            "*,bootstrapsigner,tokencleaner".to_string()
+        } else {
+            "*".to_string()
+        };
         if !version.starts_with("v1.20") {
             // OpenShift's fork adds a controller under '*' that needs its own setup.
             controllers.push_str(",-service-ca-certificate-publisher-controller");
@@ -303,8 +331,24 @@ impl ControlPlane {
             "no /openapi/v2:\n{}",
             cp.log("kube-apiserver")
         );
-        cp.apply_seed(tb);
+        if setup.seed {
+            cp.apply_seed(tb);
+        }
         cp
+    }
+
+    /// kubejoin, as a process of this machine (its files) on the testbed's loopback, with
+    /// the admin kubeconfig: where an operator runs `kubejoin cluster` and `kubejoin token`.
+    pub fn kubejoin(&self, tb: &Testbed, args: &[&str]) -> Output {
+        in_netns(tb, Path::new(env!("CARGO_BIN_EXE_kubejoin")))
+            .args(args)
+            .arg(format!("--kubeconfig={}", self.admin_conf().display()))
+            .output()
+            .unwrap()
+    }
+
+    pub fn admin_conf(&self) -> PathBuf {
+        self.dir.join("pki/admin.conf")
     }
 
     /// Starts one of its processes, its output in `<name>.log`.

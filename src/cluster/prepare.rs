@@ -1,0 +1,688 @@
+//! `kubejoin cluster prepare`: the seed's control-plane objects, checked and, where
+//! missing, created, each shown in a plan first; then a check that the bootstrap signer
+//! runs, with a throwaway token. The checks ask the API server what it would allow
+//! (SubjectAccessReview, and an anonymous read of cluster-info), so that RBAC granted by
+//! objects of other names counts; what kubejoin creates carries kubeadm's names.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, CLUSTER_INFO, CLUSTER_INFO_ROLE, RIGHTS, tokens};
+use crate::pin::CaPin;
+
+/// What was found, and what a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// In place; nothing to do.
+    Present,
+    /// Missing: created unless --dry-run.
+    Missing,
+    Created,
+    /// An existing object that differs from what kubejoin would create; left alone.
+    Differs,
+    /// Not in place after the run, or not checkable.
+    Failed,
+    /// Not checked (--dry-run).
+    Unchecked,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            State::Present => "ok",
+            State::Missing => "missing",
+            State::Created => "created",
+            State::Differs => "differs",
+            State::Failed => "FAILED",
+            State::Unchecked => "unchecked",
+        }
+    }
+}
+
+/// One piece of the seed's control-plane half.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub name: &'static str,
+    /// What it is for.
+    pub what: String,
+    pub found: State,
+    pub outcome: State,
+    /// The objects kubejoin creates for it, as `Kind namespace/name`.
+    pub objects: Vec<String>,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub server: String,
+    pub user: String,
+    pub dry_run: bool,
+    pub items: Vec<Item>,
+}
+
+impl Report {
+    /// The items not in place (differing cluster-info is reported, not a failure).
+    pub fn failed(&self) -> Vec<&Item> {
+        self.items
+            .iter()
+            .filter(|i| {
+                i.outcome == State::Failed || (i.outcome == State::Missing && !self.dry_run)
+            })
+            .collect()
+    }
+}
+
+pub struct Options {
+    /// The server cluster-info names (default: the admin kubeconfig's).
+    pub server: String,
+    pub ca_pem: Vec<u8>,
+    pub dry_run: bool,
+    /// How long to wait for the bootstrap signer to sign the probe token.
+    pub signer_timeout: Duration,
+}
+
+/// The kubeconfig of cluster-info, in kubeadm's shape: one unnamed cluster with the
+/// server and the embedded CA, nothing else.
+pub fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    )
+}
+
+pub fn cluster_info_configmap(server: &str, ca_pem: &[u8]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "cluster-info", "namespace": "kube-public" },
+        "data": { "kubeconfig": cluster_info_kubeconfig(server, ca_pem) },
+    })
+}
+
+/// How an existing cluster-info compares with the one kubejoin would write: `None` when
+/// it names the same server and CA, else how it differs.
+pub fn cluster_info_difference(existing: &Value, server: &str, ca_pem: &[u8]) -> Option<String> {
+    let Some(text) = existing["data"]["kubeconfig"].as_str() else {
+        return Some("it has no data.kubeconfig".into());
+    };
+    let info = match crate::kubeconfig::parse_cluster_info(text) {
+        Ok(i) => i,
+        Err(e) => return Some(format!("its kubeconfig is not usable: {e}")),
+    };
+    let mut diffs = Vec::new();
+    if info.server.to_string() != server.trim_end_matches('/') {
+        diffs.push(format!("it names server {}, not {server}", info.server));
+    }
+    let pins = |pem: &[u8]| -> Vec<String> {
+        crate::x509::parse_pem_bundle(pem)
+            .map(|c| c.iter().map(|c| CaPin::of(c).to_string()).collect())
+            .unwrap_or_default()
+    };
+    if pins(&info.ca_pem) != pins(ca_pem) {
+        diffs.push(format!(
+            "its CA is {}, not the kubeconfig's {}",
+            pins(&info.ca_pem).join(","),
+            pins(ca_pem).join(",")
+        ));
+    }
+    (!diffs.is_empty()).then(|| diffs.join("; "))
+}
+
+/// The anonymous read of cluster-info: the seed's Role and RoleBinding.
+pub fn anonymous_read_objects() -> [Value; 2] {
+    [
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": { "name": CLUSTER_INFO_ROLE, "namespace": "kube-public" },
+            "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"], "verbs": ["get"] }],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": { "name": CLUSTER_INFO_ROLE, "namespace": "kube-public" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CLUSTER_INFO_ROLE },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous" }],
+        }),
+    ]
+}
+
+pub fn cluster_role_binding(name: &str, role: &str, group: &str) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group }],
+    })
+}
+
+/// Where an object is created.
+pub fn collection(object: &Value) -> String {
+    let ns = object["metadata"]["namespace"].as_str();
+    let (prefix, plural) = match object["kind"].as_str().unwrap_or("") {
+        "ConfigMap" => ("/api/v1", "configmaps"),
+        "Secret" => ("/api/v1", "secrets"),
+        "Role" => ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+        "RoleBinding" => ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+        _ => ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
+    };
+    match ns {
+        Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}"),
+        None => format!("{prefix}/{plural}"),
+    }
+}
+
+/// `Kind namespace/name`, as printed.
+pub fn describe(object: &Value) -> String {
+    let m = &object["metadata"];
+    match m["namespace"].as_str() {
+        Some(ns) => format!(
+            "{} {ns}/{}",
+            object["kind"].as_str().unwrap_or("?"),
+            m["name"].as_str().unwrap_or("?")
+        ),
+        None => format!(
+            "{} {}",
+            object["kind"].as_str().unwrap_or("?"),
+            m["name"].as_str().unwrap_or("?")
+        ),
+    }
+}
+
+/// The fix for the anonymous read, and the message when the API server refuses
+/// anonymous requests altogether.
+const ANONYMOUS_FIX: &str = "let system:anonymous get configmaps/cluster-info in kube-public: the Role and RoleBinding kubeadm:bootstrap-signer-clusterinfo (run `kubejoin cluster prepare`)";
+const ANONYMOUS_AUTH_FIX: &str = "kube-apiserver refuses anonymous requests: start it with --anonymous-auth=true (the default); RBAC still limits anonymous users to what is bound to them";
+pub const SIGNER_FIX: &str = "kube-controller-manager does not run the bootstrap signer: start it with --controllers=*,bootstrapsigner,tokencleaner ('*' leaves both off), and check that kube-controller-manager runs at all (its log, or `kubectl -n kube-system get leases`)";
+
+/// Anonymous read of cluster-info, as a worker does it: 200 or 404 mean RBAC lets it
+/// through (a 404 is answered only after authorization), 403 that it does not, 401 that
+/// the API server refuses anonymous requests.
+async fn anonymous_read(anonymous: &Api) -> Result<(State, String, Option<String>), ApiError> {
+    let (status, _) = anonymous
+        .call_status(reqwest::Method::GET, CLUSTER_INFO, None)
+        .await?;
+    Ok(match status {
+        200 | 404 => (State::Present, "system:anonymous may get it".into(), None),
+        403 => (
+            State::Missing,
+            "an anonymous read is forbidden (403)".into(),
+            Some(ANONYMOUS_FIX.into()),
+        ),
+        401 => (
+            State::Failed,
+            "anonymous requests are refused (401)".into(),
+            Some(ANONYMOUS_AUTH_FIX.into()),
+        ),
+        other => (
+            State::Failed,
+            format!("an anonymous read answered {other}"),
+            Some("see kube-apiserver's log".into()),
+        ),
+    })
+}
+
+/// The right of a bootstrapper or a node, as a SubjectAccessReview answers it.
+async fn right(api: &Api, right: &super::Right) -> Result<(bool, String), ApiError> {
+    let (user, groups): (&str, Vec<&str>) = if right.group == super::BOOTSTRAPPERS {
+        (
+            "system:bootstrap:kubejoin",
+            vec![right.group, "system:authenticated"],
+        )
+    } else {
+        (
+            "system:node:kubejoin-probe",
+            vec![right.group, "system:authenticated"],
+        )
+    };
+    right.access.review_for(api, user, &groups).await
+}
+
+/// Checks, plans, applies (unless dry-run) and verifies; `on_plan` sees the plan before
+/// anything changes.
+pub async fn run(
+    api: &Api,
+    anonymous: &Api,
+    user: &str,
+    opts: &Options,
+    on_plan: &mut dyn FnMut(&Report),
+) -> Result<Report, ApiError> {
+    let mut items = Vec::new();
+
+    // cluster-info.
+    let configmap = cluster_info_configmap(&opts.server, &opts.ca_pem);
+    let ca = crate::x509::parse_pem_bundle(&opts.ca_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next());
+    let ca_text = ca
+        .map(|c| {
+            format!(
+                "CA {} {}",
+                c.subject_cn
+                    .as_deref()
+                    .map(|cn| format!("CN={cn}"))
+                    .unwrap_or_default(),
+                CaPin::of(&c)
+            )
+        })
+        .unwrap_or_default();
+    let existing = api.get_opt(CLUSTER_INFO).await?;
+    let (found, detail, fix) = match &existing {
+        None => (State::Missing, format!("server {}, {ca_text}", opts.server), None),
+        Some(cm) => match cluster_info_difference(cm, &opts.server, &opts.ca_pem) {
+            None => (State::Present, format!("server {}, {ca_text}", opts.server), None),
+            Some(d) => (
+                State::Differs,
+                format!("{d}; left as it is"),
+                Some("workers use what cluster-info says; if it is wrong, delete it (kubectl -n kube-public delete configmap cluster-info) and run `kubejoin cluster prepare` again".into()),
+            ),
+        },
+    };
+    let mut fix = fix;
+    if fix.is_none() && is_loopback(&opts.server) {
+        fix = Some(format!(
+            "cluster-info names {}, a loopback address other machines cannot reach: pass --server with the address workers use",
+            opts.server
+        ));
+    }
+    items.push(Item {
+        name: "cluster-info",
+        what: "the ConfigMap kube-public/cluster-info: the server and CA workers learn".into(),
+        found,
+        outcome: found,
+        objects: vec![describe(&configmap)],
+        detail,
+        fix,
+    });
+
+    // Anonymous read.
+    let (found, detail, fix) = anonymous_read(anonymous).await?;
+    let anon = anonymous_read_objects();
+    items.push(Item {
+        name: "anonymous-read",
+        what: "anonymous users may read cluster-info".into(),
+        found,
+        outcome: found,
+        objects: anon.iter().map(describe).collect(),
+        detail,
+        fix,
+    });
+
+    // The rights of bootstrappers and nodes.
+    for r in &RIGHTS {
+        let (allowed, reason) = right(api, r).await?;
+        let crb = cluster_role_binding(r.binding, r.cluster_role, r.group);
+        items.push(Item {
+            name: r.name,
+            what: r.what.into(),
+            found: if allowed {
+                State::Present
+            } else {
+                State::Missing
+            },
+            outcome: if allowed {
+                State::Present
+            } else {
+                State::Missing
+            },
+            objects: vec![describe(&crb)],
+            detail: if allowed {
+                reason
+            } else {
+                format!(
+                    "{} may not {} {}",
+                    r.group,
+                    r.access.verb,
+                    resource(&r.access)
+                )
+            },
+            fix: (!allowed).then(|| {
+                format!(
+                    "bind {} to ClusterRole {} ({})",
+                    r.group, r.cluster_role, r.binding
+                )
+            }),
+        });
+    }
+
+    // The bootstrap signer.
+    let signed_now = existing
+        .as_ref()
+        .map(|cm| signature_keys(cm).len())
+        .unwrap_or(0);
+    items.push(Item {
+        name: "bootstrap-signer",
+        what: "kube-controller-manager's bootstrap signer signs cluster-info for each token".into(),
+        found: State::Unchecked,
+        outcome: State::Unchecked,
+        objects: Vec::new(),
+        detail: if opts.dry_run {
+            format!("not checked: --dry-run creates no probe token (cluster-info holds {signed_now} signature(s))")
+        } else {
+            format!("a probe token, deleted after, waits up to {} s for its signature", opts.signer_timeout.as_secs())
+        },
+        fix: None,
+    });
+
+    let mut report = Report {
+        server: api.base().to_string(),
+        user: user.to_string(),
+        dry_run: opts.dry_run,
+        items,
+    };
+    on_plan(&report);
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // Apply.
+    let mut rights_created = false;
+    for item in report.items.iter_mut() {
+        if item.found != State::Missing {
+            continue;
+        }
+        let objects: Vec<Value> = match item.name {
+            "cluster-info" => vec![configmap.clone()],
+            "anonymous-read" => anon.to_vec(),
+            name => RIGHTS
+                .iter()
+                .filter(|r| r.name == name)
+                .map(|r| cluster_role_binding(r.binding, r.cluster_role, r.group))
+                .collect(),
+        };
+        let mut existed = Vec::new();
+        for object in &objects {
+            match api
+                .call(reqwest::Method::POST, &collection(object), Some(object))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.status() == Some(409) => existed.push(describe(object)),
+                Err(e) => return Err(e),
+            }
+        }
+        item.outcome = State::Created;
+        if !existed.is_empty() {
+            item.detail = format!(
+                "{}; {} existed already and were kept",
+                item.detail,
+                existed.join(", ")
+            );
+        }
+        rights_created |= item.name != "cluster-info";
+    }
+
+    // Verify what was created: RBAC takes effect within a moment.
+    if rights_created {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut pending = false;
+            for item in report
+                .items
+                .iter_mut()
+                .filter(|i| i.outcome == State::Created && i.name != "cluster-info")
+            {
+                let ok = if item.name == "anonymous-read" {
+                    anonymous_read(anonymous).await?.0 == State::Present
+                } else {
+                    let r = RIGHTS
+                        .iter()
+                        .find(|r| r.name == item.name)
+                        .expect("a right");
+                    right(api, r).await?.0
+                };
+                if ok {
+                    item.fix = None;
+                    item.detail = format!("{}: now allowed", item.what);
+                } else {
+                    pending = true;
+                }
+            }
+            if !pending || Instant::now() >= deadline {
+                for item in report.items.iter_mut().filter(|i| {
+                    i.outcome == State::Created && i.fix.is_some() && i.name != "cluster-info"
+                }) {
+                    item.outcome = State::Failed;
+                    item.detail = format!(
+                        "still not allowed after creating {}: an existing object of that name grants something else",
+                        item.objects.join(", ")
+                    );
+                    item.fix = Some(format!(
+                        "compare {} with what `kubejoin cluster prepare --dry-run --output json` shows; delete it and run prepare again",
+                        item.objects.join(", ")
+                    ));
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    for item in report.items.iter_mut() {
+        if item.outcome == State::Created && item.name != "cluster-info" {
+            item.fix = None;
+        }
+    }
+
+    // The signer: only with a cluster-info to sign.
+    let signer = report
+        .items
+        .iter()
+        .position(|i| i.name == "bootstrap-signer")
+        .expect("signer item");
+    let (outcome, detail, fix) = probe_signer(api, opts.signer_timeout).await?;
+    let item = &mut report.items[signer];
+    item.found = outcome;
+    item.outcome = outcome;
+    item.detail = detail;
+    item.fix = fix;
+    Ok(report)
+}
+
+fn resource(a: &super::Access) -> String {
+    if a.subresource.is_empty() {
+        a.resource.to_string()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    }
+}
+
+fn is_loopback(server: &str) -> bool {
+    server
+        .parse::<crate::endpoint::Endpoint>()
+        .map(|e| {
+            let host = e.host_name();
+            host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+        .unwrap_or(false)
+}
+
+/// The `jws-kubeconfig-<id>` keys of a cluster-info ConfigMap.
+pub fn signature_keys(cm: &Value) -> Vec<String> {
+    cm["data"]
+        .as_object()
+        .map(|d| {
+            d.keys()
+                .filter_map(|k| k.strip_prefix("jws-kubeconfig-").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates a token that may only sign (never authenticate), expiring in 10 minutes,
+/// waits for its signature, deletes it.
+async fn probe_signer(
+    api: &Api,
+    timeout: Duration,
+) -> Result<(State, String, Option<String>), ApiError> {
+    let token = tokens::generate();
+    let secret = tokens::secret_manifest(
+        &token,
+        &tokens::Spec {
+            ttl: Some(Duration::from_secs(600)),
+            description: "kubejoin cluster prepare: probes the bootstrap signer; deleted after"
+                .into(),
+            groups: Vec::new(),
+            authentication: false,
+        },
+        crate::clock::unix_now(),
+    );
+    api.call(reqwest::Method::POST, &collection(&secret), Some(&secret))
+        .await?;
+    let signed = tokens::wait_signed(api, token.id(), timeout).await;
+    let deleted = tokens::delete(api, token.id()).await;
+    let mut result = match signed? {
+        Some(t) => (
+            State::Present,
+            format!("signed a probe token in {:.1} s", t.as_secs_f64()),
+            None,
+        ),
+        None => (
+            State::Failed,
+            format!(
+                "no jws-kubeconfig-{} in cluster-info {} s after creating its token",
+                token.id(),
+                timeout.as_secs()
+            ),
+            Some(SIGNER_FIX.into()),
+        ),
+    };
+    if let Err(e) = deleted {
+        result.1 = format!(
+            "{}; the probe token {} could not be deleted ({e}); it expires in 10 minutes",
+            result.1,
+            token.id()
+        );
+    }
+    Ok(result)
+}
+
+/// The report as text: one line per item, its state and detail, then its fix.
+pub fn render_text(report: &Report, plan: bool) -> String {
+    let mut out = String::new();
+    if plan {
+        out.push_str(&format!(
+            "plan for {} (as {}){}:\n",
+            report.server,
+            report.user,
+            if report.dry_run {
+                ", --dry-run: nothing is changed"
+            } else {
+                ""
+            }
+        ));
+    } else {
+        out.push_str("result:\n");
+    }
+    for i in &report.items {
+        let state = if plan { i.found } else { i.outcome };
+        let action = match (plan, state) {
+            (true, State::Missing) if !report.dry_run => format!("create {}", i.objects.join(", ")),
+            (true, State::Missing) => format!("would create {}", i.objects.join(", ")),
+            (true, State::Unchecked) => "check".into(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<28} {:<9} {}\n",
+            i.name,
+            state.word(),
+            if action.is_empty() {
+                i.detail.clone()
+            } else {
+                format!("{action}: {}", i.detail)
+            }
+        ));
+        if let Some(fix) = i.fix.as_ref().filter(|_| !plan || state != State::Missing) {
+            out.push_str(&format!("  {:<28} {:<9} fix: {fix}\n", "", ""));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &[u8] = include_bytes!("../../tests/fixtures/real-apiserver/ca.crt");
+
+    #[test]
+    fn cluster_info_has_kubeadms_shape_and_reads_back() {
+        let text = cluster_info_kubeconfig("https://10.0.0.1:6443", CA);
+        let info = crate::kubeconfig::parse_cluster_info(&text).unwrap();
+        assert_eq!(info.name, "");
+        assert_eq!(info.server.to_string(), "https://10.0.0.1:6443");
+        assert_eq!(info.ca_pem, CA);
+        assert!(text.contains(
+            "contexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {}\nusers: null\n"
+        ));
+        let cm = cluster_info_configmap("https://10.0.0.1:6443", CA);
+        assert_eq!(
+            cluster_info_difference(&cm, "https://10.0.0.1:6443", CA),
+            None
+        );
+        let moved = cluster_info_difference(&cm, "https://lb.example:6443", CA).unwrap();
+        assert!(
+            moved.contains("names server https://10.0.0.1:6443, not https://lb.example:6443"),
+            "{moved}"
+        );
+        let other_ca = include_bytes!("../../tests/fixtures/pki/impostor-ca.crt");
+        assert!(
+            cluster_info_difference(&cm, "https://10.0.0.1:6443", other_ca)
+                .unwrap()
+                .contains("its CA is sha256:")
+        );
+        assert_eq!(
+            cluster_info_difference(&json!({"data": {}}), "https://10.0.0.1:6443", CA).unwrap(),
+            "it has no data.kubeconfig"
+        );
+    }
+
+    #[test]
+    fn objects_go_where_kubectl_would_create_them() {
+        let [role, binding] = anonymous_read_objects();
+        assert_eq!(
+            collection(&role),
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/roles"
+        );
+        assert_eq!(
+            describe(&binding),
+            "RoleBinding kube-public/kubeadm:bootstrap-signer-clusterinfo"
+        );
+        let crb = cluster_role_binding(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            "system:bootstrappers",
+        );
+        assert_eq!(
+            collection(&crb),
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+        );
+        assert_eq!(
+            collection(&cluster_info_configmap("https://h:1", CA)),
+            "/api/v1/namespaces/kube-public/configmaps"
+        );
+        assert_eq!(
+            describe(&crb),
+            "ClusterRoleBinding kubeadm:kubelet-bootstrap"
+        );
+    }
+
+    #[test]
+    fn signature_keys_and_loopback() {
+        let cm = json!({"data": {"kubeconfig": "x", "jws-kubeconfig-abcdef": "s", "jws-kubeconfig-012345": "t"}});
+        assert_eq!(signature_keys(&cm), ["abcdef", "012345"]);
+        assert!(is_loopback("https://127.0.0.1:6443"));
+        assert!(is_loopback("https://localhost:6443"));
+        assert!(!is_loopback("https://10.0.0.1:6443"));
+    }
+}

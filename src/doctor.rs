@@ -1,0 +1,700 @@
+//! `kubejoin doctor`: on a worker, with only its configuration, says whether a join would
+//! succeed and, where not, which piece is missing and how to add it. One line per check;
+//! every request is the worker's own (anonymous, then with its bootstrap token over TLS
+//! trusting only the pinned CA). The pure verdicts are unit-tested; [`run`] gathers.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cluster::prepare::SIGNER_FIX;
+use crate::cluster::{Access, Api, ApiError, RIGHTS};
+use crate::config::Settings;
+use crate::discovery::JWS_KEY_PREFIX;
+use crate::discovery::http::{self, FetchError, Response};
+use crate::pin::{self, CaPin};
+use crate::x509::CertInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    /// Not checked: an earlier check failed.
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn line(name: &str, verdict: Verdict, detail: impl Into<String>, fix: Option<String>) -> Line {
+    Line {
+        name: name.into(),
+        verdict,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+const CREATE_TOKEN: &str = "create a token on the control plane (`kubejoin token create --output config`, or `kubeadm token create`) and put it in this node's configuration; `kubejoin token list` shows the cluster's tokens";
+
+/// The anonymous read of cluster-info, from its status.
+pub fn cluster_info_line(resp: &Response) -> Line {
+    let name = "cluster-info";
+    match resp.status {
+        200 => line(name, Verdict::Ok, "kube-public/cluster-info is readable anonymously", None),
+        404 => line(
+            name,
+            Verdict::Fail,
+            "the ConfigMap kube-public/cluster-info does not exist (404)",
+            Some("create it on the control plane: `kubejoin cluster prepare` (the seed's `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=...`)".into()),
+        ),
+        403 => line(
+            name,
+            Verdict::Fail,
+            "anonymous users may not read kube-public/cluster-info (403)",
+            Some("add the Role and RoleBinding kube-public/kubeadm:bootstrap-signer-clusterinfo that let system:anonymous get configmaps/cluster-info: `kubejoin cluster prepare` on the control plane".into()),
+        ),
+        401 => line(
+            name,
+            Verdict::Fail,
+            "the API server refuses anonymous requests (401)",
+            Some("start kube-apiserver with --anonymous-auth=true (the default); RBAC still limits anonymous users to cluster-info".into()),
+        ),
+        s => line(
+            name,
+            Verdict::Fail,
+            format!("reading kube-public/cluster-info answered {s}"),
+            Some("see kube-apiserver's log; run kubejoin doctor again".into()),
+        ),
+    }
+}
+
+/// The CA of cluster-info against the pins.
+pub fn pin_line(ca: &[CertInfo], pins: &[CaPin], unsafe_skip: bool) -> Line {
+    let name = "ca-pin";
+    let seen = ca
+        .iter()
+        .map(|c| {
+            format!(
+                "{}{}",
+                CaPin::of(c),
+                c.subject_cn
+                    .as_ref()
+                    .map(|cn| format!(" (CN={cn})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pins.is_empty() {
+        return line(
+            name,
+            if unsafe_skip {
+                Verdict::Warn
+            } else {
+                Verdict::Fail
+            },
+            format!("no CA pin configured; cluster-info's CA is {seen}"),
+            Some(format!(
+                "set ca_cert_hashes = [\"{}\"] once you have checked it on the control plane",
+                ca.first()
+                    .map(|c| CaPin::of(c).to_string())
+                    .unwrap_or_default()
+            )),
+        );
+    }
+    match pin::find_match(pins, ca) {
+        Some(c) => line(
+            name,
+            Verdict::Ok,
+            format!(
+                "cluster-info's CA {} matches a configured pin",
+                CaPin::of(c)
+            ),
+            None,
+        ),
+        None => {
+            let e = crate::discovery::TrustFailure::PinMismatch {
+                seen: ca
+                    .iter()
+                    .map(|c| (CaPin::of(c), c.subject_cn.clone()))
+                    .collect(),
+                configured: pins.to_vec(),
+            };
+            line(name, Verdict::Fail, e.to_string(), Some(e.fix()))
+        }
+    }
+}
+
+/// What the bootstrap token's own requests said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// It authenticated; whether it may create CSRs and whether they would be approved.
+    Accepted {
+        create_csr: (bool, String),
+        auto_approve: (bool, String),
+    },
+    /// 401: unknown, expired, or not for authentication.
+    Refused,
+    /// Not asked: no trusted connection.
+    NotChecked(String),
+}
+
+/// The signature for this token id, read together with what the token's own requests
+/// said: a missing signature of a token the API server accepts means the signer does not
+/// run (or the token may not sign); of a refused one, that the token is unknown or expired.
+pub fn signature_line(
+    signature: Option<Result<(), String>>,
+    token_id: &str,
+    auth: &TokenAuth,
+) -> Line {
+    let name = "signature";
+    match (signature, auth) {
+        (Some(Ok(())), _) => line(
+            name,
+            Verdict::Ok,
+            format!("{JWS_KEY_PREFIX}{token_id} verifies with this token's secret"),
+            None,
+        ),
+        (Some(Err(why)), _) => line(
+            name,
+            Verdict::Fail,
+            format!("{JWS_KEY_PREFIX}{token_id} does not verify with this token's secret: {why}"),
+            Some(format!(
+                "the token's secret is wrong (compare it with token-secret in kube-system/bootstrap-token-{token_id}), or something between this node and the API server alters cluster-info"
+            )),
+        ),
+        (None, TokenAuth::Accepted { .. }) => line(
+            name,
+            Verdict::Fail,
+            format!(
+                "cluster-info has no {JWS_KEY_PREFIX}{token_id}, yet the API server accepts the token: the bootstrap signer does not run, or the token's Secret lacks usage-bootstrap-signing: \"true\""
+            ),
+            Some(format!(
+                "{SIGNER_FIX}; or create a token that may sign (`kubejoin token create`)"
+            )),
+        ),
+        (None, TokenAuth::Refused) => line(
+            name,
+            Verdict::Fail,
+            format!(
+                "cluster-info has no {JWS_KEY_PREFIX}{token_id} and the API server refuses the token: it is unknown, expired or deleted (no Secret kube-system/bootstrap-token-{token_id})"
+            ),
+            Some(CREATE_TOKEN.into()),
+        ),
+        (None, TokenAuth::NotChecked(_)) => line(
+            name,
+            Verdict::Fail,
+            format!(
+                "cluster-info has no {JWS_KEY_PREFIX}{token_id}: the token is unknown or expired, or the bootstrap signer does not run"
+            ),
+            Some(format!("{CREATE_TOKEN}; {SIGNER_FIX}")),
+        ),
+    }
+}
+
+/// The token's own rights, from its SelfSubjectAccessReviews.
+pub fn token_lines(auth: &TokenAuth, token_id: &str) -> Vec<Line> {
+    match auth {
+        TokenAuth::Accepted {
+            create_csr,
+            auto_approve,
+        } => {
+            let right = |name: &str,
+                         (allowed, reason): &(bool, String),
+                         r: &crate::cluster::Right| {
+                if *allowed {
+                    line(name, Verdict::Ok, format!("{}: {reason}", r.what), None)
+                } else {
+                    line(
+                        name,
+                        Verdict::Fail,
+                        format!(
+                            "the token may not {} {}{}",
+                            r.access.verb,
+                            r.access.resource,
+                            if r.access.subresource.is_empty() {
+                                String::new()
+                            } else {
+                                format!("/{}", r.access.subresource)
+                            }
+                        ),
+                        Some(format!(
+                            "bind group {} to ClusterRole {} (the ClusterRoleBinding {}): `kubejoin cluster prepare` on the control plane",
+                            r.group, r.cluster_role, r.binding
+                        )),
+                    )
+                }
+            };
+            vec![
+                line(
+                    "token",
+                    Verdict::Ok,
+                    format!("the API server accepts token {token_id}"),
+                    None,
+                ),
+                right("csr-create", create_csr, &RIGHTS[0]),
+                right("csr-auto-approve", auto_approve, &RIGHTS[1]),
+            ]
+        }
+        TokenAuth::Refused => vec![
+            line(
+                "token",
+                Verdict::Fail,
+                format!(
+                    "the API server refuses token {token_id} (401): it is unknown, expired, deleted or not for authentication"
+                ),
+                Some(CREATE_TOKEN.into()),
+            ),
+            line(
+                "csr-create",
+                Verdict::Skip,
+                "not checked: the token is refused",
+                None,
+            ),
+            line(
+                "csr-auto-approve",
+                Verdict::Skip,
+                "not checked: the token is refused",
+                None,
+            ),
+        ],
+        TokenAuth::NotChecked(why) => ["token", "csr-create", "csr-auto-approve"]
+            .iter()
+            .map(|n| line(n, Verdict::Skip, format!("not checked: {why}"), None))
+            .collect(),
+    }
+}
+
+/// This host's clock against the API server's `Date` and the CA's validity.
+pub fn clock_line(now: i64, server_date: Option<i64>, ca: &[CertInfo]) -> Line {
+    let name = "clock";
+    if let Some(c) = ca.first()
+        && let Some(w) = crate::clock::ca_validity_warning(now, &c.not_before, &c.not_after)
+    {
+        return line(
+            name,
+            Verdict::Fail,
+            w,
+            Some("fix the clock or the CA as said".into()),
+        );
+    }
+    match server_date {
+        None => line(
+            name,
+            Verdict::Warn,
+            "the API server sent no Date header",
+            None,
+        ),
+        Some(date) => match crate::clock::skew_warning(now, date) {
+            None => line(
+                name,
+                Verdict::Ok,
+                format!("within {} s of the API server's", crate::clock::TOLERANCE_S),
+                None,
+            ),
+            Some((skew, text)) => {
+                // kubelet's certificates are signed from 5 minutes back: beyond that a
+                // join fails; below, it only risks it.
+                let verdict = if skew.abs() > 300 {
+                    Verdict::Fail
+                } else {
+                    Verdict::Warn
+                };
+                line(
+                    name,
+                    verdict,
+                    text,
+                    Some("timedatectl set-ntp true (or chrony), then check `timedatectl`".into()),
+                )
+            }
+        },
+    }
+}
+
+/// Everything doctor found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub lines: Vec<Line>,
+}
+
+impl Report {
+    pub fn failed(&self) -> Vec<&Line> {
+        self.lines
+            .iter()
+            .filter(|l| l.verdict == Verdict::Fail)
+            .collect()
+    }
+}
+
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for l in &report.lines {
+        let v = match l.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "skip",
+        };
+        out.push_str(&format!("{v:<5} {:<20} {}\n", l.name, l.detail));
+        if let Some(fix) = &l.fix {
+            out.push_str(&format!("{:<5} {:<20} fix: {fix}\n", "", ""));
+        }
+    }
+    let failed = report.failed();
+    if failed.is_empty() {
+        out.push_str("a join would succeed\n");
+    } else {
+        out.push_str(&format!(
+            "a join would not succeed: {} check(s) failed ({})\n",
+            failed.len(),
+            failed
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+/// The cluster's side, as this worker sees it.
+pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
+    let c = &settings.cluster;
+    let mut lines = Vec::new();
+    let untrusted = http::untrusted_client();
+    let mut answer = None;
+    for server in &c.servers {
+        let start = Instant::now();
+        match http::get_cluster_info(&untrusted, server, Duration::from_secs(10)).await {
+            Ok(resp) => {
+                let cn = resp
+                    .presented
+                    .first()
+                    .and_then(|d| crate::x509::parse_der(d).ok())
+                    .and_then(|c| c.subject_cn)
+                    .map(|cn| format!(", certificate CN={cn}"))
+                    .unwrap_or_default();
+                lines.push(line(
+                    &format!("reach {server}"),
+                    Verdict::Ok,
+                    format!(
+                        "TLS handshake{cn}, answered {} in {} ms",
+                        resp.status,
+                        start.elapsed().as_millis()
+                    ),
+                    None,
+                ));
+                answer = Some((server.clone(), resp));
+                break;
+            }
+            Err(e) => lines.push(line(
+                &format!("reach {server}"),
+                Verdict::Fail,
+                e.to_string(),
+                Some(reach_fix(&e)),
+            )),
+        }
+    }
+    let Some((server, resp)) = answer else {
+        return lines;
+    };
+    lines.push(cluster_info_line(&resp));
+    let data = (resp.status == 200)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&resp.body).ok())
+        .flatten()
+        .and_then(|v| v["data"].as_object().cloned());
+    let Some(data) = data else {
+        for n in ["ca-pin", "signature", "clock", "token"] {
+            lines.push(line(n, Verdict::Skip, "not checked: no cluster-info", None));
+        }
+        return lines;
+    };
+    let kubeconfig = data
+        .get("kubeconfig")
+        .and_then(|k| k.as_str())
+        .unwrap_or("");
+    let info = match crate::kubeconfig::parse_cluster_info(kubeconfig) {
+        Ok(i) => i,
+        Err(e) => {
+            lines.push(line(
+                "ca-pin",
+                Verdict::Fail,
+                format!("cluster-info's kubeconfig is not usable: {e}"),
+                Some(crate::discovery::DiscoveryError::Unusable(String::new()).fix()),
+            ));
+            return lines;
+        }
+    };
+    let ca = crate::x509::parse_pem_bundle(&info.ca_pem).unwrap_or_default();
+    let pin = pin_line(&ca, &c.ca_cert_hashes, c.unsafe_skip_ca_verification);
+    let trusted = pin.verdict != Verdict::Fail;
+    lines.push(pin);
+
+    // The token's own requests, over TLS trusting only the (pinned) CA, to the server a
+    // join would use.
+    let target = if c.use_configured_server {
+        server.clone()
+    } else {
+        info.server.clone()
+    };
+    let mut tls_failure = None;
+    let auth = if !trusted {
+        TokenAuth::NotChecked("cluster-info's CA is not pinned".into())
+    } else {
+        match Api::new(&target.to_string(), &info.ca_pem, Some(c.token.expose())) {
+            Err(e) => TokenAuth::NotChecked(e),
+            Ok(api) => match token_auth(&api).await {
+                Ok(auth) => auth,
+                Err(e) => {
+                    let fix = match &e {
+                        ApiError::Fetch(f @ FetchError::Certificate { .. }) => {
+                            crate::discovery::TrustFailure::Certificate(f.clone()).fix()
+                        }
+                        other => other.fix(),
+                    };
+                    tls_failure = Some(line(
+                        "trusted-tls",
+                        Verdict::Fail,
+                        format!("{target}: {e}"),
+                        Some(fix),
+                    ));
+                    TokenAuth::NotChecked(format!("no trusted connection to {target}"))
+                }
+            },
+        }
+    };
+    let signature = data
+        .get(&format!("{JWS_KEY_PREFIX}{}", c.token.id()))
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            crate::jws::verify_detached(
+                s,
+                kubeconfig.as_bytes(),
+                c.token.id(),
+                c.token.secret().as_bytes(),
+            )
+            .map_err(|e| e.to_string())
+        });
+    lines.push(signature_line(signature, c.token.id(), &auth));
+    lines.push(clock_line(crate::clock::unix_now(), resp.date, &ca));
+    lines.extend(tls_failure);
+    lines.extend(token_lines(&auth, c.token.id()));
+    lines
+}
+
+fn reach_fix(e: &FetchError) -> String {
+    match e {
+        FetchError::Handshake { .. } => "the server does not hold the key of its certificate: something is impersonating the API server, or a TLS proxy is in the way".into(),
+        _ => "check the server address and port in the configuration, that kube-apiserver runs, and that no firewall drops the connection (`curl -k https://HOST:PORT/healthz`)".into(),
+    }
+}
+
+/// The bootstrap token's SelfSubjectAccessReviews: may it create CSRs, would they be
+/// approved automatically.
+async fn token_auth(api: &Api) -> Result<TokenAuth, ApiError> {
+    let ask = |a: &'static Access<'static>| a.review_self(api);
+    match ask(&RIGHTS[0].access).await {
+        Err(e) if e.status() == Some(401) => Ok(TokenAuth::Refused),
+        Err(e) => Err(e),
+        Ok(create_csr) => Ok(TokenAuth::Accepted {
+            create_csr,
+            auto_approve: ask(&RIGHTS[1].access).await?,
+        }),
+    }
+}
+
+/// This node's side: kubelet, its version and settings, the runtime and its cgroup
+/// driver, as `kubejoin preflight` and the host plan of `kubejoin run` see them.
+pub async fn node_lines(settings: &Settings) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let node = match crate::join::node_kubelet(settings) {
+        Ok(n) => n,
+        Err(e) => {
+            lines.push(line(
+                "kubelet-settings",
+                Verdict::Fail,
+                e.to_string(),
+                e.fix(),
+            ));
+            return lines;
+        }
+    };
+    let systemd = crate::systemd::dbus::Systemd::connect().await;
+    let (bus, kubelet_active) = match &systemd {
+        Ok(s) => match s.status(crate::systemd::unit::KUBELET_UNIT).await {
+            Ok(k) => (Ok(()), k.is_active()),
+            Err(e) => (Err(e.to_string()), false),
+        },
+        Err(e) => (Err(e.to_string()), false),
+    };
+    let facts = crate::preflight::inspect(
+        &settings.kubelet,
+        &node.version,
+        node.profile.as_ref(),
+        settings.host.swap,
+        settings.host.swap_zram,
+        bus,
+        kubelet_active,
+    );
+    for c in crate::preflight::evaluate(&facts, &settings.kubelet, &[]) {
+        let verdict = match (c.ok, c.severity) {
+            (true, _) => Verdict::Ok,
+            (false, crate::preflight::Severity::Error) => Verdict::Fail,
+            (false, crate::preflight::Severity::Warning) => Verdict::Warn,
+        };
+        lines.push(line(c.name, verdict, c.message, c.fix));
+    }
+    // The runtime and kubelet's cgroup driver: what `kubejoin run` would make of them.
+    let driver = &settings.kubelet.cgroup_driver;
+    let runtime = match settings.host.runtime {
+        crate::host::Runtime::Docker => "docker",
+        _ => "containerd",
+    };
+    let runtime_line = match (&systemd, settings.host.runtime) {
+        (_, crate::host::Runtime::None) => line(
+            "cgroup-driver",
+            Verdict::Warn,
+            format!(
+                "kubelet uses cgroup driver {driver}; [host] container_runtime = \"none\": kubejoin does not configure the runtime"
+            ),
+            Some(format!(
+                "make the runtime use cgroup driver {driver} too, or set [host] container_runtime"
+            )),
+        ),
+        (Err(e), _) => line(
+            "cgroup-driver",
+            Verdict::Skip,
+            format!("not checked: {e}"),
+            None,
+        ),
+        (Ok(s), _) => match crate::host::inspect(&settings.host, s).await {
+            Err(e) => line("cgroup-driver", Verdict::Fail, format!("{e:#}"), None),
+            Ok(facts) => match crate::host::plan(&settings.host, &facts) {
+                Err(e) => line("cgroup-driver", Verdict::Fail, e.to_string(), Some(e.fix())),
+                Ok(changes) => {
+                    let edits: Vec<&str> =
+                        ["/etc/docker/daemon.json", "/etc/containerd/config.toml"]
+                            .into_iter()
+                            .filter(|f| changes.iter().any(|c| c.describe().contains(f)))
+                            .collect();
+                    let detail = if edits.is_empty() {
+                        format!("kubelet and {runtime} use cgroup driver {driver}")
+                    } else {
+                        format!(
+                            "kubelet uses cgroup driver {driver}; `kubejoin run` sets {runtime}'s to match ({})",
+                            edits.join(", ")
+                        )
+                    };
+                    line("cgroup-driver", Verdict::Ok, detail, None)
+                }
+            },
+        },
+    };
+    lines.push(runtime_line);
+    lines
+}
+
+/// Every check.
+pub async fn run(settings: &Settings) -> Report {
+    let mut lines = cluster_lines(settings).await;
+    lines.extend(node_lines(settings).await);
+    Report { lines }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> Vec<CertInfo> {
+        crate::x509::parse_pem_bundle(include_bytes!("../tests/fixtures/real-apiserver/ca.crt"))
+            .unwrap()
+    }
+
+    #[test]
+    fn each_missing_piece_is_named() {
+        let r = |s| cluster_info_line(&Response::with_body(s, Vec::new()));
+        assert_eq!(r(200).verdict, Verdict::Ok);
+        assert!(r(404).detail.contains("does not exist"));
+        assert!(r(404).fix.unwrap().contains("kubejoin cluster prepare"));
+        assert!(
+            r(403)
+                .fix
+                .unwrap()
+                .contains("kubeadm:bootstrap-signer-clusterinfo")
+        );
+        assert!(r(401).fix.unwrap().contains("--anonymous-auth=true"));
+
+        let accepted = TokenAuth::Accepted {
+            create_csr: (true, "RBAC: allowed".into()),
+            auto_approve: (false, String::new()),
+        };
+        let s = signature_line(None, "abcdef", &accepted);
+        assert_eq!(s.verdict, Verdict::Fail);
+        assert!(s.fix.unwrap().contains("--controllers=*,bootstrapsigner"));
+        let s = signature_line(None, "abcdef", &TokenAuth::Refused);
+        assert!(
+            s.detail.contains("unknown, expired or deleted"),
+            "{}",
+            s.detail
+        );
+        let s = signature_line(Some(Err("bad".into())), "abcdef", &accepted);
+        assert!(s.fix.unwrap().contains("bootstrap-token-abcdef"));
+        assert_eq!(
+            signature_line(Some(Ok(())), "abcdef", &TokenAuth::Refused).verdict,
+            Verdict::Ok
+        );
+
+        let t = token_lines(&accepted, "abcdef");
+        assert_eq!(t[1].verdict, Verdict::Ok);
+        assert_eq!(t[2].verdict, Verdict::Fail);
+        assert!(
+            t[2].fix
+                .as_ref()
+                .unwrap()
+                .contains("kubeadm:node-autoapprove-bootstrap"),
+            "{:?}",
+            t[2]
+        );
+        assert!(
+            token_lines(&TokenAuth::Refused, "abcdef")[0]
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("kubejoin token create")
+        );
+    }
+
+    #[test]
+    fn pins_and_clocks() {
+        let ca = ca();
+        let right = CaPin::of(&ca[0]);
+        assert_eq!(pin_line(&ca, &[right], false).verdict, Verdict::Ok);
+        let wrong: CaPin = format!("sha256:{}", "00".repeat(32)).parse().unwrap();
+        let l = pin_line(&ca, &[wrong], false);
+        assert_eq!(l.verdict, Verdict::Fail);
+        assert!(l.fix.unwrap().contains(&right.to_string()));
+        assert_eq!(pin_line(&ca, &[], true).verdict, Verdict::Warn);
+
+        let now = crate::clock::parse_cert_time(&ca[0].not_before).unwrap() + 86_400;
+        assert_eq!(clock_line(now, Some(now + 5), &ca).verdict, Verdict::Ok);
+        assert_eq!(clock_line(now, Some(now + 120), &ca).verdict, Verdict::Warn);
+        assert_eq!(
+            clock_line(now, Some(now + 3600), &ca).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            clock_line(now - 2 * 86_400, Some(now), &ca).verdict,
+            Verdict::Fail
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! The control plane's half, against a REAL control plane (etcd, kube-apiserver,
+//! kube-controller-manager from `scripts/real-kubernetes.sh`) that starts bare: none of
+//! the seed's objects. `kubejoin cluster prepare` creates them, `kubejoin token create`
+//! mints a token and prints a worker's configuration, and a testbed worker with the real
+//! kubelet joins with exactly that. `kubejoin doctor` on the worker names each piece
+//! when it is removed, and nothing else. The operator's kubejoin runs as a process of this
+//! machine on the testbed's loopback, as an operator's would on the control plane; the
+//! admin credentials never reach the worker, stdout, stderr or the journal.
+//!
+//! Slow (a control plane each): run them by name, e.g.
+//! `cargo test --test control_plane prepare_mint_join`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::cluster::{self, ControlPlane, Setup, pin_sysctls, worker};
+use support::testbed::{self, Testbed, wait_for};
+use support::text;
+
+/// The admin's secrets as they appear in files: its key and certificate, base64 lines.
+fn admin_secrets(cp: &ControlPlane) -> Vec<String> {
+    let key = std::fs::read_to_string(cp.dir.join("pki/admin.key")).unwrap();
+    key.lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 40)
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_no_admin_secret(cp: &ControlPlane, what: &str, output: &str) {
+    for line in admin_secrets(cp) {
+        assert!(!output.contains(&line), "{what} holds the admin key");
+    }
+}
+
+/// The worker's configuration: host preparation kept off this machine's swap and kernel
+/// modules, then exactly what `token create --output config` printed.
+fn configure_worker(tb: &Testbed, printed: &str) {
+    tb.write(
+        "/etc/kubejoin/config.toml",
+        format!(
+            "[host]\ncontainer_runtime = \"containerd\"\nswap = false\nkernel = false\n\n{printed}"
+        ),
+        0o600,
+    );
+}
+
+fn prepare(cp: &ControlPlane, tb: &Testbed) -> String {
+    let out = cp.kubejoin(tb, &["cluster", "prepare"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_no_admin_secret(cp, "prepare's output", &all);
+    all
+}
+
+fn mint(cp: &ControlPlane, tb: &Testbed) -> String {
+    let out = cp.kubejoin(
+        tb,
+        &[
+            "token",
+            "create",
+            "--output",
+            "config",
+            "--description",
+            "test worker",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_no_admin_secret(cp, "token create's output", &printed);
+    printed
+}
+
+fn token_of(config: &str) -> String {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a token line")
+        .to_string()
+}
+
+/// The names of doctor's failed checks, and its exit status.
+fn doctor(tb: &Testbed) -> (BTreeSet<String>, Option<i32>, String) {
+    let out = tb.exec(&["kubejoin", "doctor", "--output", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let failed = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["verdict"] == "fail")
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    (failed, out.status.code(), v.to_string())
+}
+
+/// Waits (RBAC and the signer act within moments) until doctor names exactly `want`.
+fn doctor_names(tb: &Testbed, want: &[&str]) -> String {
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let mut last = String::new();
+    let named = wait_for(Duration::from_secs(20), || {
+        let (failed, code, json) = doctor(tb);
+        last = format!("{failed:?} exit {code:?}: {json}");
+        (failed == want && code == Some(if want.is_empty() { 0 } else { 1 })).then_some(json)
+    });
+    named.unwrap_or_else(|| panic!("doctor did not name exactly {want:?}: {last}"))
+}
+
+fn setup(version: &str, setup: Setup) -> Option<(Testbed, ControlPlane, std::fs::File)> {
+    let bin = cluster::binaries(version)?;
+    if !testbed::available() {
+        return None;
+    }
+    let lock = testbed::lock_swap().unwrap();
+    let tb = worker(&bin).boot().unwrap();
+    pin_sysctls(&tb);
+    let cp = ControlPlane::start_with(&tb, version, &bin, setup);
+    Some((tb, cp, lock))
+}
+
+/// Bare cluster -> prepare -> token create -> a worker joins with that configuration.
+fn prepare_mint_join(version: &str) {
+    let Some((tb, cp, _lock)) = setup(
+        version,
+        Setup {
+            seed: false,
+            signer: true,
+        },
+    ) else {
+        return;
+    };
+    // The plan, changing nothing.
+    let out = cp.kubejoin(&tb, &["cluster", "prepare", "--dry-run"]);
+    let plan = text(&out);
+    assert!(out.status.success(), "{plan}");
+    for piece in [
+        "would create ConfigMap kube-public/cluster-info",
+        "would create Role kube-public/kubeadm:bootstrap-signer-clusterinfo, RoleBinding kube-public/kubeadm:bootstrap-signer-clusterinfo",
+        "would create ClusterRoleBinding kubeadm:kubelet-bootstrap",
+        "would create ClusterRoleBinding kubeadm:node-autoapprove-bootstrap",
+        "would create ClusterRoleBinding kubeadm:node-autoapprove-certificate-rotation",
+    ] {
+        assert!(plan.contains(piece), "{piece}:\n{plan}");
+    }
+    assert!(
+        !cp.kubectl_out(
+            &tb,
+            &["-n", "kube-public", "get", "configmap", "cluster-info"]
+        )
+        .status
+        .success()
+    );
+
+    // Prepare: everything created, the signer seen signing.
+    let first = prepare(&cp, &tb);
+    eprintln!("{plan}\n{first}");
+    let result = first.split("result:").nth(1).expect("a result section");
+    assert_eq!(result.matches(" created ").count(), 5, "{first}");
+    assert!(
+        result.contains("bootstrap-signer             ok        signed a probe token in"),
+        "{first}"
+    );
+    // The probe token is gone.
+    let secrets = cp.kubectl_json(
+        &tb,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "secrets",
+            "--field-selector",
+            "type=bootstrap.kubernetes.io/token",
+        ],
+    );
+    assert_eq!(secrets["items"].as_array().unwrap().len(), 0, "{secrets}");
+    // kubeadm's shape.
+    let cm = cp.kubectl_json(
+        &tb,
+        &["-n", "kube-public", "get", "configmap", "cluster-info"],
+    );
+    let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap();
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:6443\n  name: \"\"\ncontexts: null\n"),
+        "{kubeconfig}"
+    );
+
+    // Again: nothing to do.
+    let again = prepare(&cp, &tb);
+    let result = again.split("result:").nth(1).unwrap();
+    assert!(!result.contains("created"), "{again}");
+    assert_eq!(result.matches("\n  ").count(), 6 + 1, "{again}"); // 6 items + cluster-info's loopback fix
+
+    // Mint: the worker's configuration, its pin the cluster CA's.
+    let printed = mint(&cp, &tb);
+    assert!(
+        printed.contains(&format!("ca_cert_hashes = [\"{}\"]", cp.ca_pin())),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("server = \"https://127.0.0.1:6443\""),
+        "{printed}"
+    );
+    let token = token_of(&printed);
+    let id = &token[..6];
+    let list = text(&cp.kubejoin(&tb, &["token", "list"]));
+    assert!(list.contains(id) && list.contains("test worker"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(id) && l.contains(" yes ")),
+        "signed: {list}"
+    );
+    assert!(!list.contains(&token[7..]), "token list shows a secret");
+
+    // The worker: doctor says a join would succeed, then the join.
+    configure_worker(&tb, &printed);
+    doctor_names(&tb, &[]);
+    eprintln!("{}", text(&tb.exec(&["kubejoin", "doctor"])));
+    let out = tb.exec(&["kubejoin", "run"]);
+    let report = text(&out);
+    assert!(
+        out.status.success(),
+        "{report}\n--- kubelet:\n{}",
+        text(&tb.exec(&["journalctl", "--no-pager", "-n", "60", "-u", "kubelet"]))
+    );
+    assert!(report.contains("outcome:       joined"), "{report}");
+    let hostname = text(&tb.exec_ok(&["hostname"])).trim().to_string();
+    let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
+    assert_eq!(node["metadata"]["name"], hostname.as_str());
+    let csrs = cp.kubectl_json(&tb, &["get", "csr"]).to_string();
+    assert!(
+        csrs.contains(&format!("system:bootstrap:{id}")) && csrs.contains("\"Approved\""),
+        "{csrs}"
+    );
+
+    // Deleting the token: it is gone from the list; the joined node is not affected.
+    let out = cp.kubejoin(&tb, &["token", "delete", id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&cp.kubejoin(&tb, &["token", "list"])).contains(id));
+    let out = cp.kubejoin(&tb, &["token", "delete", id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("there is no bootstrap token {id}")),
+        "{}",
+        text(&out)
+    );
+
+    // Admin credentials stayed on the operator's side.
+    let journal = tb.exec_text(&["journalctl", "--no-pager", "-o", "cat"]);
+    assert_no_admin_secret(&cp, "the worker's journal", &journal);
+    assert!(tb.read("/etc/kubernetes/admin.conf").is_err());
+}
+
+#[test]
+fn prepare_mint_join_v1_20() {
+    prepare_mint_join("v1.20.2");
+}
+
+#[test]
+fn prepare_mint_join_v1_36() {
+    prepare_mint_join("v1.36.2");
+}
+
+/// Each piece removed in turn: doctor names exactly it; `cluster prepare` puts it back.
+#[test]
+fn doctor_names_each_missing_piece() {
+    let Some((tb, cp, _lock)) = setup(
+        "v1.20.2",
+        Setup {
+            seed: false,
+            signer: true,
+        },
+    ) else {
+        return;
+    };
+    prepare(&cp, &tb);
+    let printed = mint(&cp, &tb);
+    configure_worker(&tb, &printed);
+    doctor_names(&tb, &[]);
+
+    let kubectl = |args: &[&str]| {
+        let out = cp.kubectl_out(&tb, args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    };
+    let table: [(&[&str], &[&str], &str); 4] = [
+        (
+            &[
+                "-n",
+                "kube-public",
+                "delete",
+                "rolebinding",
+                "kubeadm:bootstrap-signer-clusterinfo",
+            ],
+            &["cluster-info"],
+            "kubeadm:bootstrap-signer-clusterinfo",
+        ),
+        (
+            &["-n", "kube-public", "delete", "configmap", "cluster-info"],
+            &["cluster-info"],
+            "does not exist (404)",
+        ),
+        (
+            &["delete", "clusterrolebinding", "kubeadm:kubelet-bootstrap"],
+            &["csr-create"],
+            "ClusterRoleBinding kubeadm:kubelet-bootstrap",
+        ),
+        (
+            &[
+                "delete",
+                "clusterrolebinding",
+                "kubeadm:node-autoapprove-bootstrap",
+            ],
+            &["csr-auto-approve"],
+            "kubeadm:node-autoapprove-bootstrap",
+        ),
+    ];
+    for (removal, names, says) in table {
+        kubectl(removal);
+        let json = doctor_names(&tb, names);
+        assert!(json.contains(says), "{removal:?}: {json}");
+        let human = text(&tb.exec(&["kubejoin", "doctor"]));
+        assert!(human.contains("a join would not succeed"), "{human}");
+        prepare(&cp, &tb);
+        doctor_names(&tb, &[]);
+    }
+
+    // A wrong pin.
+    let wrong = printed.replace(&cp.ca_pin(), &format!("sha256:{}", "ab".repeat(32)));
+    configure_worker(&tb, &wrong);
+    let json = doctor_names(&tb, &["ca-pin"]);
+    assert!(
+        json.contains(&cp.ca_pin()),
+        "the fix names the real pin: {json}"
+    );
+    configure_worker(&tb, &printed);
+
+    // The token deleted: unknown to the API server, no signature.
+    let id = &token_of(&printed)[..6];
+    let out = cp.kubejoin(&tb, &["token", "delete", id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json = doctor_names(&tb, &["signature", "token"]);
+    assert!(json.contains("unknown, expired or deleted"), "{json}");
+
+    // A token that may authenticate but not sign: the signature is missing although the
+    // API server accepts the token.
+    kubectl(&[
+        "-n",
+        "kube-system",
+        "create",
+        "secret",
+        "generic",
+        "bootstrap-token-nosign",
+        "--type=bootstrap.kubernetes.io/token",
+        "--from-literal=token-id=nosign",
+        "--from-literal=token-secret=0123456789abcdef",
+        "--from-literal=usage-bootstrap-authentication=true",
+    ]);
+    tb.write("/etc/kubejoin/token", "nosign.0123456789abcdef\n", 0o600);
+    let no_token_line: String = printed
+        .lines()
+        .filter(|l| !l.starts_with("token = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    configure_worker(&tb, &no_token_line);
+    let json = doctor_names(&tb, &["signature"]);
+    assert!(
+        json.contains("yet the API server accepts the token"),
+        "{json}"
+    );
+}
+
+/// Without the bootstrap signer: prepare says which controller-manager flag is missing,
+/// token create warns, doctor names the signer.
+#[test]
+fn a_cluster_without_the_signer() {
+    let Some((tb, cp, _lock)) = setup(
+        "v1.20.2",
+        Setup {
+            seed: false,
+            signer: false,
+        },
+    ) else {
+        return;
+    };
+    let out = cp.kubejoin(&tb, &["cluster", "prepare", "--signer-timeout", "5s"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("bootstrap-signer             FAILED"), "{all}");
+    assert!(
+        all.contains("--controllers=*,bootstrapsigner,tokencleaner"),
+        "{all}"
+    );
+    assert!(
+        all.contains("not ready for joins: bootstrap-signer"),
+        "{all}"
+    );
+    // The probe token was deleted all the same.
+    let secrets = cp.kubectl_json(
+        &tb,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "secrets",
+            "--field-selector",
+            "type=bootstrap.kubernetes.io/token",
+        ],
+    );
+    assert_eq!(secrets["items"].as_array().unwrap().len(), 0, "{secrets}");
+
+    let out = cp.kubejoin(&tb, &["token", "create", "--output", "config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no signature") && stderr.contains("bootstrapsigner"),
+        "{stderr}"
+    );
+    configure_worker(&tb, &String::from_utf8(out.stdout).unwrap());
+    let json = doctor_names(&tb, &["signature"]);
+    assert!(json.contains("the bootstrap signer does not run"), "{json}");
+}
