@@ -323,6 +323,8 @@ pub fn clock_line(now: i64, server_date: Option<i64>, ca: &[CertInfo]) -> Line {
 /// Everything doctor found.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// No check failed.
+    pub join_would_succeed: bool,
     pub lines: Vec<Line>,
 }
 
@@ -608,7 +610,10 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
 pub async fn run(settings: &Settings) -> Report {
     let mut lines = cluster_lines(settings).await;
     lines.extend(node_lines(settings).await);
-    Report { lines }
+    Report {
+        join_would_succeed: lines.iter().all(|l| l.verdict != Verdict::Fail),
+        lines,
+    }
 }
 
 #[cfg(test)]

@@ -95,7 +95,16 @@ fn doctor(tb: &Testbed) -> (BTreeSet<String>, Option<i32>, String) {
         .filter(|l| l["verdict"] == "fail")
         .map(|l| l["name"].as_str().unwrap().to_string())
         .collect();
+    assert_eq!(v["join_would_succeed"], failed_none(&v), "{v}");
     (failed, out.status.code(), v.to_string())
+}
+
+fn failed_none(v: &serde_json::Value) -> bool {
+    v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["verdict"] != "fail")
 }
 
 /// Waits (RBAC and the signer act within moments) until doctor names exactly `want`.
@@ -110,7 +119,9 @@ fn doctor_names(tb: &Testbed, want: &[&str]) -> String {
     named.unwrap_or_else(|| panic!("doctor did not name exactly {want:?}: {last}"))
 }
 
-fn setup(version: &str, setup: Setup) -> Option<(Testbed, ControlPlane, std::fs::File)> {
+/// A bare control plane (none of the seed's objects), with or without the bootstrap
+/// signer, beside a booted worker testbed; and the lock that keeps it the only one.
+fn bare(version: &str, signer: bool) -> Option<(Testbed, ControlPlane, std::fs::File)> {
     let bin = cluster::binaries(version)?;
     if !testbed::available() {
         return None;
@@ -118,19 +129,21 @@ fn setup(version: &str, setup: Setup) -> Option<(Testbed, ControlPlane, std::fs:
     let lock = testbed::lock_swap().unwrap();
     let tb = worker(&bin).boot().unwrap();
     pin_sysctls(&tb);
-    let cp = ControlPlane::start_with(&tb, version, &bin, setup);
+    let cp = ControlPlane::start_with(
+        &tb,
+        version,
+        &bin,
+        Setup {
+            seed: false,
+            signer,
+        },
+    );
     Some((tb, cp, lock))
 }
 
 /// Bare cluster -> prepare -> token create -> a worker joins with that configuration.
 fn prepare_mint_join(version: &str) {
-    let Some((tb, cp, _lock)) = setup(
-        version,
-        Setup {
-            seed: false,
-            signer: true,
-        },
-    ) else {
+    let Some((tb, cp, _lock)) = bare(version, true) else {
         return;
     };
     // The plan, changing nothing.
@@ -267,13 +280,7 @@ fn prepare_mint_join_v1_36() {
 /// Each piece removed in turn: doctor names exactly it; `cluster prepare` puts it back.
 #[test]
 fn doctor_names_each_missing_piece() {
-    let Some((tb, cp, _lock)) = setup(
-        "v1.20.2",
-        Setup {
-            seed: false,
-            signer: true,
-        },
-    ) else {
+    let Some((tb, cp, _lock)) = bare("v1.20.2", true) else {
         return;
     };
     prepare(&cp, &tb);
@@ -376,13 +383,7 @@ fn doctor_names_each_missing_piece() {
 /// token create warns, doctor names the signer.
 #[test]
 fn a_cluster_without_the_signer() {
-    let Some((tb, cp, _lock)) = setup(
-        "v1.20.2",
-        Setup {
-            seed: false,
-            signer: false,
-        },
-    ) else {
+    let Some((tb, cp, _lock)) = bare("v1.20.2", false) else {
         return;
     };
     let out = cp.kubejoin(&tb, &["cluster", "prepare", "--signer-timeout", "5s"]);
@@ -421,4 +422,148 @@ fn a_cluster_without_the_signer() {
     configure_worker(&tb, &String::from_utf8(out.stdout).unwrap());
     let json = doctor_names(&tb, &["signature"]);
     assert!(json.contains("the bootstrap signer does not run"), "{json}");
+}
+
+/// A cluster made by hand, as the seed does it, under the seed's own object names: the
+/// rights count whatever grants them; the seed's cluster-info (a named cluster, no
+/// current context) is one workers cannot use, which prepare says, and replaces only
+/// once it is deleted.
+#[test]
+fn the_seeds_own_objects_count() {
+    let Some((tb, cp, _lock)) = bare("v1.20.2", true) else {
+        return;
+    };
+    let rbac = cp.dir.join("seed-rbac.yaml");
+    let binding = |name: &str, group: &str, role: &str| {
+        format!(
+            "kind: ClusterRoleBinding\napiVersion: rbac.authorization.k8s.io/v1\nmetadata:\n  name: {name}\nsubjects:\n- kind: Group\n  name: {group}\n  apiGroup: rbac.authorization.k8s.io\nroleRef:\n  kind: ClusterRole\n  name: {role}\n  apiGroup: rbac.authorization.k8s.io\n"
+        )
+    };
+    std::fs::write(
+        &rbac,
+        [
+            binding(
+                "create-csrs-for-bootstrapping",
+                "system:bootstrappers",
+                "system:node-bootstrapper",
+            ),
+            binding(
+                "auto-approve-csrs-for-group",
+                "system:bootstrappers",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            ),
+            binding(
+                "auto-approve-renewals-for-nodes",
+                "system:nodes",
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            ),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let public = cp
+        .dir
+        .join("bootstrap-kubeconfig-public")
+        .display()
+        .to_string();
+    let ca = cp.dir.join("pki/ca.crt").display().to_string();
+    for args in [
+        vec!["create", "-f", rbac.to_str().unwrap()],
+        vec![
+            "config",
+            "set-cluster",
+            "bootstrap",
+            &format!("--kubeconfig={public}"),
+            "--server=https://127.0.0.1:6443",
+            &format!("--certificate-authority={ca}"),
+            "--embed-certs=true",
+        ],
+        vec![
+            "-n",
+            "kube-public",
+            "create",
+            "configmap",
+            "cluster-info",
+            &format!("--from-file=kubeconfig={public}"),
+        ],
+        vec![
+            "create",
+            "role",
+            "anonymous-for-cluster-info",
+            "--resource=configmaps",
+            "--resource-name=cluster-info",
+            "--namespace=kube-public",
+            "--verb=get,list,watch",
+        ],
+        vec![
+            "create",
+            "rolebinding",
+            "anonymous-for-cluster-info-binding",
+            "--role=anonymous-for-cluster-info",
+            "--user=system:anonymous",
+            "--namespace=kube-public",
+        ],
+    ] {
+        let out = cp.kubectl_out(&tb, &args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    }
+
+    let out = cp.kubejoin(
+        &tb,
+        &["cluster", "prepare", "--dry-run", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let item = |name: &str| {
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    for (name, granted_by) in [
+        ("anonymous-read", ""),
+        ("bootstrappers-create-csr", "create-csrs-for-bootstrapping"),
+        ("bootstrappers-auto-approve", "auto-approve-csrs-for-group"),
+        ("nodes-auto-renew", "auto-approve-renewals-for-nodes"),
+    ] {
+        let i = item(name);
+        assert_eq!(i["found"], "present", "{i}");
+        assert!(i["detail"].as_str().unwrap().contains(granted_by), "{i}");
+    }
+    let info = item("cluster-info");
+    assert_eq!(info["outcome"], "failed", "{info}");
+    assert!(
+        info["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not usable by workers"),
+        "{info}"
+    );
+
+    // Deleted, it is written in kubeadm's shape; nothing else is created.
+    let out = cp.kubectl_out(
+        &tb,
+        &["-n", "kube-public", "delete", "configmap", "cluster-info"],
+    );
+    assert!(out.status.success());
+    let all = prepare(&cp, &tb);
+    let result = all.split("result:").nth(1).unwrap();
+    assert_eq!(result.matches(" created ").count(), 1, "{all}");
+    assert!(
+        result.contains("cluster-info                 created"),
+        "{all}"
+    );
+    for kubeadm_name in [
+        "kubeadm:kubelet-bootstrap",
+        "kubeadm:node-autoapprove-bootstrap",
+    ] {
+        assert!(
+            !cp.kubectl_out(&tb, &["get", "clusterrolebinding", kubeadm_name])
+                .status
+                .success()
+        );
+    }
 }

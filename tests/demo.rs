@@ -150,14 +150,75 @@ fn join_a_worker_to_real_kubernetes() {
         .expect("testbed boots");
     cluster::pin_sysctls(&tb);
     println!(
-        "starting etcd, kube-apiserver and kube-controller-manager {version} on the testbed's loopback, with the seed's objects"
+        "starting etcd, kube-apiserver and kube-controller-manager {version} on the testbed's loopback: a bare cluster, none of the seed's objects"
     );
-    let cp = ControlPlane::start(&tb, version, &bin);
-    cluster::configure(&tb, &cp, "containerd", "");
+    let cp = ControlPlane::start_with(
+        &tb,
+        version,
+        &bin,
+        cluster::Setup {
+            seed: false,
+            signer: true,
+        },
+    );
+    // The operator's half, on the control plane (here: this machine, on the testbed's
+    // loopback), with the admin kubeconfig, which never leaves it.
+    let operator = |title: &str, args: &[&str]| {
+        println!(
+            "\n== {title}: kubejoin {} --kubeconfig=admin.conf",
+            args.join(" ")
+        );
+        let out = cp.kubejoin(&tb, args);
+        print!("{}", support::text(&out));
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    operator(
+        "the control plane's half, planned",
+        &["cluster", "prepare", "--dry-run"],
+    );
+    operator("and done", &["cluster", "prepare"]);
+    println!(
+        "\n== a token for the worker: kubejoin token create --output config --kubeconfig=admin.conf"
+    );
+    let out = cp.kubejoin(
+        &tb,
+        &[
+            "token",
+            "create",
+            "--output",
+            "config",
+            "--description",
+            "demo worker",
+        ],
+    );
+    assert!(out.status.success(), "{}", support::text(&out));
+    let config = String::from_utf8(out.stdout).unwrap();
+    let redacted: String = config
+        .lines()
+        .map(|l| match l.strip_prefix("token = \"") {
+            Some(t) => format!("token = \"{}.<secret, printed only here>\"\n", &t[..6]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    print!("{redacted}");
+    operator(
+        "the cluster's tokens (never their secrets)",
+        &["token", "list"],
+    );
+    // cloud-init's part: that configuration, plus the runtime, with host preparation kept
+    // off this machine's own swap and kernel modules.
+    tb.write(
+        "/etc/kubejoin/config.toml",
+        format!(
+            "[host]\ncontainer_runtime = \"containerd\"\nswap = false\nkernel = false\n\n{config}"
+        ),
+        0o600,
+    );
     show(
         &tb,
-        "cloud-init's part: only the cluster keys and the runtime",
-        &["sh", "-c", "sed 's/^/    /' /etc/kubejoin/config.toml"],
+        "on the worker, before anything changes: would a join succeed?",
+        &["kubejoin", "doctor"],
     );
     show(
         &tb,

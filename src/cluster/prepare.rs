@@ -105,16 +105,19 @@ pub fn cluster_info_configmap(server: &str, ca_pem: &[u8]) -> Value {
     })
 }
 
-/// How an existing cluster-info compares with the one kubejoin would write: `None` when
-/// it names the same server and CA, else how it differs.
-pub fn cluster_info_difference(existing: &Value, server: &str, ca_pem: &[u8]) -> Option<String> {
+/// How an existing cluster-info compares with the one kubejoin would write: `Ok(None)`
+/// when it names the same server and CA, `Ok(Some(how))` when it differs but workers can
+/// use it, `Err(why)` when workers cannot use it (as kubeadm reads it).
+pub fn cluster_info_difference(
+    existing: &Value,
+    server: &str,
+    ca_pem: &[u8],
+) -> Result<Option<String>, String> {
     let Some(text) = existing["data"]["kubeconfig"].as_str() else {
-        return Some("it has no data.kubeconfig".into());
+        return Err("it has no data.kubeconfig".into());
     };
-    let info = match crate::kubeconfig::parse_cluster_info(text) {
-        Ok(i) => i,
-        Err(e) => return Some(format!("its kubeconfig is not usable: {e}")),
-    };
+    let info = crate::kubeconfig::parse_cluster_info(text)
+        .map_err(|e| format!("its kubeconfig is not usable by workers: {e}"))?;
     let mut diffs = Vec::new();
     if info.server.to_string() != server.trim_end_matches('/') {
         diffs.push(format!("it names server {}, not {server}", info.server));
@@ -131,7 +134,7 @@ pub fn cluster_info_difference(existing: &Value, server: &str, ca_pem: &[u8]) ->
             pins(ca_pem).join(",")
         ));
     }
-    (!diffs.is_empty()).then(|| diffs.join("; "))
+    Ok((!diffs.is_empty()).then(|| diffs.join("; ")))
 }
 
 /// The anonymous read of cluster-info: the seed's Role and RoleBinding.
@@ -277,8 +280,13 @@ pub async fn run(
     let (found, detail, fix) = match &existing {
         None => (State::Missing, format!("server {}, {ca_text}", opts.server), None),
         Some(cm) => match cluster_info_difference(cm, &opts.server, &opts.ca_pem) {
-            None => (State::Present, format!("server {}, {ca_text}", opts.server), None),
-            Some(d) => (
+            Ok(None) => (State::Present, format!("server {}, {ca_text}", opts.server), None),
+            Err(why) => (
+                State::Failed,
+                format!("{why}; left as it is"),
+                Some("delete it (kubectl -n kube-public delete configmap cluster-info) and run `kubejoin cluster prepare` again, which writes it in kubeadm's shape".into()),
+            ),
+            Ok(Some(d)) => (
                 State::Differs,
                 format!("{d}; left as it is"),
                 Some("workers use what cluster-info says; if it is wrong, delete it (kubectl -n kube-public delete configmap cluster-info) and run `kubejoin cluster prepare` again".into()),
@@ -628,9 +636,11 @@ mod tests {
         let cm = cluster_info_configmap("https://10.0.0.1:6443", CA);
         assert_eq!(
             cluster_info_difference(&cm, "https://10.0.0.1:6443", CA),
-            None
+            Ok(None)
         );
-        let moved = cluster_info_difference(&cm, "https://lb.example:6443", CA).unwrap();
+        let moved = cluster_info_difference(&cm, "https://lb.example:6443", CA)
+            .unwrap()
+            .unwrap();
         assert!(
             moved.contains("names server https://10.0.0.1:6443, not https://lb.example:6443"),
             "{moved}"
@@ -639,11 +649,20 @@ mod tests {
         assert!(
             cluster_info_difference(&cm, "https://10.0.0.1:6443", other_ca)
                 .unwrap()
+                .unwrap()
                 .contains("its CA is sha256:")
         );
         assert_eq!(
-            cluster_info_difference(&json!({"data": {}}), "https://10.0.0.1:6443", CA).unwrap(),
-            "it has no data.kubeconfig"
+            cluster_info_difference(&json!({"data": {}}), "https://10.0.0.1:6443", CA),
+            Err("it has no data.kubeconfig".into())
+        );
+        // The seed's own: `kubectl config set-cluster bootstrap` names the cluster and sets
+        // no current context, so that kubeadm (and kubejoin) find no cluster in it.
+        let seed = json!({"data": {"kubeconfig": "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://10.0.0.1:6443\n  name: bootstrap\ncontexts: null\ncurrent-context: \"\"\nkind: Config\n"}});
+        assert!(
+            cluster_info_difference(&seed, "https://10.0.0.1:6443", CA)
+                .unwrap_err()
+                .contains("not usable by workers")
         );
     }
 
