@@ -395,8 +395,7 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
                     ),
                     None,
                 ));
-                answer = Some((server.clone(), resp));
-                break;
+                answer.get_or_insert((server.clone(), resp));
             }
             Err(e) => lines.push(line(
                 &format!("reach {server}"),
@@ -409,6 +408,10 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let Some((server, resp)) = answer else {
         return lines;
     };
+    // A join tries the servers in turn: one that answers is enough; the others warn.
+    for l in lines.iter_mut().filter(|l| l.verdict == Verdict::Fail) {
+        l.verdict = Verdict::Warn;
+    }
     lines.push(cluster_info_line(&resp));
     let data = (resp.status == 200)
         .then(|| serde_json::from_slice::<serde_json::Value>(&resp.body).ok())

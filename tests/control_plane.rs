@@ -71,6 +71,12 @@ fn mint(cp: &ControlPlane, tb: &Testbed) -> String {
     assert!(!stderr.contains("warning"), "{stderr}");
     let printed = String::from_utf8(out.stdout).unwrap();
     assert_no_admin_secret(cp, "token create's output", &printed);
+    assert_no_admin_secret(cp, "token create's errors", &stderr);
+    let secret = &token_of(&printed)[7..];
+    assert!(
+        !stderr.contains(secret),
+        "the secret only where asked for: {stderr}"
+    );
     printed
 }
 
@@ -342,6 +348,30 @@ fn doctor_names_each_missing_piece() {
         json.contains(&cp.ca_pin()),
         "the fix names the real pin: {json}"
     );
+    configure_worker(&tb, &printed);
+
+    // A server that does not answer: a warning beside one that does (a join tries them
+    // in turn), a failure alone.
+    let server = "server = \"https://127.0.0.1:6443\"";
+    assert!(printed.contains(server));
+    configure_worker(
+        &tb,
+        &printed.replace(
+            server,
+            "servers = [\"https://127.0.0.1:1\", \"https://127.0.0.1:6443\"]",
+        ),
+    );
+    let json = doctor_names(&tb, &[]);
+    assert!(
+        json.contains("\"name\":\"reach https://127.0.0.1:1\",\"verdict\":\"warn\""),
+        "{json}"
+    );
+    configure_worker(
+        &tb,
+        &printed.replace(server, "server = \"https://127.0.0.1:1\""),
+    );
+    let json = doctor_names(&tb, &["reach https://127.0.0.1:1"]);
+    assert!(json.contains("no firewall drops the connection"), "{json}");
     configure_worker(&tb, &printed);
 
     // The token deleted: unknown to the API server, no signature.
