@@ -152,6 +152,16 @@ fn prepare_mint_join(version: &str) {
     let Some((tb, cp, _lock)) = bare(version, true) else {
         return;
     };
+    // No token before cluster-info exists: workers could not use it.
+    let out = cp.kubejoin(&tb, &["token", "create"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("run `kubejoin cluster prepare` first"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty());
+
     // The plan, changing nothing.
     let out = cp.kubejoin(&tb, &["cluster", "prepare", "--dry-run"]);
     let plan = text(&out);
@@ -255,6 +265,10 @@ fn prepare_mint_join(version: &str) {
         "{csrs}"
     );
 
+    if version != "v1.20.2" {
+        admin_by_bearer_token(&cp, &tb, id);
+    }
+
     // Deleting the token: it is gone from the list; the joined node is not affected.
     let out = cp.kubejoin(&tb, &["token", "delete", id]);
     assert!(out.status.success(), "{}", text(&out));
@@ -271,6 +285,52 @@ fn prepare_mint_join(version: &str) {
     let journal = tb.exec_text(&["journalctl", "--no-pager", "-o", "cat"]);
     assert_no_admin_secret(&cp, "the worker's journal", &journal);
     assert!(tb.read("/etc/kubernetes/admin.conf").is_err());
+}
+
+/// An admin kubeconfig with a bearer token (a ServiceAccount's, bound to cluster-admin)
+/// instead of a client certificate: kubejoin lists the tokens with it and never shows it.
+fn admin_by_bearer_token(cp: &ControlPlane, tb: &Testbed, id: &str) {
+    for args in [
+        &[
+            "-n",
+            "kube-system",
+            "create",
+            "serviceaccount",
+            "kubejoin-admin",
+        ][..],
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubejoin-admin",
+            "--clusterrole=cluster-admin",
+            "--serviceaccount=kube-system:kubejoin-admin",
+        ],
+    ] {
+        let out = cp.kubectl_out(tb, args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = cp.kubectl_out(
+        tb,
+        &["-n", "kube-system", "create", "token", "kubejoin-admin"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let bearer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let conf = cp.dir.join("token-admin.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: pki/ca.crt\nusers:\n- name: sa\n  user:\n    token: {bearer}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let out = cp.kubejoin_as(tb, &conf, &["token", "list"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(id), "{all}");
+    assert!(
+        !all.contains(&bearer[bearer.len() - 20..]),
+        "the bearer token is shown"
+    );
 }
 
 #[test]

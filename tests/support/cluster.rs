@@ -340,9 +340,14 @@ impl ControlPlane {
     /// kubejoin, as a process of this machine (its files) on the testbed's loopback, with
     /// the admin kubeconfig: where an operator runs `kubejoin cluster` and `kubejoin token`.
     pub fn kubejoin(&self, tb: &Testbed, args: &[&str]) -> Output {
+        self.kubejoin_as(tb, &self.admin_conf(), args)
+    }
+
+    /// kubejoin as [`ControlPlane::kubejoin`], with another kubeconfig.
+    pub fn kubejoin_as(&self, tb: &Testbed, kubeconfig: &Path, args: &[&str]) -> Output {
         in_netns(tb, Path::new(env!("CARGO_BIN_EXE_kubejoin")))
             .args(args)
-            .arg(format!("--kubeconfig={}", self.admin_conf().display()))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .output()
             .unwrap()
     }
