@@ -252,7 +252,9 @@ pub fn token_lines(auth: &TokenAuth, token_id: &str) -> Vec<Line> {
                 format!(
                     "the API server refuses token {token_id} (401): it is unknown, expired, deleted or not for authentication"
                 ),
-                Some(CREATE_TOKEN.into()),
+                Some(format!(
+                    "{CREATE_TOKEN}; if `kubejoin token list` shows it valid, kube-apiserver needs --enable-bootstrap-token-auth=true (`kubejoin cluster prepare` checks it)"
+                )),
             ),
             line(
                 "csr-create",

@@ -128,6 +128,17 @@ fn doctor_names(tb: &Testbed, want: &[&str]) -> String {
 /// A bare control plane (none of the seed's objects), with or without the bootstrap
 /// signer, beside a booted worker testbed; and the lock that keeps it the only one.
 fn bare(version: &str, signer: bool) -> Option<(Testbed, ControlPlane, std::fs::File)> {
+    bare_with(
+        version,
+        Setup {
+            seed: false,
+            signer,
+            token_auth: true,
+        },
+    )
+}
+
+fn bare_with(version: &str, setup: Setup) -> Option<(Testbed, ControlPlane, std::fs::File)> {
     let bin = cluster::binaries(version)?;
     if !testbed::available() {
         return None;
@@ -135,15 +146,7 @@ fn bare(version: &str, signer: bool) -> Option<(Testbed, ControlPlane, std::fs::
     let lock = testbed::lock_swap().unwrap();
     let tb = worker(&bin).boot().unwrap();
     pin_sysctls(&tb);
-    let cp = ControlPlane::start_with(
-        &tb,
-        version,
-        &bin,
-        Setup {
-            seed: false,
-            signer,
-        },
-    );
+    let cp = ControlPlane::start_with(&tb, version, &bin, setup);
     Some((tb, cp, lock))
 }
 
@@ -193,6 +196,12 @@ fn prepare_mint_join(version: &str) {
         result.contains("bootstrap-signer             ok        signed a probe token in"),
         "{first}"
     );
+    assert!(
+        result.contains(
+            "bootstrap-token-auth         ok        the API server accepts the probe token"
+        ),
+        "{first}"
+    );
     // The probe token is gone.
     let secrets = cp.kubectl_json(
         &tb,
@@ -221,7 +230,7 @@ fn prepare_mint_join(version: &str) {
     let again = prepare(&cp, &tb);
     let result = again.split("result:").nth(1).unwrap();
     assert!(!result.contains("created"), "{again}");
-    assert_eq!(result.matches("\n  ").count(), 6 + 1, "{again}"); // 6 items + cluster-info's loopback fix
+    assert_eq!(result.matches("\n  ").count(), 7 + 1, "{again}"); // 7 items + cluster-info's loopback fix
 
     // Mint: the worker's configuration, its pin the cluster CA's.
     let printed = mint(&cp, &tb);
@@ -656,4 +665,35 @@ fn the_seeds_own_objects_count() {
                 .success()
         );
     }
+}
+
+/// Without bootstrap token authentication on kube-apiserver: prepare names the flag;
+/// doctor says the token is refused.
+#[test]
+fn a_cluster_without_bootstrap_token_auth() {
+    let Some((tb, cp, _lock)) = bare_with(
+        "v1.20.2",
+        Setup {
+            seed: false,
+            signer: true,
+            token_auth: false,
+        },
+    ) else {
+        return;
+    };
+    let out = cp.kubejoin(&tb, &["cluster", "prepare"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("bootstrap-token-auth         FAILED"), "{all}");
+    assert!(all.contains("--enable-bootstrap-token-auth=true"), "{all}");
+    assert!(
+        all.contains("not ready for joins: bootstrap-token-auth"),
+        "{all}"
+    );
+    configure_worker(&tb, &mint(&cp, &tb));
+    let json = doctor_names(&tb, &["token"]);
+    assert!(
+        json.contains("--enable-bootstrap-token-auth=true"),
+        "{json}"
+    );
 }

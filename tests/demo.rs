@@ -159,6 +159,7 @@ fn join_a_worker_to_real_kubernetes() {
         cluster::Setup {
             seed: false,
             signer: true,
+            token_auth: true,
         },
     );
     // The operator's half, on the control plane (here: this machine, on the testbed's

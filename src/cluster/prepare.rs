@@ -378,6 +378,19 @@ pub async fn run(
         },
         fix: None,
     });
+    items.push(Item {
+        name: "bootstrap-token-auth",
+        what: "kube-apiserver authenticates bootstrap tokens".into(),
+        found: State::Unchecked,
+        outcome: State::Unchecked,
+        objects: Vec::new(),
+        detail: if opts.dry_run {
+            "not checked: --dry-run creates no probe token".into()
+        } else {
+            "the probe token asks the API server what it may do".into()
+        },
+        fix: None,
+    });
 
     let mut report = Report {
         server: api.base().to_string(),
@@ -478,18 +491,21 @@ pub async fn run(
         }
     }
 
-    // The signer: only with a cluster-info to sign.
-    let signer = report
-        .items
-        .iter()
-        .position(|i| i.name == "bootstrap-signer")
-        .expect("signer item");
-    let (outcome, detail, fix) = probe_signer(api, opts.signer_timeout).await?;
-    let item = &mut report.items[signer];
-    item.found = outcome;
-    item.outcome = outcome;
-    item.detail = detail;
-    item.fix = fix;
+    // The signer and the authenticator, with one probe token.
+    let [signer, auth] = probe(api, opts).await?;
+    for (name, (outcome, detail, fix)) in
+        [("bootstrap-signer", signer), ("bootstrap-token-auth", auth)]
+    {
+        let item = report
+            .items
+            .iter_mut()
+            .find(|i| i.name == name)
+            .expect("the probe's items");
+        item.found = outcome;
+        item.outcome = outcome;
+        item.detail = detail;
+        item.fix = fix;
+    }
     Ok(report)
 }
 
@@ -527,29 +543,34 @@ pub fn signature_keys(cm: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Creates a token that may only sign (never authenticate), expiring in 10 minutes,
-/// waits for its signature, deletes it.
-async fn probe_signer(
-    api: &Api,
-    timeout: Duration,
-) -> Result<(State, String, Option<String>), ApiError> {
+type Probed = (State, String, Option<String>);
+
+pub const TOKEN_AUTH_FIX: &str = "kube-apiserver does not authenticate bootstrap tokens: start it with --enable-bootstrap-token-auth=true (the seed's API server flag)";
+
+/// Creates a throwaway token (no extra groups, expiring in 10 minutes), waits for its
+/// signature, asks the API server as the token what it may do (a SelfSubjectAccessReview:
+/// 401 means bootstrap tokens are not authenticated), and deletes it. Its secret is
+/// never printed.
+async fn probe(api: &Api, opts: &Options) -> Result<[Probed; 2], ApiError> {
     let token = tokens::generate();
-    let secret = tokens::secret_manifest(
+    tokens::create(
+        api,
         &token,
         &tokens::Spec {
             ttl: Some(Duration::from_secs(600)),
-            description: "kubejoin cluster prepare: probes the bootstrap signer; deleted after"
-                .into(),
+            description: "kubejoin cluster prepare: probes the bootstrap signer and authenticator; deleted after".into(),
             groups: Vec::new(),
-            authentication: false,
+            authentication: true,
         },
-        crate::clock::unix_now(),
-    );
-    api.call(reqwest::Method::POST, &collection(&secret), Some(&secret))
-        .await?;
-    let signed = tokens::wait_signed(api, token.id(), timeout).await;
+    )
+    .await?;
+    let signed = tokens::wait_signed(api, token.id(), opts.signer_timeout).await;
+    let auth = match Api::new(api.base(), &opts.ca_pem, Some(token.expose())) {
+        Ok(as_token) => Some(authenticated(&as_token).await),
+        Err(_) => None,
+    };
     let deleted = tokens::delete(api, token.id()).await;
-    let mut result = match signed? {
+    let mut signer = match signed? {
         Some(t) => (
             State::Present,
             format!("signed a probe token in {:.1} s", t.as_secs_f64()),
@@ -560,19 +581,58 @@ async fn probe_signer(
             format!(
                 "no jws-kubeconfig-{} in cluster-info {} s after creating its token",
                 token.id(),
-                timeout.as_secs()
+                opts.signer_timeout.as_secs()
             ),
             Some(SIGNER_FIX.into()),
         ),
     };
+    let auth = match auth {
+        Some(Ok(true)) => (
+            State::Present,
+            "the API server accepts the probe token".into(),
+            None,
+        ),
+        Some(Ok(false)) => (
+            State::Failed,
+            "the API server refuses the probe token (401)".into(),
+            Some(TOKEN_AUTH_FIX.into()),
+        ),
+        Some(Err(e)) => (
+            State::Failed,
+            format!("asking as the probe token: {e}"),
+            Some(e.fix()),
+        ),
+        None => (
+            State::Unchecked,
+            "not checked: the kubeconfig's CA cannot be used".into(),
+            None,
+        ),
+    };
     if let Err(e) = deleted {
-        result.1 = format!(
+        signer.1 = format!(
             "{}; the probe token {} could not be deleted ({e}); it expires in 10 minutes",
-            result.1,
+            signer.1,
             token.id()
         );
     }
-    Ok(result)
+    Ok([signer, auth])
+}
+
+/// Whether the API server authenticates the token: a SelfSubjectAccessReview answers
+/// (whatever it allows) or is refused with 401. The authenticator reads token Secrets
+/// from a cache: a new token may be refused for a moment.
+async fn authenticated(as_token: &Api) -> Result<bool, ApiError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match super::RIGHTS[0].access.review_self(as_token).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.status() == Some(401) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(e) if e.status() == Some(401) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The report as text: one line per item, its state and detail, then its fix.

@@ -174,6 +174,8 @@ pub struct Setup {
     pub seed: bool,
     /// kube-controller-manager runs the bootstrap signer and the token cleaner.
     pub signer: bool,
+    /// kube-apiserver authenticates bootstrap tokens (`--enable-bootstrap-token-auth`).
+    pub token_auth: bool,
 }
 
 impl Default for Setup {
@@ -181,6 +183,7 @@ impl Default for Setup {
         Setup {
             seed: true,
             signer: true,
+            token_auth: true,
         }
     }
 }
@@ -268,7 +271,7 @@ impl ControlPlane {
             &format!("--client-ca-file={}", p("ca.crt")),
             &format!("--tls-cert-file={}", p("apiserver.crt")),
             &format!("--tls-private-key-file={}", p("apiserver.key")),
-            "--enable-bootstrap-token-auth=true",
+            &format!("--enable-bootstrap-token-auth={}", setup.token_auth),
             "--authorization-mode=Node,RBAC",
             "--anonymous-auth=true",
             &format!("--service-account-key-file={}", p("sa.pub")),
