@@ -276,7 +276,28 @@ fn prepare_mint_join(version: &str) {
 
     if version != "v1.20.2" {
         admin_by_bearer_token(&cp, &tb, id);
+    } else {
+        other_outputs(&cp, &tb);
     }
+
+    // Another server for workers: the existing cluster-info is reported, never replaced.
+    let out = cp.kubejoin(
+        &tb,
+        &["cluster", "prepare", "--server", "https://localhost:6443"],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("cluster-info                 differs   it names server https://127.0.0.1:6443, not https://localhost:6443; left as it is"), "{all}");
+    let cm = cp.kubectl_json(
+        &tb,
+        &["-n", "kube-public", "get", "configmap", "cluster-info"],
+    );
+    assert!(
+        cm["data"]["kubeconfig"]
+            .as_str()
+            .unwrap()
+            .contains("server: https://127.0.0.1:6443")
+    );
 
     // Deleting the token: it is gone from the list; the joined node is not affected.
     let out = cp.kubejoin(&tb, &["token", "delete", id]);
@@ -294,6 +315,60 @@ fn prepare_mint_join(version: &str) {
     let journal = tb.exec_text(&["journalctl", "--no-pager", "-o", "cat"]);
     assert_no_admin_secret(&cp, "the worker's journal", &journal);
     assert!(tb.read("/etc/kubernetes/admin.conf").is_err());
+}
+
+/// `token create --output cloud-init` and `--output json`: the same server, pin and a
+/// fresh token each, every one in the list.
+fn other_outputs(cp: &ControlPlane, tb: &Testbed) {
+    let out = cp.kubejoin(
+        tb,
+        &["token", "create", "--output", "cloud-init", "--ttl", "0"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let user_data = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&user_data).unwrap();
+    let files = v["write_files"].as_array().unwrap();
+    let config = files[0]["content"].as_str().unwrap();
+    assert!(config.contains(&cp.ca_pin()), "{config}");
+    assert!(
+        config.contains("token_file = \"/etc/kubejoin/token\""),
+        "{config}"
+    );
+    let token = files[1]["content"].as_str().unwrap().to_string();
+    assert_eq!(files[1]["permissions"], "0600");
+
+    let out = cp.kubejoin(tb, &["token", "create", "--output", "json", "--ttl", "1h"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["server"], "https://127.0.0.1:6443");
+    assert_eq!(v["ca_cert_hashes"][0], cp.ca_pin().as_str());
+    assert_eq!(v["signed"], true);
+    assert_eq!(
+        v["token"].as_str().unwrap()[..6],
+        *v["id"].as_str().unwrap()
+    );
+    assert_ne!(v["token"].as_str().unwrap(), token);
+
+    let out = cp.kubejoin(tb, &["token", "list", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        row(&token[..6])["expires"],
+        serde_json::Value::Null,
+        "--ttl 0 never expires"
+    );
+    assert!(row(v["id"].as_str().unwrap())["expires"].is_string());
+    assert!(
+        !rows.to_string().contains(&token[7..]),
+        "a secret in token list"
+    );
 }
 
 /// An admin kubeconfig with a bearer token (a ServiceAccount's, bound to cluster-admin)
