@@ -53,6 +53,9 @@ pub enum Failure {
     Systemd(Box<systemd::dbus::SystemdError>),
     #[error("{message}")]
     Fixable { message: String, fix: String },
+    /// A command-line argument or file the user gave cannot be used: exit status 2.
+    #[error("{message}")]
+    Usage { message: String, fix: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -79,7 +82,7 @@ impl Failure {
     /// The exit status this failure ends a command with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Config(_) => exit::CONFIG,
+            Failure::Config(_) | Failure::Usage { .. } => exit::CONFIG,
             Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
             Failure::Discovery(_)
             | Failure::Systemd(_)
@@ -98,7 +101,7 @@ impl Failure {
             ),
             Failure::Discovery(d) => Some(d.fix()),
             Failure::Systemd(e) => Some(e.fix()),
-            Failure::Fixable { fix, .. } => Some(fix.clone()),
+            Failure::Fixable { fix, .. } | Failure::Usage { fix, .. } => Some(fix.clone()),
             Failure::Other(e) => other_fix(e),
         }
     }
@@ -137,6 +140,12 @@ mod tests {
             message: "x".into(),
         });
         assert_eq!(config.exit_code(), exit::CONFIG);
+        let usage = Failure::Usage {
+            message: "x".into(),
+            fix: "y".into(),
+        };
+        assert_eq!(usage.exit_code(), exit::CONFIG);
+        assert_eq!(usage.fix().as_deref(), Some("y"));
     }
 
     #[test]

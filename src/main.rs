@@ -466,12 +466,9 @@ async fn cluster_prepare(args: cli::PrepareArgs) -> Result<(), Failure> {
     let server = match &args.server {
         Some(s) => s
             .parse::<endpoint::Endpoint>()
-            .map_err(|e| {
-                Failure::Config(ConfigError {
-                    origin: config::Origin::Flag("--server"),
-                    key: None,
-                    message: format!("{s:?}: {e}"),
-                })
+            .map_err(|e| Failure::Usage {
+                message: format!("--server {s:?}: {e}"),
+                fix: "give the API server workers use as https://HOST[:PORT]".into(),
             })?
             .to_string(),
         None => admin.server.clone(),
@@ -536,20 +533,11 @@ async fn worker_values(api: &Api) -> Result<(endpoint::Endpoint, Vec<pin::CaPin>
 }
 
 async fn token_create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
-    let bad = |flag: &'static str, message: String| {
-        Failure::Config(ConfigError {
-            origin: config::Origin::Flag(flag),
-            key: None,
-            message,
-        })
-    };
     if let Some(g) = args.groups.iter().find(|g| !tokens::valid_group(g)) {
-        return Err(bad(
-            "--groups",
-            format!(
-                "{g:?} is not a bootstrap token group: system:bootstrappers:[a-z0-9:-]* ending in a letter or digit"
-            ),
-        ));
+        return Err(Failure::Usage {
+            message: format!("--groups: {g:?} is not a bootstrap token group"),
+            fix: "give groups of the form system:bootstrappers:NAME ([a-z0-9:-], ending in a letter or digit), comma-separated".into(),
+        });
     }
     let (_, api) = admin_api(&args.admin)?;
     let (server, pins) = worker_values(&api).await?;
@@ -609,24 +597,21 @@ async fn token_list(args: cli::TokenListArgs) -> Result<(), Failure> {
 
 async fn token_delete(args: cli::TokenDeleteArgs) -> Result<(), Failure> {
     for id in &args.ids {
-        if id.contains('.') {
-            return Err(Failure::Config(ConfigError {
-                origin: config::Origin::Flag("ID"),
-                key: None,
-                message: "give the token's id only (the 6 characters before the dot), never the whole token on a command line".into(),
-            }));
-        }
-        if id.len() != kubejoin::token::ID_LEN
+        let message = if id.contains('.') {
+            "give the token's id only (the 6 characters before the dot): a whole token on a command line is readable by every user".to_string()
+        } else if id.len() != kubejoin::token::ID_LEN
             || !id
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
-            return Err(Failure::Config(ConfigError {
-                origin: config::Origin::Flag("ID"),
-                key: None,
-                message: format!("{id:?} is not a token id: 6 characters of [a-z0-9]"),
-            }));
-        }
+            format!("{id:?} is not a token id: 6 characters of [a-z0-9]")
+        } else {
+            continue;
+        };
+        return Err(Failure::Usage {
+            message,
+            fix: "`kubejoin token list` shows the ids".into(),
+        });
     }
     let (_, api) = admin_api(&args.admin)?;
     for id in &args.ids {

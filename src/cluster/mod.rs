@@ -77,7 +77,7 @@ impl From<ApiError> for crate::Failure {
 
 impl From<admin::AdminError> for crate::Failure {
     fn from(e: admin::AdminError) -> Self {
-        crate::Failure::Fixable {
+        crate::Failure::Usage {
             fix: e.fix(),
             message: format!("the admin kubeconfig cannot be used: {e}"),
         }
