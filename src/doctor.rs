@@ -462,19 +462,9 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
             Ok(api) => match token_auth(&api).await {
                 Ok(auth) => auth,
                 Err(e) => {
-                    let fix = match &e {
-                        ApiError::Fetch(f @ FetchError::Certificate { .. }) => {
-                            crate::discovery::TrustFailure::Certificate(f.clone()).fix()
-                        }
-                        other => other.fix(),
-                    };
-                    tls_failure = Some(line(
-                        "trusted-tls",
-                        Verdict::Fail,
-                        format!("{target}: {e}"),
-                        Some(fix),
-                    ));
-                    TokenAuth::NotChecked(format!("no trusted connection to {target}"))
+                    let (l, why) = unanswered(&e, &target.to_string());
+                    tls_failure = Some(l);
+                    TokenAuth::NotChecked(why)
                 }
             },
         }
@@ -497,6 +487,35 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     lines.extend(tls_failure);
     lines.extend(token_lines(&auth, c.token.id()));
     lines
+}
+
+/// The line for a SelfSubjectAccessReview as the token that got no verdict, and why the
+/// token's checks were skipped: no verified connection (the certificate, or the server a
+/// join would use is unreachable) fails; another answer only warns.
+pub fn unanswered(e: &ApiError, target: &str) -> (Line, String) {
+    match e {
+        ApiError::Fetch(f) => {
+            let fix = match f {
+                FetchError::Certificate { .. } => {
+                    crate::discovery::TrustFailure::Certificate(f.clone()).fix()
+                }
+                _ => e.fix(),
+            };
+            (
+                line("trusted-tls", Verdict::Fail, format!("{target}: {e}"), Some(fix)),
+                format!("no trusted connection to {target}"),
+            )
+        }
+        _ => (
+            line(
+                "token-review",
+                Verdict::Warn,
+                format!("the API server gave no verdict on a SelfSubjectAccessReview as the token: {e}"),
+                Some("every authenticated user may create SelfSubjectAccessReviews through ClusterRole system:basic-user: check its ClusterRoleBinding system:basic-user".into()),
+            ),
+            "the API server gave no verdict as the token".into(),
+        ),
+    }
 }
 
 fn reach_fix(e: &FetchError) -> String {
@@ -682,6 +701,31 @@ mod tests {
                 .unwrap()
                 .contains("kubejoin token create")
         );
+    }
+
+    #[test]
+    fn a_review_without_a_verdict() {
+        let refused = ApiError::Fetch(FetchError::Certificate {
+            url: "https://10.0.0.1:6443".into(),
+            detail: "is not issued by the CA".into(),
+            out_of_validity: false,
+        });
+        let (l, why) = unanswered(&refused, "https://10.0.0.1:6443");
+        assert_eq!((l.name.as_str(), l.verdict), ("trusted-tls", Verdict::Fail));
+        assert!(l.fix.unwrap().contains("impersonating"));
+        assert!(why.contains("no trusted connection"));
+        let forbidden = ApiError::Status {
+            method: "POST".into(),
+            path: "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".into(),
+            status: 403,
+            message: "forbidden".into(),
+        };
+        let (l, _) = unanswered(&forbidden, "https://10.0.0.1:6443");
+        assert_eq!(
+            (l.name.as_str(), l.verdict),
+            ("token-review", Verdict::Warn)
+        );
+        assert!(l.fix.unwrap().contains("system:basic-user"));
     }
 
     #[test]

@@ -518,6 +518,25 @@ fn doctor_names_each_missing_piece() {
     assert!(json.contains("no firewall drops the connection"), "{json}");
     configure_worker(&tb, &printed);
 
+    // No SelfSubjectAccessReview for authenticated users: the token's rights cannot be
+    // asked, which doctor says as a warning (the join may still work).
+    kubectl(&["delete", "clusterrolebinding", "system:basic-user"]);
+    let json = wait_for(Duration::from_secs(20), || {
+        let (_, _, json) = doctor(&tb);
+        json.contains("\"name\":\"token-review\",\"verdict\":\"warn\"")
+            .then_some(json)
+    })
+    .expect("a token-review warning");
+    assert!(json.contains("system:basic-user"), "{json}");
+    kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "system:basic-user",
+        "--clusterrole=system:basic-user",
+        "--group=system:authenticated",
+    ]);
+    doctor_names(&tb, &[]);
+
     // The token deleted: unknown to the API server, no signature.
     let id = &token_of(&printed)[..6];
     let out = cp.kubejoin(&tb, &["token", "delete", id]);
