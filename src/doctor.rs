@@ -3,6 +3,7 @@
 //! every request is the worker's own (anonymous, then with its bootstrap token over TLS
 //! trusting only the pinned CA). The pure verdicts are unit-tested; [`run`] gathers.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use crate::cluster::{Access, Api, ApiError, RIGHTS};
 use crate::config::Settings;
 use crate::discovery::JWS_KEY_PREFIX;
 use crate::discovery::http::{self, FetchError, Response};
+use crate::endpoint::Endpoint;
 use crate::pin::{self, CaPin};
 use crate::x509::CertInfo;
 
@@ -45,36 +47,32 @@ fn line(name: &str, verdict: Verdict, detail: impl Into<String>, fix: Option<Str
 
 const CREATE_TOKEN: &str = "create a token on the control plane (`kubejoin token create --output config`, or `kubeadm token create`) and put it in this node's configuration; `kubejoin token list` shows the cluster's tokens";
 
-/// The anonymous read of cluster-info, from its status.
-pub fn cluster_info_line(resp: &Response) -> Line {
+/// The anonymous read of cluster-info, read as discovery reads it: its data, or the line
+/// saying what the answer means, with discovery's fix for it.
+pub fn cluster_info_line(
+    server: &Endpoint,
+    resp: &Response,
+) -> (Line, Option<BTreeMap<String, String>>) {
     let name = "cluster-info";
-    match resp.status {
-        200 => line(name, Verdict::Ok, "kube-public/cluster-info is readable anonymously", None),
-        404 => line(
-            name,
-            Verdict::Fail,
-            "the ConfigMap kube-public/cluster-info does not exist (404)",
-            Some("create it on the control plane: `kubejoin cluster prepare` (the seed's `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=...`)".into()),
-        ),
-        403 => line(
-            name,
-            Verdict::Fail,
-            "anonymous users may not read kube-public/cluster-info (403)",
-            Some("add the Role and RoleBinding kube-public/kubeadm:bootstrap-signer-clusterinfo that let system:anonymous get configmaps/cluster-info: `kubejoin cluster prepare` on the control plane".into()),
-        ),
-        401 => line(
-            name,
-            Verdict::Fail,
-            "the API server refuses anonymous requests (401)",
-            Some("start kube-apiserver with --anonymous-auth=true (the default); RBAC still limits anonymous users to cluster-info".into()),
-        ),
-        s => line(
-            name,
-            Verdict::Fail,
-            format!("reading kube-public/cluster-info answered {s}"),
-            Some("see kube-apiserver's log; run kubejoin doctor again".into()),
-        ),
-    }
+    let failed = match crate::discovery::configmap_data(server, resp) {
+        Ok(data) => {
+            let ok = line(
+                name,
+                Verdict::Ok,
+                "kube-public/cluster-info is readable anonymously",
+                None,
+            );
+            return (ok, Some(data));
+        }
+        Err(t) => t,
+    };
+    let detail = match resp.status {
+        404 => "the ConfigMap kube-public/cluster-info does not exist (404)".into(),
+        403 => "anonymous users may not read kube-public/cluster-info (403)".into(),
+        401 => "the API server refuses anonymous requests (401)".into(),
+        _ => failed.to_string(),
+    };
+    (line(name, Verdict::Fail, detail, Some(failed.fix())), None)
 }
 
 /// The CA of cluster-info against the pins.
@@ -331,11 +329,16 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn failed(&self) -> Vec<&Line> {
-        self.lines
+    /// `N check(s) failed: a, b` when some failed.
+    pub fn failures(&self) -> Option<String> {
+        let failed: Vec<&str> = self
+            .lines
             .iter()
             .filter(|l| l.verdict == Verdict::Fail)
-            .collect()
+            .map(|l| l.name.as_str())
+            .collect();
+        (!failed.is_empty())
+            .then(|| format!("{} check(s) failed: {}", failed.len(), failed.join(", ")))
     }
 }
 
@@ -353,19 +356,9 @@ pub fn render_text(report: &Report) -> String {
             out.push_str(&format!("{:<5} {:<20} fix: {fix}\n", "", ""));
         }
     }
-    let failed = report.failed();
-    if failed.is_empty() {
-        out.push_str("a join would succeed\n");
-    } else {
-        out.push_str(&format!(
-            "a join would not succeed: {} check(s) failed ({})\n",
-            failed.len(),
-            failed
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    match report.failures() {
+        None => out.push_str("a join would succeed\n"),
+        Some(f) => out.push_str(&format!("a join would not succeed: {f}\n")),
     }
     out
 }
@@ -414,21 +407,15 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     for l in lines.iter_mut().filter(|l| l.verdict == Verdict::Fail) {
         l.verdict = Verdict::Warn;
     }
-    lines.push(cluster_info_line(&resp));
-    let data = (resp.status == 200)
-        .then(|| serde_json::from_slice::<serde_json::Value>(&resp.body).ok())
-        .flatten()
-        .and_then(|v| v["data"].as_object().cloned());
+    let (read, data) = cluster_info_line(&server, &resp);
+    lines.push(read);
     let Some(data) = data else {
         for n in ["ca-pin", "signature", "clock", "token"] {
             lines.push(line(n, Verdict::Skip, "not checked: no cluster-info", None));
         }
         return lines;
     };
-    let kubeconfig = data
-        .get("kubeconfig")
-        .and_then(|k| k.as_str())
-        .unwrap_or("");
+    let kubeconfig = data.get("kubeconfig").map_or("", String::as_str);
     let info = match crate::kubeconfig::parse_cluster_info(kubeconfig) {
         Ok(i) => i,
         Err(e) => {
@@ -471,7 +458,6 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     };
     let signature = data
         .get(&format!("{JWS_KEY_PREFIX}{}", c.token.id()))
-        .and_then(|s| s.as_str())
         .filter(|s| !s.is_empty())
         .map(|s| {
             crate::jws::verify_detached(
@@ -635,7 +621,7 @@ pub async fn run(settings: &Settings) -> Report {
     let mut lines = cluster_lines(settings).await;
     lines.extend(node_lines(settings).await);
     Report {
-        join_would_succeed: lines.iter().all(|l| l.verdict != Verdict::Fail),
+        join_would_succeed: !lines.iter().any(|l| l.verdict == Verdict::Fail),
         lines,
     }
 }
@@ -651,8 +637,15 @@ mod tests {
 
     #[test]
     fn each_missing_piece_is_named() {
-        let r = |s| cluster_info_line(&Response::with_body(s, Vec::new()));
-        assert_eq!(r(200).verdict, Verdict::Ok);
+        let server: Endpoint = "https://10.0.0.1:6443".parse().unwrap();
+        let r = |s| cluster_info_line(&server, &Response::with_body(s, Vec::new())).0;
+        let cm =
+            br#"{"kind":"ConfigMap","metadata":{"name":"cluster-info"},"data":{"kubeconfig":"k"}}"#;
+        let (ok, data) = cluster_info_line(&server, &Response::with_body(200, cm.to_vec()));
+        assert_eq!(ok.verdict, Verdict::Ok);
+        assert_eq!(data.unwrap()["kubeconfig"], "k");
+        let (not, data) = cluster_info_line(&server, &Response::with_body(200, b"{}".to_vec()));
+        assert_eq!((not.verdict, data), (Verdict::Fail, None));
         assert!(r(404).detail.contains("does not exist"));
         assert!(r(404).fix.unwrap().contains("kubejoin cluster prepare"));
         assert!(

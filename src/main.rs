@@ -426,20 +426,11 @@ async fn doctor(args: cli::DoctorArgs) -> Result<(), Failure> {
         Output::Json => print_json(&report)?,
         Output::Text => print!("{}", doctor::render_text(&report)),
     }
-    let failed = report.failed();
-    if failed.is_empty() {
+    let Some(failures) = report.failures() else {
         return Ok(());
-    }
+    };
     Err(Failure::Fixable {
-        message: format!(
-            "a join would not succeed: {} check(s) failed: {}",
-            failed.len(),
-            failed
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        message: format!("a join would not succeed: {failures}"),
         fix: "see each check's fix above, then run kubejoin doctor again".into(),
     })
 }
@@ -549,8 +540,7 @@ async fn token_create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
         groups: args.groups.clone(),
         authentication: true,
     };
-    tokens::create(&api, &token, &spec).await?;
-    let expires = ttl.map(|t| clock::format_utc(clock::unix_now() + t.as_secs() as i64));
+    let expires = tokens::create(&api, &token, &spec).await?;
     tracing::info!(
         token_id = token.id(),
         expires = expires.as_deref().unwrap_or("never"),

@@ -80,6 +80,22 @@ fn mint(cp: &ControlPlane, tb: &Testbed) -> String {
     printed
 }
 
+/// How many bootstrap token Secrets the cluster holds.
+fn token_secrets(cp: &ControlPlane, tb: &Testbed) -> usize {
+    let secrets = cp.kubectl_json(
+        tb,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "secrets",
+            "--field-selector",
+            "type=bootstrap.kubernetes.io/token",
+        ],
+    );
+    secrets["items"].as_array().unwrap().len()
+}
+
 fn token_of(config: &str) -> String {
     config
         .lines()
@@ -203,18 +219,7 @@ fn prepare_mint_join(version: &str) {
         "{first}"
     );
     // The probe token is gone.
-    let secrets = cp.kubectl_json(
-        &tb,
-        &[
-            "-n",
-            "kube-system",
-            "get",
-            "secrets",
-            "--field-selector",
-            "type=bootstrap.kubernetes.io/token",
-        ],
-    );
-    assert_eq!(secrets["items"].as_array().unwrap().len(), 0, "{secrets}");
+    assert_eq!(token_secrets(&cp, &tb), 0, "the probe token is deleted");
     // kubeadm's shape.
     let cm = cp.kubectl_json(
         &tb,
@@ -592,18 +597,7 @@ fn a_cluster_without_the_signer() {
         "{all}"
     );
     // The probe token was deleted all the same.
-    let secrets = cp.kubectl_json(
-        &tb,
-        &[
-            "-n",
-            "kube-system",
-            "get",
-            "secrets",
-            "--field-selector",
-            "type=bootstrap.kubernetes.io/token",
-        ],
-    );
-    assert_eq!(secrets["items"].as_array().unwrap().len(), 0, "{secrets}");
+    assert_eq!(token_secrets(&cp, &tb), 0, "the probe token is deleted");
 
     let out = cp.kubejoin(&tb, &["token", "create", "--output", "config"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -202,24 +202,39 @@ pub fn parse(
                 name: name.to_string(),
             })
     };
-    let ca_pem = match (&cluster.ca_data, &cluster.ca_file) {
-        (Some(d), _) if !d.is_empty() => b64(d, "certificate-authority-data", &cname)?,
-        (_, Some(f)) if !f.is_empty() => file(f)?,
-        _ => return Err(AdminError::NoCa(cname)),
-    };
+    // Embedded data wins over a file, as kubectl reads them.
+    let embedded_or_file =
+        |data: Option<&str>, path: Option<&str>, what: &'static str, name: &str| match (
+            data.filter(|d| !d.is_empty()),
+            path.filter(|f| !f.is_empty()),
+        ) {
+            (Some(d), _) => b64(d, what, name).map(Some),
+            (None, Some(f)) => file(f).map(Some),
+            (None, None) => Ok(None),
+        };
+    let ca_pem = embedded_or_file(
+        cluster.ca_data.as_deref(),
+        cluster.ca_file.as_deref(),
+        "certificate-authority-data",
+        &cname,
+    )?
+    .ok_or(AdminError::NoCa(cname))?;
     if user.exec.is_some() || user.auth_provider.is_some() {
         return Err(AdminError::Plugin(uname));
     }
-    let cert = match (&user.cert_data, &user.cert_file) {
-        (Some(d), _) if !d.is_empty() => Some(b64(d, "client-certificate-data", &uname)?),
-        (_, Some(f)) if !f.is_empty() => Some(file(f)?),
-        _ => None,
-    };
-    let key = match (&user.key_data, &user.key_file) {
-        (Some(d), _) if !d.is_empty() => Some(Zeroizing::new(b64(d, "client-key-data", &uname)?)),
-        (_, Some(f)) if !f.is_empty() => Some(Zeroizing::new(file(f)?)),
-        _ => None,
-    };
+    let cert = embedded_or_file(
+        user.cert_data.as_deref(),
+        user.cert_file.as_deref(),
+        "client-certificate-data",
+        &uname,
+    )?;
+    let key = embedded_or_file(
+        user.key_data.as_deref().map(String::as_str),
+        user.key_file.as_deref(),
+        "client-key-data",
+        &uname,
+    )?
+    .map(Zeroizing::new);
     let credential = match (cert, key, &user.token, &user.token_file) {
         (Some(cert_pem), Some(key_pem), _, _) => {
             Credential::ClientCertificate { cert_pem, key_pem }

@@ -260,37 +260,36 @@ impl Access<'_> {
         user: &str,
         groups: &[&str],
     ) -> Result<(bool, String), ApiError> {
-        let body = serde_json::json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": { "user": user, "groups": groups, "resourceAttributes": self.attributes() },
-        });
-        let v = api
-            .call(
-                reqwest::Method::POST,
-                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                Some(&body),
-            )
-            .await?;
-        Ok(verdict(&v))
+        let spec = serde_json::json!({ "user": user, "groups": groups, "resourceAttributes": self.attributes() });
+        review(api, "SubjectAccessReview", "subjectaccessreviews", spec).await
     }
 
     /// As the caller itself: a SelfSubjectAccessReview.
     pub async fn review_self(&self, api: &Api) -> Result<(bool, String), ApiError> {
-        let body = serde_json::json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": { "resourceAttributes": self.attributes() },
-        });
-        let v = api
-            .call(
-                reqwest::Method::POST,
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                Some(&body),
-            )
-            .await?;
-        Ok(verdict(&v))
+        let spec = serde_json::json!({ "resourceAttributes": self.attributes() });
+        review(
+            api,
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            spec,
+        )
+        .await
     }
+}
+
+/// Creates an access review of `kind` with `spec`: whether allowed, and the authorizer's
+/// reason.
+async fn review(
+    api: &Api,
+    kind: &str,
+    plural: &str,
+    spec: Value,
+) -> Result<(bool, String), ApiError> {
+    let body =
+        serde_json::json!({ "apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec });
+    let path = format!("/apis/authorization.k8s.io/v1/{plural}");
+    let v = api.call(reqwest::Method::POST, &path, Some(&body)).await?;
+    Ok(verdict(&v))
 }
 
 fn verdict(v: &Value) -> (bool, String) {

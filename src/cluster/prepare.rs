@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, CLUSTER_INFO, CLUSTER_INFO_ROLE, RIGHTS, tokens};
+use crate::discovery::status_fix;
 use crate::pin::CaPin;
 
 /// What was found, and what a run did.
@@ -199,10 +200,7 @@ pub fn describe(object: &Value) -> String {
     }
 }
 
-/// The fix for the anonymous read, and the message when the API server refuses
-/// anonymous requests altogether.
-const ANONYMOUS_FIX: &str = "let system:anonymous get configmaps/cluster-info in kube-public: the Role and RoleBinding kubeadm:bootstrap-signer-clusterinfo (run `kubejoin cluster prepare`)";
-const ANONYMOUS_AUTH_FIX: &str = "kube-apiserver refuses anonymous requests: start it with --anonymous-auth=true (the default); RBAC still limits anonymous users to what is bound to them";
+/// The fix when the bootstrap signer does not sign.
 pub const SIGNER_FIX: &str = "kube-controller-manager does not run the bootstrap signer: start it with --controllers=*,bootstrapsigner,tokencleaner ('*' leaves both off), and check that kube-controller-manager runs at all (its log, or `kubectl -n kube-system get leases`)";
 
 /// Anonymous read of cluster-info, as a worker does it: 200 or 404 mean RBAC lets it
@@ -217,12 +215,12 @@ async fn anonymous_read(anonymous: &Api) -> Result<(State, String, Option<String
         403 => (
             State::Missing,
             "an anonymous read is forbidden (403)".into(),
-            Some(ANONYMOUS_FIX.into()),
+            Some(status_fix(403)),
         ),
         401 => (
             State::Failed,
             "anonymous requests are refused (401)".into(),
-            Some(ANONYMOUS_AUTH_FIX.into()),
+            Some(status_fix(401)),
         ),
         other => (
             State::Failed,

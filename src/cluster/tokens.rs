@@ -91,11 +91,8 @@ pub fn secret_data(
     if !spec.description.is_empty() {
         data.insert("description", spec.description.clone());
     }
-    if let Some(ttl) = spec.ttl {
-        data.insert(
-            "expiration",
-            crate::clock::format_utc(now + ttl.as_secs() as i64),
-        );
+    if let Some(expiration) = expiration(spec, now) {
+        data.insert("expiration", expiration);
     }
     data.insert("usage-bootstrap-signing", "true".into());
     if spec.authentication {
@@ -174,12 +171,23 @@ pub fn row(secret: &Value, now: i64, signed_ids: &[String]) -> Option<Row> {
 
 const TOKENS: &str = "/api/v1/namespaces/kube-system/secrets";
 
-/// Creates the token's Secret.
-pub async fn create(api: &Api, token: &BootstrapToken, spec: &Spec) -> Result<(), ApiError> {
-    let secret = secret_manifest(token, spec, crate::clock::unix_now());
+/// When a token of `spec` made at `now` expires, as its Secret says it.
+fn expiration(spec: &Spec, now: i64) -> Option<String> {
+    spec.ttl
+        .map(|ttl| crate::clock::format_utc(now + ttl.as_secs() as i64))
+}
+
+/// Creates the token's Secret; returns its expiration.
+pub async fn create(
+    api: &Api,
+    token: &BootstrapToken,
+    spec: &Spec,
+) -> Result<Option<String>, ApiError> {
+    let now = crate::clock::unix_now();
+    let secret = secret_manifest(token, spec, now);
     api.call(reqwest::Method::POST, TOKENS, Some(&secret))
         .await?;
-    Ok(())
+    Ok(expiration(spec, now))
 }
 
 /// Every bootstrap token of the cluster.

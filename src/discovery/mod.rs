@@ -52,6 +52,34 @@ pub enum Transient {
     },
 }
 
+/// What to fix when kube-apiserver answers an anonymous read of cluster-info with
+/// `status`, in the seed's terms and kubejoin's: discovery's retries, `kubejoin doctor`
+/// and `kubejoin cluster prepare` say the same.
+pub fn status_fix(status: u16) -> String {
+    match status {
+        401 => "kube-apiserver refuses anonymous requests: run it with --anonymous-auth=true (the default), \
+                which discovery needs to read cluster-info; RBAC still limits anonymous users to what is bound to them"
+            .into(),
+        403 => "anonymous users may not read cluster-info: create the seed's Role and RoleBinding, \
+                `kubectl create role anonymous-for-cluster-info --resource=configmaps --resource-name=cluster-info \
+                --namespace=kube-public --verb=get,list,watch` and `kubectl create rolebinding \
+                anonymous-for-cluster-info-binding --role=anonymous-for-cluster-info --user=system:anonymous \
+                --namespace=kube-public`, or run `kubejoin cluster prepare` on the control plane, which creates \
+                them as kube-public/kubeadm:bootstrap-signer-clusterinfo"
+            .into(),
+        404 => "the ConfigMap kube-public/cluster-info does not exist: create it as the seed does, \
+                `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`, \
+                or run `kubejoin cluster prepare` on the control plane"
+            .into(),
+        429 => "the API server is rate-limiting requests; kubejoin waits as long as it asks".into(),
+        300..=399 => "configure the API server's own address: kube-apiserver does not redirect cluster-info, and \
+                     kubejoin never follows a redirect, which could lead to another host"
+            .into(),
+        500.. => "the API server failed; check kube-apiserver's log".into(),
+        _ => "check that the address is kube-apiserver's and not a proxy or another service".into(),
+    }
+}
+
 impl Transient {
     /// What to fix, in the seed's terms.
     pub fn fix(&self) -> String {
@@ -78,36 +106,8 @@ impl Transient {
                  and that no firewall between this node and it drops that port"
                     .into()
             }
-            Transient::Status { status: 401, .. } => {
-                "kube-apiserver refuses anonymous requests: run it with --anonymous-auth=true (the default), \
-                 which discovery needs to read cluster-info"
-                    .into()
-            }
-            Transient::Status { status: 403, .. } => {
-                "anonymous users may not read cluster-info: create the seed's Role and RoleBinding, \
-                 `kubectl create role anonymous-for-cluster-info --resource=configmaps --resource-name=cluster-info \
-                 --namespace=kube-public --verb=get,list,watch` and `kubectl create rolebinding \
-                 anonymous-for-cluster-info-binding --role=anonymous-for-cluster-info --user=system:anonymous \
-                 --namespace=kube-public`"
-                    .into()
-            }
-            Transient::Status { status: 404, .. } => {
-                "the ConfigMap kube-public/cluster-info does not exist: create it as the seed does, \
-                 `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`"
-                    .into()
-            }
-            Transient::Status { status: 429, .. } => {
-                "the API server is rate-limiting requests; kubejoin waits as long as it asks".into()
-            }
-            Transient::Status { status, .. } if (300..400).contains(status) => {
-                "configure the API server's own address: kube-apiserver does not redirect cluster-info, and \
-                 kubejoin never follows a redirect, which could lead to another host"
-                    .into()
-            }
-            Transient::Status { status, .. } if *status >= 500 => {
-                "the API server failed; check kube-apiserver's log".into()
-            }
-            Transient::Status { .. } | Transient::NotConfigMap { .. } => {
+            Transient::Status { status, .. } => status_fix(*status),
+            Transient::NotConfigMap { .. } => {
                 "check that the address is kube-apiserver's and not a proxy or another service".into()
             }
             Transient::NoKubeconfig => {
@@ -255,7 +255,7 @@ struct Status {
 }
 
 /// Reads an HTTP answer as the cluster-info ConfigMap's data.
-fn configmap_data(
+pub fn configmap_data(
     server: &Endpoint,
     resp: &Response,
 ) -> Result<std::collections::BTreeMap<String, String>, Transient> {
