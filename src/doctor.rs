@@ -529,6 +529,18 @@ async fn token_auth(api: &Api) -> Result<TokenAuth, ApiError> {
 /// driver, as `kubejoin preflight` and the host plan of `kubejoin run` see them.
 pub async fn node_lines(settings: &Settings) -> Vec<Line> {
     let mut lines = Vec::new();
+    let systemd = crate::systemd::dbus::Systemd::connect().await;
+    let mut settings = settings.clone();
+    if let Ok(s) = &systemd {
+        settings.host.runtime = crate::host::detect_runtime(
+            settings.host.runtime,
+            settings.kubelet.container_runtime_endpoint.as_deref(),
+            s,
+        )
+        .await
+        .unwrap_or(settings.host.runtime);
+    }
+    let settings = &settings;
     let node = match crate::join::node_kubelet(settings) {
         Ok(n) => n,
         Err(e) => {
@@ -541,7 +553,6 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
             return lines;
         }
     };
-    let systemd = crate::systemd::dbus::Systemd::connect().await;
     let (bus, kubelet_active) = match &systemd {
         Ok(s) => match s.status(crate::systemd::unit::KUBELET_UNIT).await {
             Ok(k) => (Ok(()), k.is_active()),
@@ -572,8 +583,18 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
         crate::host::Runtime::Docker => "docker",
         _ => "containerd",
     };
+    let disagree = match (settings.host.runtime, node.profile.as_ref()) {
+        (crate::host::Runtime::None, Some(p)) => {
+            crate::join::runtime_left_alone_agrees(settings, p).err()
+        }
+        _ => None,
+    };
     let runtime_line = match (&systemd, settings.host.runtime) {
-        (_, crate::host::Runtime::None) => line(
+        (_, crate::host::Runtime::None) if disagree.is_some() => {
+            let e = disagree.expect("checked");
+            line("cgroup-driver", Verdict::Fail, e.to_string(), e.fix())
+        }
+        (_, crate::host::Runtime::None | crate::host::Runtime::Detect) => line(
             "cgroup-driver",
             Verdict::Warn,
             format!(

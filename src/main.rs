@@ -9,7 +9,7 @@ use kubejoin::cli::{self, Cli, ClusterArgs, Command, DiscoverArgs, Output, RunAr
 use kubejoin::cluster::{self, Api, admin, prepare, tokens};
 use kubejoin::config::{self, ConfigError};
 use kubejoin::{
-    Failure, clock, discovery, doctor, endpoint, exit, fsutil, init, join, kubeconfig, lock,
+    Failure, clock, discovery, doctor, endpoint, exit, fsutil, host, init, join, kubeconfig, lock,
     logging, pin, preflight, reset, systemd,
 };
 
@@ -241,10 +241,18 @@ fn config_init(args: cli::InitArgs) -> Result<(), Failure> {
 }
 
 async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
-    let settings = settings(args.cluster)?;
+    let mut settings = settings(args.cluster)?;
     let (bus, kubelet_active) = match systemd::dbus::Systemd::connect().await {
         Ok(s) => match s.status(systemd::unit::KUBELET_UNIT).await {
-            Ok(k) => (Ok(()), k.is_active()),
+            Ok(k) => {
+                settings.host.runtime = host::detect_runtime(
+                    settings.host.runtime,
+                    settings.kubelet.container_runtime_endpoint.as_deref(),
+                    &s,
+                )
+                .await?;
+                (Ok(()), k.is_active())
+            }
             Err(e) => (Err(e.to_string()), false),
         },
         Err(e) => (Err(e.to_string()), false),

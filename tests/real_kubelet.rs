@@ -21,45 +21,11 @@ use support::cluster::{self, ControlPlane, configure, host_sysctls, pin_sysctls,
 use support::testbed::{self, Testbed};
 use support::text;
 
-/// A program that sleeps until signalled, built static: the pod's container and the
-/// sandbox ("pause") image, since no registry is reachable here.
-const SLEEPER_C: &str = "#include <signal.h>\n#include <unistd.h>\nstatic void done(int s) { (void)s; _exit(0); }\nint main(void) { signal(SIGTERM, done); signal(SIGINT, done); for (;;) pause(); }\n";
 const POD_IMAGE: &str = "kubejoin.test/sleeper:1";
 const PAUSE_IMAGE: &str = "kubejoin.test/pause:1";
 
-/// An OCI image archive of the sleeper under `names`, built with gcc, sha256sum and tar.
 fn sleeper_image(dir: &std::path::Path) -> std::path::PathBuf {
-    let script = format!(
-        r#"set -e
-cd {dir}
-mkdir -p src rootfs img/blobs/sha256
-printf '%s' '{src}' > src/sleeper.c
-gcc -static -O2 -o rootfs/sleeper src/sleeper.c
-tar --owner=0 --group=0 -C rootfs -cf layer.tar sleeper
-blob() {{ d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" img/blobs/sha256/$d; echo $d; }}
-layer=$(blob layer.tar)
-printf '{{"architecture":"amd64","os":"linux","config":{{"Entrypoint":["/sleeper"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:%s"]}}}}' $layer > config.json
-config=$(blob config.json)
-printf '{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}}]}}' $config $(stat -c %s config.json) $layer $(stat -c %s layer.tar) > manifest.json
-manifest=$(blob manifest.json)
-entry() {{ printf '{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{{"io.containerd.image.name":"%s"}}}}' $manifest $(stat -c %s manifest.json) $1; }}
-printf '{{"schemaVersion":2,"manifests":[%s,%s]}}' "$(entry {pod})" "$(entry {pause})" > img/index.json
-printf '{{"imageLayoutVersion":"1.0.0"}}' > img/oci-layout
-tar -C img -cf image.tar .
-"#,
-        dir = dir.display(),
-        src = SLEEPER_C.replace('\'', ""),
-        pod = POD_IMAGE,
-        pause = PAUSE_IMAGE,
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building the image: {}", text(&out));
-    dir.join("image.tar")
+    support::images::sleeper(dir, &[POD_IMAGE, PAUSE_IMAGE])
 }
 
 /// containerd as a testbed needs it for pods: runc may not lower oom_score_adj here (the

@@ -417,7 +417,8 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
     let kubelet_origins = m.kubelet.origins().clone();
     let (kubelet, kubelet_waits) = kubelet::validate(m.kubelet)?;
     let runtime = match m.host.container_runtime.as_deref() {
-        None | Some("none") => crate::host::Runtime::None,
+        None => crate::host::Runtime::Detect,
+        Some("none") => crate::host::Runtime::None,
         Some("docker") => crate::host::Runtime::Docker,
         Some("containerd") => crate::host::Runtime::Containerd,
         Some(other) => {

@@ -8,6 +8,8 @@ use toml_edit::{DocumentMut, Item, Table, value};
 
 pub const UNIT: &str = "containerd.service";
 pub const CONFIG: &str = "/etc/containerd/config.toml";
+/// Its CRI socket, kubelet's default runtime endpoint.
+pub const SOCKET: &str = "unix:///run/containerd/containerd.sock";
 /// runc's shim, containerd's default runtime type.
 pub const RUNC_V2: &str = "io.containerd.runc.v2";
 
@@ -110,6 +112,47 @@ pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option
     Ok((out != text || current.is_none()).then_some(out))
 }
 
+/// runc's cgroup driver as containerd's configuration sets it: `Some(true)` for systemd's,
+/// `Some(false)` for cgroupfs (also when the file or the key is absent: containerd's
+/// default), `None` when the file is not TOML kubejoin can read.
+pub fn systemd_cgroup(current: Option<&str>) -> Option<bool> {
+    let Some(text) = current else {
+        return Some(false);
+    };
+    let doc: DocumentMut = text.parse().ok()?;
+    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let (_, path) = cri_paths(version.max(2));
+    let mut item = doc.get("plugins");
+    for key in path {
+        item = item.and_then(|i| i.get(key));
+    }
+    Some(
+        item.and_then(|i| i.get("SystemdCgroup"))
+            .and_then(Item::as_bool)
+            .unwrap_or(false),
+    )
+}
+
+/// With `[host] container_runtime = "none"` kubejoin leaves containerd alone: a join must
+/// not go on when its runc and kubelet would use different cgroup drivers (pods would
+/// restart in a loop, sometimes only after a reboot). `Err` says why and what to do.
+pub fn drivers_agree(current: Option<&str>, systemd_cgroup_wanted: bool) -> Result<(), String> {
+    let name = |systemd: bool| if systemd { "systemd" } else { "cgroupfs" };
+    match systemd_cgroup(current) {
+        Some(have) if have != systemd_cgroup_wanted => Err(format!(
+            "kubelet would use cgroup driver {}, but containerd's runc uses {} (SystemdCgroup = {have} in {CONFIG}{}): pods would restart in a loop",
+            name(systemd_cgroup_wanted),
+            name(have),
+            if current.is_none() {
+                ", absent: containerd's default"
+            } else {
+                ""
+            },
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn implicit_table() -> Table {
     let mut t = Table::new();
     t.set_implicit(true);
@@ -144,6 +187,35 @@ mod tests {
         // A runc table that names its runtime type keeps it.
         let own = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n";
         assert_eq!(plan_config(Some(own), true).unwrap(), None);
+    }
+
+    #[test]
+    fn the_cgroup_driver_containerd_runs_with() {
+        assert_eq!(systemd_cgroup(None), Some(false));
+        assert_eq!(systemd_cgroup(Some(DEBIAN)), Some(false));
+        let aligned = plan_config(Some(DEBIAN), true).unwrap().unwrap();
+        assert_eq!(systemd_cgroup(Some(&aligned)), Some(true));
+        let v3 = plan_config(Some("version = 3\n"), true).unwrap().unwrap();
+        assert_eq!(systemd_cgroup(Some(&v3)), Some(true));
+        assert_eq!(systemd_cgroup(Some("version = [")), None);
+        let e = drivers_agree(Some(DEBIAN), true).unwrap_err();
+        assert!(
+            e.contains(
+                "kubelet would use cgroup driver systemd, but containerd's runc uses cgroupfs"
+            ),
+            "{e}"
+        );
+        assert!(
+            drivers_agree(None, true)
+                .unwrap_err()
+                .contains("absent: containerd's default")
+        );
+        assert!(drivers_agree(Some(&aligned), true).is_ok());
+        assert!(drivers_agree(Some(DEBIAN), false).is_ok());
+        assert!(
+            drivers_agree(Some("version = ["), true).is_ok(),
+            "unreadable: not judged here"
+        );
     }
 
     #[test]

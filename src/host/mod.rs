@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::fsutil;
 use crate::join::plan::line_diff;
-use crate::systemd::dbus::Systemd;
+use crate::systemd::dbus::{Systemd, SystemdError};
 
 pub const FSTAB: &str = "/etc/fstab";
 /// The one-time backup suffix of every file kubejoin edits (`kubejoin reset` restores it).
@@ -52,8 +52,54 @@ pub enum Runtime {
     Docker,
     /// containerd with its CRI plugin on and runc's cgroup driver matching kubelet's.
     Containerd,
-    /// Leave the runtime alone.
+    /// Leave the runtime alone (`container_runtime = "none"`).
     None,
+    /// No `[host] container_runtime`: the runtime this node has, decided by
+    /// [`detect_runtime`] before anything reads it (unresolved, it is left alone).
+    Detect,
+}
+
+/// The runtime kubejoin prepares when `[host] container_runtime` is not set: containerd
+/// when containerd.service is installed (docker's packages install it too, and kubelet
+/// talks CRI to it), unless `[kubelet] container_runtime_endpoint` names another runtime;
+/// otherwise none. So a worker configured with only its cluster keys, as `kubejoin token
+/// create` prints them, still gets one cgroup driver everywhere.
+pub fn detected_runtime(containerd_installed: bool, kubelet_endpoint: Option<&str>) -> Runtime {
+    let other_endpoint = kubelet_endpoint.is_some_and(|e| {
+        e.trim_start_matches("unix://") != containerd::SOCKET.trim_start_matches("unix://")
+    });
+    if containerd_installed && !other_endpoint {
+        Runtime::Containerd
+    } else {
+        Runtime::None
+    }
+}
+
+/// Resolves [`Runtime::Detect`] from the units this node has (over D-Bus).
+pub async fn detect_runtime(
+    runtime: Runtime,
+    kubelet_endpoint: Option<&str>,
+    systemd: &Systemd,
+) -> Result<Runtime, SystemdError> {
+    if runtime != Runtime::Detect {
+        return Ok(runtime);
+    }
+    let installed = systemd.exec_start(containerd::UNIT).await?.is_some();
+    let found = detected_runtime(installed, kubelet_endpoint);
+    tracing::info!(
+        phase = "preflight",
+        "container runtime: {} ({}; set [host] container_runtime to choose)",
+        match found {
+            Runtime::Containerd => "containerd",
+            _ => "left alone",
+        },
+        if installed {
+            "containerd.service is installed"
+        } else {
+            "containerd.service is not installed"
+        }
+    );
+    Ok(found)
 }
 
 impl Default for HostSettings {
@@ -362,7 +408,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             settings.systemd_cgroup,
             &mut changes,
         )?,
-        Runtime::None => {}
+        Runtime::None | Runtime::Detect => {}
     }
     Ok(changes)
 }
@@ -547,7 +593,7 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
                 running: running(systemd, containerd::UNIT, containerd::CONFIG).await?,
             });
         }
-        Runtime::None => {}
+        Runtime::None | Runtime::Detect => {}
     }
     if !settings.swap {
         return Ok(facts);
@@ -691,6 +737,24 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_detected_when_none_is_configured() {
+        assert_eq!(detected_runtime(true, None), Runtime::Containerd);
+        assert_eq!(
+            detected_runtime(true, Some("unix:///run/containerd/containerd.sock")),
+            Runtime::Containerd
+        );
+        assert_eq!(
+            detected_runtime(true, Some("/run/containerd/containerd.sock")),
+            Runtime::Containerd
+        );
+        assert_eq!(
+            detected_runtime(true, Some("unix:///run/crio/crio.sock")),
+            Runtime::None
+        );
+        assert_eq!(detected_runtime(false, None), Runtime::None);
+    }
 
     fn facts() -> Facts {
         Facts {

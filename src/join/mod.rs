@@ -16,7 +16,12 @@ use crate::config::{ConfigError, Origin, Settings};
 use crate::discovery::{self, Discovered};
 use crate::host;
 use crate::kubeconfig;
-use crate::kubelet::{self, fatal, profile::Profile, ready, version::Version};
+use crate::kubelet::{
+    self, fatal,
+    profile::{Cri, Profile},
+    ready,
+    version::Version,
+};
 use crate::preflight;
 use crate::systemd::dbus::{Systemd, UnitStatus};
 use crate::systemd::notify::Notifier;
@@ -191,6 +196,31 @@ pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
     Ok(NodeKubelet { version, profile })
 }
 
+/// With `[host] container_runtime = "none"` (or no runtime kubejoin knows), containerd is
+/// left as it is: a join stops before kubelet starts when the containerd that runs here
+/// (its socket is there) would have runc use another cgroup driver than kubelet (a node
+/// that registers but cannot keep a pod).
+pub fn runtime_left_alone_agrees(settings: &Settings, profile: &Profile) -> Result<(), Failure> {
+    let containerd_cri = profile.cri == Cri::Remote(host::containerd::SOCKET.into());
+    if settings.host.runtime != host::Runtime::None
+        || !containerd_cri
+        || !Path::new(host::containerd::SOCKET.trim_start_matches("unix://")).exists()
+    {
+        return Ok(());
+    }
+    let config = std::fs::read_to_string(host::containerd::CONFIG).ok();
+    host::containerd::drivers_agree(config.as_deref(), settings.host.systemd_cgroup).map_err(
+        |message| Failure::Usage {
+            message,
+            fix: format!(
+                "remove [host] container_runtime = \"none\" (or set it to \"containerd\"): kubejoin then sets \
+                 runc's SystemdCgroup to match; or set [kubelet] cgroup_driver = \"{}\"",
+                if settings.host.systemd_cgroup { "cgroupfs" } else { "systemd" }
+            ),
+        },
+    )
+}
+
 /// Runs the preflight checks; errors stop a real run, a dry run only reports them.
 fn preflight(
     settings: &Settings,
@@ -257,6 +287,34 @@ fn preflight(
     Ok(checks)
 }
 
+/// How long a joined node's kubelet may take to become active at boot.
+const KUBELET_SETTLE: Duration = Duration::from_secs(90);
+
+/// At boot, kubelet.service may still be starting, or waiting to be restarted (its
+/// runtime not up yet), when kubejoin starts: on a node that has joined (kubelet's client
+/// certificate and kubejoin's record on disk), wait for it a while before deciding, so
+/// that a reboot does not take the join path with a token the cluster may have deleted.
+async fn kubelet_settled(systemd: &Systemd, status: UnitStatus) -> Result<UnitStatus, Failure> {
+    let joined = tls_bootstrapped() && Path::new(STATE_FILE).exists();
+    if !joined || status.active_state != "activating" {
+        return Ok(status);
+    }
+    tracing::info!(
+        phase = "preflight",
+        "kubelet.service is {} {}: waiting up to {}s for it on this joined node",
+        status.active_state,
+        status.sub_state,
+        KUBELET_SETTLE.as_secs()
+    );
+    let deadline = Instant::now() + KUBELET_SETTLE;
+    let mut status = status;
+    while status.active_state == "activating" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        status = systemd.status(KUBELET_UNIT).await?;
+    }
+    Ok(status)
+}
+
 /// Runs the join. The settings are loaded only when there is something to join: a
 /// joined node is left alone even when its token has expired or been deleted since.
 pub async fn run(
@@ -271,7 +329,7 @@ pub async fn run(
     };
     phases.start("preflight", "checking this host");
     let systemd = Systemd::connect().await?;
-    let kubelet = systemd.status(KUBELET_UNIT).await?;
+    let kubelet = kubelet_settled(&systemd, systemd.status(KUBELET_UNIT).await?).await?;
 
     if tls_bootstrapped() && kubelet.is_active() && !dry_run && !Path::new(STATE_FILE).exists() {
         return finish_interrupted(load()?, &systemd, phases, kubelet).await;
@@ -296,7 +354,14 @@ pub async fn run(
         }
         return Ok(report);
     }
-    let settings = &load()?;
+    let mut settings = load()?;
+    settings.host.runtime = host::detect_runtime(
+        settings.host.runtime,
+        settings.kubelet.container_runtime_endpoint.as_deref(),
+        &systemd,
+    )
+    .await?;
+    let settings = &settings;
     let node = node_kubelet(settings)?;
     let checks = preflight(
         settings,
@@ -321,6 +386,8 @@ pub async fn run(
             ),
         });
     };
+
+    runtime_left_alone_agrees(settings, profile)?;
 
     phases.start(
         "host",

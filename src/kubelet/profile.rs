@@ -23,7 +23,7 @@ use crate::systemd::unit::KubeletSettings;
 
 /// The oldest kubelet kubejoin renders for.
 pub const OLDEST_MINOR: u32 = 20;
-pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+pub const CONTAINERD_SOCKET: &str = crate::host::containerd::SOCKET;
 pub const CRI_DOCKERD_SOCKET: &str = "unix:///run/cri-dockerd.sock";
 pub const CRI_DOCKERD_UNIT: &str = "cri-docker.service";
 
@@ -104,7 +104,9 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
         (Some(ep), _) => Cri::Remote(ep.clone()),
         (None, Runtime::Docker) if dockershim => Cri::Dockershim,
         (None, Runtime::Docker) => Cri::Remote(CRI_DOCKERD_SOCKET.into()),
-        (None, Runtime::Containerd | Runtime::None) => Cri::Remote(CONTAINERD_SOCKET.into()),
+        (None, Runtime::Containerd | Runtime::None | Runtime::Detect) => {
+            Cri::Remote(CONTAINERD_SOCKET.into())
+        }
     };
     if let Some(flag) = s.extra_args.iter().find(|a| {
         v.at_least(27)
@@ -125,7 +127,9 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
         None => match node.runtime {
             Runtime::Docker if cri_dockerd => Some(CRI_DOCKERD_UNIT.into()),
             Runtime::Docker => Some(crate::host::docker::UNIT.into()),
-            Runtime::Containerd | Runtime::None => Some(crate::host::containerd::UNIT.into()),
+            Runtime::Containerd | Runtime::None | Runtime::Detect => {
+                Some(crate::host::containerd::UNIT.into())
+            }
         },
     };
     Ok(Profile {

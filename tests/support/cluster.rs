@@ -16,6 +16,23 @@ use std::time::Duration;
 
 use super::testbed::{self, Testbed, wait_for};
 
+/// Where a control plane runs: a network namespace, named by a process in it, whose
+/// loopback it listens on, and a directory of the test's own for its files. A testbed
+/// is one; a VM test's namespace (`support::vm::Netns`) another.
+pub trait Place {
+    fn pid(&self) -> i32;
+    fn dir(&self) -> &Path;
+}
+
+impl Place for Testbed {
+    fn pid(&self) -> i32 {
+        Testbed::pid(self)
+    }
+    fn dir(&self) -> &Path {
+        Testbed::dir(self)
+    }
+}
+
 /// Where `scripts/real-kubernetes.sh` puts its binaries.
 pub fn cache() -> PathBuf {
     std::env::var_os("KUBEJOIN_KUBE_CACHE")
@@ -98,7 +115,7 @@ fn make_pki(dir: &Path) {
     );
     fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+        "subjectAltName=IP:127.0.0.1,IP:10.0.2.2,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
     )
     .unwrap();
     fs::write(
@@ -200,7 +217,7 @@ pub struct ControlPlane {
 
 /// A command run in the testbed's network namespace only: this machine's files, the
 /// testbed's loopback.
-fn in_netns(tb: &Testbed, program: &Path) -> Command {
+fn in_netns(tb: &impl Place, program: &Path) -> Command {
     let mut c = Command::new("/usr/bin/nsenter");
     c.arg("-t")
         .arg(tb.pid().to_string())
@@ -234,13 +251,13 @@ fn random_lower(n: usize) -> String {
 impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager of `version` on the
     /// testbed's loopback and applies the seed's objects.
-    pub fn start(tb: &Testbed, version: &str, bin: &Path) -> ControlPlane {
+    pub fn start(tb: &impl Place, version: &str, bin: &Path) -> ControlPlane {
         Self::start_with(tb, version, bin, Setup::default())
     }
 
     /// As [`ControlPlane::start`], with the seed's objects and the bootstrap signer as
     /// `setup` says.
-    pub fn start_with(tb: &Testbed, version: &str, bin: &Path, setup: Setup) -> ControlPlane {
+    pub fn start_with(tb: &impl Place, version: &str, bin: &Path, setup: Setup) -> ControlPlane {
         let dir = tb.dir().join("control-plane");
         let pki = dir.join("pki");
         make_pki(&pki);
@@ -342,12 +359,12 @@ impl ControlPlane {
 
     /// kubejoin, as a process of this machine (its files) on the testbed's loopback, with
     /// the admin kubeconfig: where an operator runs `kubejoin cluster` and `kubejoin token`.
-    pub fn kubejoin(&self, tb: &Testbed, args: &[&str]) -> Output {
+    pub fn kubejoin(&self, tb: &impl Place, args: &[&str]) -> Output {
         self.kubejoin_as(tb, &self.admin_conf(), args)
     }
 
     /// kubejoin as [`ControlPlane::kubejoin`], with another kubeconfig.
-    pub fn kubejoin_as(&self, tb: &Testbed, kubeconfig: &Path, args: &[&str]) -> Output {
+    pub fn kubejoin_as(&self, tb: &impl Place, kubeconfig: &Path, args: &[&str]) -> Output {
         in_netns(tb, Path::new(env!("CARGO_BIN_EXE_kubejoin")))
             .args(args)
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
@@ -371,7 +388,7 @@ impl ControlPlane {
     }
 
     /// The seed's control-plane objects.
-    fn apply_seed(&self, tb: &Testbed) {
+    fn apply_seed(&self, tb: &impl Place) {
         use base64::Engine;
         let ca = fs::read(self.dir.join("pki/ca.crt")).unwrap();
         let ca64 = base64::engine::general_purpose::STANDARD.encode(&ca);
@@ -480,7 +497,7 @@ stringData:
     }
 
     /// `kubectl` with the admin credentials, on the testbed's loopback.
-    pub fn kubectl_out(&self, tb: &Testbed, args: &[&str]) -> Output {
+    pub fn kubectl_out(&self, tb: &impl Place, args: &[&str]) -> Output {
         in_netns(tb, &self.bin.join("kubectl"))
             .arg(format!(
                 "--kubeconfig={}",
@@ -492,7 +509,7 @@ stringData:
     }
 
     /// `kubectl ... -o json`, parsed; fails the test unless kubectl succeeds.
-    pub fn kubectl_json(&self, tb: &Testbed, args: &[&str]) -> serde_json::Value {
+    pub fn kubectl_json(&self, tb: &impl Place, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.kubectl_out(tb, &all);

@@ -2,9 +2,11 @@
 //! built on it. (The API server double is the `apiserver-double` crate beside this file.)
 
 pub mod cluster;
+pub mod images;
 pub mod node;
 pub mod overlay;
 pub mod testbed;
+pub mod vm;
 
 /// Runs `check` on every item, two at a time (two testbeds side by side), and returns
 /// the failures, each named by `name`.
