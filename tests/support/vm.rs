@@ -138,6 +138,8 @@ pub fn accel(kernel: &Path) -> &'static str {
                 "stdio",
                 "-monitor",
                 "none",
+                "-nic",
+                "none",
                 "-no-reboot",
                 "-kernel",
             ])
