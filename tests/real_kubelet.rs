@@ -45,26 +45,12 @@ fn prepare_pods(tb: &Testbed) {
 fn static_pod_runs(tb: &Testbed, cp: &ControlPlane, node: &str) {
     tb.write(
         "/etc/kubernetes/manifests/sleeper.yaml",
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  namespace: default\nspec:\n  hostNetwork: true\n  containers:\n  - name: sleeper\n    image: {POD_IMAGE}\n    imagePullPolicy: Never\n"
-        ),
+        support::images::static_pod(POD_IMAGE),
         0o644,
     );
     let pod = format!("sleeper-{node}");
     let running = support::testbed::wait_for(Duration::from_secs(120), || {
-        let out = cp.kubectl_out(
-            tb,
-            &[
-                "get",
-                "pod",
-                "-n",
-                "default",
-                &pod,
-                "-o",
-                "jsonpath={.status.phase}",
-            ],
-        );
-        (String::from_utf8_lossy(&out.stdout) == "Running").then_some(())
+        (cp.pod_field(tb, &pod, "{.status.phase}") == "Running").then_some(())
     });
     assert!(
         running.is_some(),

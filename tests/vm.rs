@@ -269,19 +269,16 @@ impl World {
     /// 70 s later (a cgroup driver mismatch kills it after about a minute).
     fn pod_keeps_running(&self, vm: &Vm, hostname: &str) -> Result<(), String> {
         vm.sh(&format!(
-            "cat > /etc/kubernetes/manifests/sleeper.yaml <<'EOF'\napiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  namespace: default\nspec:\n  hostNetwork: true\n  containers:\n  - name: sleeper\n    image: {POD_IMAGE}\n    imagePullPolicy: Never\nEOF"
+            "cat > /etc/kubernetes/manifests/sleeper.yaml <<'EOF'\n{}EOF",
+            support::images::static_pod(POD_IMAGE)
         ));
         let pod = format!("sleeper-{hostname}");
         let state = || {
-            self.kubectl(&[
-                "get",
-                "pod",
-                "-n",
-                "default",
+            self.cp.pod_field(
+                &self.ns,
                 &pod,
-                "-o",
-                "jsonpath={.status.phase} {.status.containerStatuses[0].restartCount}",
-            ])
+                "{.status.phase} {.status.containerStatuses[0].restartCount}",
+            )
         };
         let running = support::testbed::wait_for(Duration::from_secs(600), || {
             (state() == "Running 0").then_some(())
@@ -412,6 +409,7 @@ fn first_boot_and_reboot(w: &World, release: &str) -> Result<String, String> {
     let share = vm.sh(
         "journalctl --no-pager -o cat -u kubejoin | grep -i 'own cost\\|cpu' | tail -n 1 || true",
     );
+    let phases = vm.sh("kubejoin status | grep '^phases:' || true");
     w.pod_keeps_running(&vm, &hostname)?;
     let cert = vm.sh("readlink -f /var/lib/kubelet/pki/kubelet-client-current.pem; sha256sum $(readlink -f /var/lib/kubelet/pki/kubelet-client-current.pem)");
 
@@ -471,45 +469,72 @@ fn first_boot_and_reboot(w: &World, release: &str) -> Result<String, String> {
     }
     let kubelet_s = kubelet_at.trim().parse::<u64>().unwrap_or(0) as f64 / 1e6;
     Ok(format!(
-        "{release}: first boot to Node registered {:.0} s; {}; reboot (token deleted): kubelet active {kubelet_s:.0} s after the kernel started, kubejoin: already joined, same certificate, one CSR",
+        "{release}: first boot to Node registered {:.0} s; {}; {}; reboot (token deleted): kubelet active {kubelet_s:.0} s after the kernel started, kubejoin: already joined, same certificate, one CSR",
         registered.as_secs_f64(),
-        share.trim()
+        share.trim(),
+        phases.trim()
     ))
 }
 
-/// A worker whose power is cut (sysrq `b`: no sync) at fail point `point` of its first
-/// `kubejoin run`, then booted again: every file kubejoin writes is absent or whole, the
-/// join converges, one Node and one CSR.
-fn power_cut_at(w: &World, release: &str, point: &str, n: usize) -> Result<String, String> {
+/// Where a first boot loses its power.
+enum Cut {
+    /// At a fail point of `kubejoin run` (sysrq `b` from inside: no sync).
+    At(String),
+    /// This long after power-on, from outside (qemu killed).
+    After(Duration),
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Cut::At(point) => write!(f, "at {point}"),
+            Cut::After(d) => write!(f, "{} s into the first boot", d.as_secs()),
+        }
+    }
+}
+
+/// A worker whose power is cut during its first boot, then booted again: every file
+/// kubejoin writes is absent or whole on the disk the next boot finds, the join
+/// converges, one Node and one CSR.
+fn power_cut(w: &World, release: &str, cut: &Cut, n: usize) -> Result<String, String> {
     let hostname = format!("{release}-cut-{n}");
     let Some((mut vm, token_id)) = w.worker(release, &hostname) else {
         return Ok("skipped".into());
     };
     let before = vm::read_ext4(&vm::image(release).unwrap().join("root.img"), &WRITTEN);
-    vm.boot(&format!(
-        "systemd.setenv=KUBEJOIN_TEST_FAILPOINT={point} systemd.setenv=KUBEJOIN_TEST_FAILPOINT_ACTION=power-cut"
-    ));
-    if vm.wait_stopped(JOIN_TIMEOUT).is_none() {
-        return Err(format!(
-            "no power cut at {point} within {JOIN_TIMEOUT:?}\n{}",
-            journal(&vm, "kubejoin", 30)
-        ));
+    match cut {
+        Cut::At(point) => {
+            vm.boot(&format!(
+                "systemd.setenv=KUBEJOIN_TEST_FAILPOINT={point} systemd.setenv=KUBEJOIN_TEST_FAILPOINT_ACTION=power-cut"
+            ));
+            if vm.wait_stopped(JOIN_TIMEOUT).is_none() {
+                return Err(format!(
+                    "no power cut {cut} within {JOIN_TIMEOUT:?}\n{}",
+                    journal(&vm, "kubejoin", 30)
+                ));
+            }
+        }
+        Cut::After(after) => {
+            vm.boot("");
+            std::thread::sleep(*after);
+            vm.power_cut();
+        }
     }
-    let cut = vm.files_on_disk(&WRITTEN);
+    let on_disk = vm.files_on_disk(&WRITTEN);
     vm.boot("");
     w.wait_joined(&mut vm, &hostname)?;
     w.joined_right(&vm, &hostname, &token_id)?;
-    let after = files_in_guest(&vm);
-    let torn = torn(&cut, &before, &after);
+    let torn = torn(&on_disk, &before, &files_in_guest(&vm));
     if !torn.is_empty() {
         return Err(format!(
-            "torn files after a power cut at {point}:\n{}",
+            "torn files after a power cut {cut}:\n{}",
             torn.join("\n")
         ));
     }
-    let present = cut.values().filter(|v| v.is_some()).count();
+    let present = on_disk.values().filter(|v| v.is_some()).count();
     Ok(format!(
-        "{release}: power cut at {point}: {present} of kubejoin's files on disk, none torn; converged, one CSR"
+        "{release}: power cut {cut}: {present} of kubejoin's {} files on disk, none torn; converged, one CSR",
+        WRITTEN.len()
     ))
 }
 
@@ -530,49 +555,14 @@ fn workers_join_on_first_boot_survive_a_reboot_and_a_power_cut() {
         };
         let a = s.spawn(move || said(first_boot_and_reboot(w, "bookworm")));
         let b = s.spawn(move || {
-            said(power_cut_at(
-                w,
-                "trixie",
-                "recorded:/var/lib/kubelet/config.yaml",
-                1,
-            ))
+            let point = "recorded:/var/lib/kubelet/config.yaml";
+            said(power_cut(w, "trixie", &Cut::At(point.into()), 1))
         });
         [a.join().unwrap(), b.join().unwrap()]
     });
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "{failed:#?}");
     let _ = std::fs::remove_dir_all(&w.dir);
-}
-
-/// A worker whose power is cut from outside (qemu killed) `after` its first boot began,
-/// then booted again: as [`power_cut_at`].
-fn power_cut_after(w: &World, release: &str, after: Duration, n: usize) -> Result<String, String> {
-    let hostname = format!("{release}-random-{n}");
-    let Some((mut vm, token_id)) = w.worker(release, &hostname) else {
-        return Ok("skipped".into());
-    };
-    let before = vm::read_ext4(&vm::image(release).unwrap().join("root.img"), &WRITTEN);
-    vm.boot("");
-    std::thread::sleep(after);
-    vm.power_cut();
-    let cut = vm.files_on_disk(&WRITTEN);
-    vm.boot("");
-    w.wait_joined(&mut vm, &hostname)?;
-    w.joined_right(&vm, &hostname, &token_id)?;
-    let after_files = files_in_guest(&vm);
-    let torn = torn(&cut, &before, &after_files);
-    if !torn.is_empty() {
-        return Err(format!(
-            "torn files after a power cut {}s into the first boot:\n{}",
-            after.as_secs(),
-            torn.join("\n")
-        ));
-    }
-    let present = cut.values().filter(|v| v.is_some()).count();
-    Ok(format!(
-        "{release}: power cut {} s into the first boot: {present} of kubejoin's files on disk, none torn; converged, one CSR",
-        after.as_secs()
-    ))
 }
 
 /// The whole power-cut matrix (`scripts/vm-matrix.sh`): for each release of
@@ -619,26 +609,20 @@ fn power_cut_matrix() {
                 .collect(),
             Err(_) => points.iter().cloned().enumerate().collect(),
         };
-        let mut cuts: Vec<Result<(usize, String), Duration>> = chosen.into_iter().map(Ok).collect();
+        let mut cuts: Vec<(usize, Cut)> =
+            chosen.into_iter().map(|(n, p)| (n, Cut::At(p))).collect();
         let span = registered.as_secs().max(60);
-        for i in 0..random {
-            // Spread over the first boot, from the kernel's start to the Node's registration.
-            let jitter = (support_rand() % (span / random.max(1) as u64 + 1)) as u64;
-            cuts.push(Err(Duration::from_secs(
-                i as u64 * span / random as u64 + jitter,
-            )));
+        for i in 0..random as u64 {
+            // Spread over the first boot, from power-on to the Node's registration.
+            let start = i * span / random as u64;
+            let after = start + support_rand() % (span / random as u64 + 1);
+            cuts.push((1000 + i as usize, Cut::After(Duration::from_secs(after))));
         }
         let results = support::two_at_a_time(
             &cuts,
-            |c| match c {
-                Ok((n, p)) => format!("{release} #{n} {p}"),
-                Err(d) => format!("{release} at {} s", d.as_secs()),
-            },
-            |c| {
-                let r = match c {
-                    Ok((n, p)) => power_cut_at(&w, release, p, *n),
-                    Err(d) => power_cut_after(&w, release, *d, d.as_secs() as usize),
-                };
+            |(n, c)| format!("{release} #{n} {c}"),
+            |(n, c)| {
+                let r = power_cut(&w, release, c, *n);
                 match &r {
                     Ok(line) => eprintln!("vm-matrix: ok: {line}"),
                     Err(e) => eprintln!("vm-matrix: FAILED: {e}"),

@@ -508,6 +508,24 @@ stringData:
             .unwrap()
     }
 
+    /// A field of a pod in namespace default, by kubectl's jsonpath (empty when there
+    /// is no such pod).
+    pub fn pod_field(&self, tb: &impl Place, pod: &str, jsonpath: &str) -> String {
+        let out = self.kubectl_out(
+            tb,
+            &[
+                "get",
+                "pod",
+                "-n",
+                "default",
+                pod,
+                "-o",
+                &format!("jsonpath={jsonpath}"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `kubectl ... -o json`, parsed; fails the test unless kubectl succeeds.
     pub fn kubectl_json(&self, tb: &impl Place, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

@@ -49,3 +49,11 @@ tar -C img -cf image.tar .
     );
     dir.join("image.tar")
 }
+
+/// A static pod of `image` on the host's network, run without a pull: kubelet names it
+/// `sleeper-<node>`.
+pub fn static_pod(image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\n  namespace: default\nspec:\n  hostNetwork: true\n  containers:\n  - name: sleeper\n    image: {image}\n    imagePullPolicy: Never\n"
+    )
+}
