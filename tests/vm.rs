@@ -495,8 +495,8 @@ impl std::fmt::Display for Cut {
 
 /// A worker whose power is cut during its first boot, then booted again: every file
 /// kubejoin writes is absent or whole on the disk the next boot finds, the join
-/// converges, one Node and one CSR.
-fn power_cut(w: &World, release: &str, cut: &Cut, n: usize) -> Result<String, String> {
+/// converges, one Node and one CSR; with `pod`, a static pod keeps running there.
+fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result<String, String> {
     let hostname = format!("{release}-cut-{n}");
     let Some((mut vm, token_id)) = w.worker(release, &hostname) else {
         return Ok("skipped".into());
@@ -531,10 +531,14 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize) -> Result<String, St
             torn.join("\n")
         ));
     }
+    if pod {
+        w.pod_keeps_running(&vm, &hostname)?;
+    }
     let present = on_disk.values().filter(|v| v.is_some()).count();
     Ok(format!(
-        "{release}: power cut {cut}: {present} of kubejoin's {} files on disk, none torn; converged, one CSR",
-        WRITTEN.len()
+        "{release}: power cut {cut}: {present} of kubejoin's {} files on disk, none torn; converged, one CSR{}",
+        WRITTEN.len(),
+        if pod { ", a pod keeps running" } else { "" }
     ))
 }
 
@@ -556,7 +560,7 @@ fn workers_join_on_first_boot_survive_a_reboot_and_a_power_cut() {
         let a = s.spawn(move || said(first_boot_and_reboot(w, "bookworm")));
         let b = s.spawn(move || {
             let point = "recorded:/var/lib/kubelet/config.yaml";
-            said(power_cut(w, "trixie", &Cut::At(point.into()), 1))
+            said(power_cut(w, "trixie", &Cut::At(point.into()), 1, true))
         });
         [a.join().unwrap(), b.join().unwrap()]
     });
@@ -588,11 +592,21 @@ fn power_cut_matrix() {
         vm.boot("systemd.setenv=KUBEJOIN_TEST_FAILPOINT=list");
         let registered = w.wait_joined(&mut vm, &hostname).unwrap();
         w.joined_right(&vm, &hostname, &token_id).unwrap();
+        // A point reached again (the ledger's rename) is named by its n-th reach.
+        let mut seen = BTreeMap::<String, usize>::new();
         let points: Vec<String> = vm
             .sh("journalctl --no-pager -o cat -u kubejoin.service")
             .lines()
             .filter_map(|l| l.strip_prefix("failpoint: "))
-            .map(str::to_string)
+            .map(|p| {
+                let n = seen.entry(p.to_string()).or_default();
+                *n += 1;
+                if *n == 1 {
+                    p.to_string()
+                } else {
+                    format!("{p}@{n}")
+                }
+            })
             .collect();
         drop(vm);
         eprintln!(
@@ -622,7 +636,7 @@ fn power_cut_matrix() {
             &cuts,
             |(n, c)| format!("{release} #{n} {c}"),
             |(n, c)| {
-                let r = power_cut(&w, release, c, *n);
+                let r = power_cut(&w, release, c, *n, false);
                 match &r {
                     Ok(line) => eprintln!("vm-matrix: ok: {line}"),
                     Err(e) => eprintln!("vm-matrix: FAILED: {e}"),
