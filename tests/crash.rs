@@ -1,5 +1,6 @@
 //! A run killed anywhere converges: `kubejoin run` is killed with SIGKILL at every fail
-//! point it passes (`KUBEJOIN_TEST_FAILPOINT`, src/failpoint.rs): every phase boundary,
+//! point it passes, each reach of a point passed several times by its own name
+//! (`KUBEJOIN_TEST_FAILPOINT=name@n`, src/failpoint.rs): every phase boundary,
 //! before each host change, between recording a file and writing it, before each atomic
 //! rename, after each write, after daemon-reload and after enable. Then it runs again, and
 //! the host must equal a clean join's byte for byte: the same files and modes, the same
@@ -66,11 +67,7 @@ fn a_run_killed_at_any_point_converges_when_run_again() {
     let _api = api(&reference, ApiServer::builder());
     let out = run(&reference, Some("list"));
     assert!(out.status.success(), "{}", text(&out));
-    let points: Vec<String> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter_map(|l| l.strip_prefix("failpoint: "))
-        .map(str::to_string)
-        .collect();
+    let points = support::fail_points(&String::from_utf8_lossy(&out.stderr));
     assert!(points.len() > 20, "{points:?}");
     eprintln!("fail points: {}", points.join(" "));
     let want = end_state(&reference);

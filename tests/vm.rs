@@ -592,22 +592,8 @@ fn power_cut_matrix() {
         vm.boot("systemd.setenv=KUBEJOIN_TEST_FAILPOINT=list");
         let registered = w.wait_joined(&mut vm, &hostname).unwrap();
         w.joined_right(&vm, &hostname, &token_id).unwrap();
-        // A point reached again (the ledger's rename) is named by its n-th reach.
-        let mut seen = BTreeMap::<String, usize>::new();
-        let points: Vec<String> = vm
-            .sh("journalctl --no-pager -o cat -u kubejoin.service")
-            .lines()
-            .filter_map(|l| l.strip_prefix("failpoint: "))
-            .map(|p| {
-                let n = seen.entry(p.to_string()).or_default();
-                *n += 1;
-                if *n == 1 {
-                    p.to_string()
-                } else {
-                    format!("{p}@{n}")
-                }
-            })
-            .collect();
+        let points =
+            support::fail_points(&vm.sh("journalctl --no-pager -o cat -u kubejoin.service"));
         drop(vm);
         eprintln!(
             "vm-matrix: {release}: reference join, Node registered {:.0} s after power-on; {} fail points: {}",

@@ -47,3 +47,24 @@ pub fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The fail points a run named (`failpoint: NAME` lines), each reach of a point passed
+/// several times (the ledger's rename) by its own name, `NAME@n`, as
+/// `KUBEJOIN_TEST_FAILPOINT` takes it.
+#[allow(dead_code)] // for the kill and power-cut matrices
+pub fn fail_points(output: &str) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("failpoint: "))
+        .map(|p| {
+            let n = seen.entry(p).or_default();
+            *n += 1;
+            if *n == 1 {
+                p.to_string()
+            } else {
+                format!("{p}@{n}")
+            }
+        })
+        .collect()
+}
