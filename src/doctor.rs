@@ -532,13 +532,8 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
     let systemd = crate::systemd::dbus::Systemd::connect().await;
     let mut settings = settings.clone();
     if let Ok(s) = &systemd {
-        settings.host.runtime = crate::host::detect_runtime(
-            settings.host.runtime,
-            settings.kubelet.container_runtime_endpoint.as_deref(),
-            s,
-        )
-        .await
-        .unwrap_or(settings.host.runtime);
+        // Undecided (the bus failed) it stays Detect, and the line below says so.
+        let _ = crate::join::resolve_runtime(&mut settings, s).await;
     }
     let settings = &settings;
     let node = match crate::join::node_kubelet(settings) {
@@ -589,12 +584,9 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
         }
         _ => None,
     };
-    let runtime_line = match (&systemd, settings.host.runtime) {
-        (_, crate::host::Runtime::None) if disagree.is_some() => {
-            let e = disagree.expect("checked");
-            line("cgroup-driver", Verdict::Fail, e.to_string(), e.fix())
-        }
-        (_, crate::host::Runtime::None | crate::host::Runtime::Detect) => line(
+    let runtime_line = match (&systemd, settings.host.runtime, disagree) {
+        (_, _, Some(e)) => line("cgroup-driver", Verdict::Fail, e.to_string(), e.fix()),
+        (_, crate::host::Runtime::None | crate::host::Runtime::Detect, None) => line(
             "cgroup-driver",
             Verdict::Warn,
             format!(
@@ -604,13 +596,13 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
                 "make the runtime use cgroup driver {driver} too, or set [host] container_runtime"
             )),
         ),
-        (Err(e), _) => line(
+        (Err(e), _, None) => line(
             "cgroup-driver",
             Verdict::Skip,
             format!("not checked: {e}"),
             None,
         ),
-        (Ok(s), _) => match crate::host::inspect(&settings.host, s).await {
+        (Ok(s), _, None) => match crate::host::inspect(&settings.host, s).await {
             Err(e) => line("cgroup-driver", Verdict::Fail, format!("{e:#}"), None),
             Ok(facts) => match crate::host::plan(&settings.host, &facts) {
                 Err(e) => line("cgroup-driver", Verdict::Fail, e.to_string(), Some(e.fix())),

@@ -38,10 +38,10 @@ pub fn hit(name: &str) {
 /// Whether reaching `name` now is the wanted `name` or `name@n`; `reached` counts this
 /// reach of the wanted name and says how many there have been.
 fn is_wanted(wanted: &str, name: &str, reached: impl FnOnce() -> u32) -> bool {
-    let (point, nth) = match wanted.rsplit_once('@') {
-        Some((point, n)) if n.parse::<u32>().is_ok() => (point, n.parse().unwrap_or(1)),
-        _ => (wanted, 1),
-    };
+    let (point, nth) = wanted
+        .rsplit_once('@')
+        .and_then(|(point, n)| Some((point, n.parse::<u32>().ok()?)))
+        .unwrap_or((wanted, 1));
     point == name && reached() == nth
 }
 

@@ -9,7 +9,7 @@ use kubejoin::cli::{self, Cli, ClusterArgs, Command, DiscoverArgs, Output, RunAr
 use kubejoin::cluster::{self, Api, admin, prepare, tokens};
 use kubejoin::config::{self, ConfigError};
 use kubejoin::{
-    Failure, clock, discovery, doctor, endpoint, exit, fsutil, host, init, join, kubeconfig, lock,
+    Failure, clock, discovery, doctor, endpoint, exit, fsutil, init, join, kubeconfig, lock,
     logging, pin, preflight, reset, systemd,
 };
 
@@ -245,12 +245,7 @@ async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
     let (bus, kubelet_active) = match systemd::dbus::Systemd::connect().await {
         Ok(s) => match s.status(systemd::unit::KUBELET_UNIT).await {
             Ok(k) => {
-                settings.host.runtime = host::detect_runtime(
-                    settings.host.runtime,
-                    settings.kubelet.container_runtime_endpoint.as_deref(),
-                    &s,
-                )
-                .await?;
+                join::resolve_runtime(&mut settings, &s).await?;
                 (Ok(()), k.is_active())
             }
             Err(e) => (Err(e.to_string()), false),

@@ -615,7 +615,8 @@ fn power_cut_matrix() {
         for i in 0..random as u64 {
             // Spread over the first boot, from power-on to the Node's registration.
             let start = i * span / random as u64;
-            let after = start + support_rand() % (span / random as u64 + 1);
+            let after =
+                start + u64::from_le_bytes(support::random_bytes()) % (span / random as u64 + 1);
             cuts.push((1000 + i as usize, Cut::After(Duration::from_secs(after))));
         }
         let results = support::two_at_a_time(
@@ -638,10 +639,4 @@ fn power_cut_matrix() {
         failures.extend(results);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-fn support_rand() -> u64 {
-    let mut b = [0u8; 8];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
-    u64::from_le_bytes(b)
 }

@@ -10,6 +10,11 @@ pub const UNIT: &str = "containerd.service";
 pub const CONFIG: &str = "/etc/containerd/config.toml";
 /// Its CRI socket, kubelet's default runtime endpoint.
 pub const SOCKET: &str = "unix:///run/containerd/containerd.sock";
+/// [`SOCKET`] as a path.
+pub fn socket_path() -> &'static str {
+    SOCKET.trim_start_matches("unix://")
+}
+
 /// runc's shim, containerd's default runtime type.
 pub const RUNC_V2: &str = "io.containerd.runc.v2";
 

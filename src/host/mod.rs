@@ -65,9 +65,8 @@ pub enum Runtime {
 /// otherwise none. So a worker configured with only its cluster keys, as `kubejoin token
 /// create` prints them, still gets one cgroup driver everywhere.
 pub fn detected_runtime(containerd_installed: bool, kubelet_endpoint: Option<&str>) -> Runtime {
-    let other_endpoint = kubelet_endpoint.is_some_and(|e| {
-        e.trim_start_matches("unix://") != containerd::SOCKET.trim_start_matches("unix://")
-    });
+    let other_endpoint = kubelet_endpoint
+        .is_some_and(|e| e.trim_start_matches("unix://") != containerd::socket_path());
     if containerd_installed && !other_endpoint {
         Runtime::Containerd
     } else {

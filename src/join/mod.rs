@@ -196,6 +196,21 @@ pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
     Ok(NodeKubelet { version, profile })
 }
 
+/// Resolves a runtime left to detection (no `[host] container_runtime`) from this node's
+/// units, as `run`, `preflight` and `doctor` all see it.
+pub async fn resolve_runtime(
+    settings: &mut Settings,
+    systemd: &Systemd,
+) -> Result<(), crate::systemd::dbus::SystemdError> {
+    settings.host.runtime = host::detect_runtime(
+        settings.host.runtime,
+        settings.kubelet.container_runtime_endpoint.as_deref(),
+        systemd,
+    )
+    .await?;
+    Ok(())
+}
+
 /// With `[host] container_runtime = "none"` (or no runtime kubejoin knows), containerd is
 /// left as it is: a join stops before kubelet starts when the containerd that runs here
 /// (its socket is there) would have runc use another cgroup driver than kubelet (a node
@@ -204,7 +219,7 @@ pub fn runtime_left_alone_agrees(settings: &Settings, profile: &Profile) -> Resu
     let containerd_cri = profile.cri == Cri::Remote(host::containerd::SOCKET.into());
     if settings.host.runtime != host::Runtime::None
         || !containerd_cri
-        || !Path::new(host::containerd::SOCKET.trim_start_matches("unix://")).exists()
+        || !Path::new(host::containerd::socket_path()).exists()
     {
         return Ok(());
     }
@@ -355,12 +370,7 @@ pub async fn run(
         return Ok(report);
     }
     let mut settings = load()?;
-    settings.host.runtime = host::detect_runtime(
-        settings.host.runtime,
-        settings.kubelet.container_runtime_endpoint.as_deref(),
-        &systemd,
-    )
-    .await?;
+    resolve_runtime(&mut settings, &systemd).await?;
     let settings = &settings;
     let node = node_kubelet(settings)?;
     let checks = preflight(

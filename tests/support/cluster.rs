@@ -9,7 +9,6 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -74,7 +73,7 @@ pub fn binaries(version: &str) -> Option<PathBuf> {
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -218,32 +217,28 @@ pub struct ControlPlane {
 /// A command run in the testbed's network namespace only: this machine's files, the
 /// testbed's loopback.
 fn in_netns(tb: &impl Place, program: &Path) -> Command {
+    in_netns_of(tb.pid(), program)
+}
+
+/// `program` in the network namespace of process `pid` only, dying with the thread that
+/// starts it.
+pub fn in_netns_of(pid: i32, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("/usr/bin/nsenter");
     c.arg("-t")
-        .arg(tb.pid().to_string())
+        .arg(pid.to_string())
         .arg("-n")
         .arg("--")
         .arg(program);
     c.stdin(Stdio::null());
-    // Die with the test process even if it is killed.
-    // SAFETY: pre_exec's closure runs in the forked child before exec; prctl is
-    // async-signal-safe and the closure neither allocates nor takes locks.
-    unsafe {
-        c.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            Ok(())
-        });
-    }
+    super::dies_with_parent(&mut c);
     c
 }
 
 /// `n` random characters of a bootstrap token's alphabet.
 fn random_lower(n: usize) -> String {
-    let mut f = fs::File::open("/dev/urandom").unwrap();
-    let mut buf = vec![0u8; n];
-    std::io::Read::read_exact(&mut f, &mut buf).unwrap();
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    buf.iter()
+    super::random_bytes::<16>()[..n]
+        .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
 }

@@ -68,3 +68,25 @@ pub fn fail_points(output: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// `c` dies with the thread that starts it, even if the test is killed.
+#[allow(dead_code)]
+pub fn dies_with_parent(c: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: pre_exec's closure runs in the forked child before exec; prctl is
+    // async-signal-safe and the closure neither allocates nor takes locks.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        })
+    }
+}
+
+/// `N` random bytes from the OS.
+#[allow(dead_code)]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    b
+}

@@ -14,15 +14,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::cluster::Place;
+use super::cluster::{Place, in_netns_of, run};
 
 /// Where `scripts/vm-images.sh` puts its images.
 pub fn cache() -> PathBuf {
@@ -105,18 +104,6 @@ pub fn deb() -> Option<PathBuf> {
         ));
         None
     })
-}
-
-/// A command that dies with the thread that started it (qemu, the namespace's holder).
-fn dies_with_parent(c: &mut Command) -> &mut Command {
-    // SAFETY: pre_exec's closure runs in the forked child before exec; prctl is
-    // async-signal-safe and the closure neither allocates nor takes locks.
-    unsafe {
-        c.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            Ok(())
-        })
-    }
 }
 
 /// The accelerator to use: KVM where a guest kernel really runs under it, else TCG
@@ -204,7 +191,7 @@ impl Netns {
             "-c",
             "ip link set lo up && exec sleep infinity",
         ]);
-        dies_with_parent(&mut c);
+        super::dies_with_parent(&mut c);
         let holder = c.spawn().expect("unshare --net");
         let ns = Netns {
             holder,
@@ -212,7 +199,7 @@ impl Netns {
         };
         // Until the loopback is up.
         let up = super::testbed::wait_for(Duration::from_secs(10), || {
-            ns.command("ip")
+            in_netns_of(ns.pid(), "ip")
                 .args(["-o", "link", "show", "lo", "up"])
                 .output()
                 .ok()
@@ -221,20 +208,6 @@ impl Netns {
         });
         assert!(up.is_some(), "the namespace's loopback did not come up");
         ns
-    }
-
-    /// `program` in this namespace (this machine's files), dying with the thread that
-    /// starts it.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.holder.id().to_string())
-            .arg("-n")
-            .arg("--")
-            .arg(program);
-        c.stdin(Stdio::null());
-        dies_with_parent(&mut c);
-        c
     }
 }
 
@@ -296,24 +269,16 @@ pub struct Vm {
     booted_at: Option<Instant>,
 }
 
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", super::text(&out));
-    out
-}
-
 impl Vm {
     /// A VM of `image` (a directory of `scripts/vm-images.sh`) with fresh overlays.
     pub fn create(name: &str, dir: &Path, image: &Path, seed: &Path, netns: &Netns) -> Vm {
         fs::create_dir_all(dir).unwrap();
         for (disk, base) in [("root.qcow2", "root.img"), ("swap.qcow2", "swap.img")] {
             let _ = fs::remove_file(dir.join(disk));
-            run_ok(
-                Command::new("qemu-img")
-                    .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-                    .arg(image.join(base))
-                    .arg(dir.join(disk)),
-            );
+            run(Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                .arg(image.join(base))
+                .arg(dir.join(disk)));
         }
         Vm {
             name: name.into(),
@@ -342,13 +307,8 @@ impl Vm {
             // cache=unsafe, which would make every power cut lose flushed data too.
             format!("file={},if=virtio,cache=writeback{extra}", file.display())
         };
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.netns_pid.to_string())
-            .arg("-n")
-            .arg("--")
-            .arg("qemu-system-x86_64")
-            .args(["-name", &self.name, "-accel", accel])
+        let mut c = in_netns_of(self.netns_pid as i32, "qemu-system-x86_64");
+        c.args(["-name", &self.name, "-accel", accel])
             .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
             .args([
                 "-m", "2048", "-smp", "2", "-display", "none", "-monitor", "none",
@@ -394,7 +354,7 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(fs::File::create(self.dir.join(format!("qemu-{}.log", self.boots))).unwrap())
             .stderr(Stdio::inherit());
-        dies_with_parent(&mut c);
+        super::dies_with_parent(&mut c);
         self.qemu = Some(c.spawn().expect("qemu-system-x86_64"));
         self.booted_at = Some(Instant::now());
     }
@@ -463,7 +423,7 @@ impl Vm {
         s.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         // guest-sync first: it discards anything a former connection left unread.
-        let id: u32 = rand_id();
+        let id = u32::from_le_bytes(super::random_bytes()) & 0x7fff_ffff;
         let sync = serde_json::json!({"execute": "guest-sync", "arguments": {"id": id}});
         writeln!(s, "{sync}").map_err(|e| e.to_string())?;
         let mut reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
@@ -573,12 +533,10 @@ impl Vm {
     pub fn files_on_disk(&self, paths: &[&str]) -> BTreeMap<String, Option<Vec<u8>>> {
         assert!(self.qemu.is_none(), "{} must be off", self.name);
         let raw = self.dir.join("inspect.raw");
-        run_ok(
-            Command::new("qemu-img")
-                .args(["convert", "-O", "raw"])
-                .arg(self.dir.join("root.qcow2"))
-                .arg(&raw),
-        );
+        run(Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(self.dir.join("root.qcow2"))
+            .arg(&raw));
         let fsck = Command::new("e2fsck")
             .arg("-fy")
             .arg(&raw)
@@ -611,13 +569,6 @@ pub fn read_ext4(image: &Path, paths: &[&str]) -> BTreeMap<String, Option<Vec<u8
             (p.to_string(), (!missing).then_some(out.stdout))
         })
         .collect()
-}
-
-fn rand_id() -> u32 {
-    let mut b = [0u8; 4];
-    let mut f = fs::File::open("/dev/urandom").unwrap();
-    std::io::Read::read_exact(&mut f, &mut b).unwrap();
-    u32::from_le_bytes(b) & 0x7fff_ffff
 }
 
 impl Drop for Vm {
