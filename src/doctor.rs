@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::cluster::prepare::SIGNER_FIX;
 use crate::cluster::{Access, Api, ApiError, RIGHTS};
+use crate::cluster_info::SIGNATURE_PREFIX;
 use crate::config::Settings;
-use crate::discovery::JWS_KEY_PREFIX;
 use crate::discovery::http::{self, FetchError, Response};
 use crate::endpoint::Endpoint;
 use crate::pin::{self, CaPin};
@@ -159,13 +159,13 @@ pub fn signature_line(
         (Some(Ok(())), _) => line(
             name,
             Verdict::Ok,
-            format!("{JWS_KEY_PREFIX}{token_id} verifies with this token's secret"),
+            format!("{SIGNATURE_PREFIX}{token_id} verifies with this token's secret"),
             None,
         ),
         (Some(Err(why)), _) => line(
             name,
             Verdict::Fail,
-            format!("{JWS_KEY_PREFIX}{token_id} does not verify with this token's secret: {why}"),
+            format!("{SIGNATURE_PREFIX}{token_id} does not verify with this token's secret: {why}"),
             Some(format!(
                 "the token's secret is wrong (compare it with token-secret in kube-system/bootstrap-token-{token_id}), or something between this node and the API server alters cluster-info"
             )),
@@ -174,7 +174,7 @@ pub fn signature_line(
             name,
             Verdict::Fail,
             format!(
-                "cluster-info has no {JWS_KEY_PREFIX}{token_id}, yet the API server accepts the token: the bootstrap signer does not run, or the token's Secret lacks usage-bootstrap-signing: \"true\""
+                "cluster-info has no {SIGNATURE_PREFIX}{token_id}, yet the API server accepts the token: the bootstrap signer does not run, or the token's Secret lacks usage-bootstrap-signing: \"true\""
             ),
             Some(format!(
                 "{SIGNER_FIX}; or create a token that may sign (`kubejoin token create`)"
@@ -184,7 +184,7 @@ pub fn signature_line(
             name,
             Verdict::Fail,
             format!(
-                "cluster-info has no {JWS_KEY_PREFIX}{token_id} and the API server refuses the token: it is unknown, expired or deleted (no Secret kube-system/bootstrap-token-{token_id})"
+                "cluster-info has no {SIGNATURE_PREFIX}{token_id} and the API server refuses the token: it is unknown, expired or deleted (no Secret kube-system/bootstrap-token-{token_id})"
             ),
             Some(CREATE_TOKEN.into()),
         ),
@@ -192,7 +192,7 @@ pub fn signature_line(
             name,
             Verdict::Fail,
             format!(
-                "cluster-info has no {JWS_KEY_PREFIX}{token_id}: the token is unknown or expired, or the bootstrap signer does not run"
+                "cluster-info has no {SIGNATURE_PREFIX}{token_id}: the token is unknown or expired, or the bootstrap signer does not run"
             ),
             Some(format!("{CREATE_TOKEN}; {SIGNER_FIX}")),
         ),
@@ -457,7 +457,7 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
         }
     };
     let signature = data
-        .get(&format!("{JWS_KEY_PREFIX}{}", c.token.id()))
+        .get(&crate::cluster_info::signature_key(c.token.id()))
         .filter(|s| !s.is_empty())
         .map(|s| {
             crate::jws::verify_detached(
@@ -549,7 +549,7 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
         }
     };
     let (bus, kubelet_active) = match &systemd {
-        Ok(s) => match s.status(crate::systemd::unit::KUBELET_UNIT).await {
+        Ok(s) => match s.status(crate::kubelet::files::KUBELET_UNIT).await {
             Ok(k) => (Ok(()), k.is_active()),
             Err(e) => (Err(e.to_string()), false),
         },

@@ -16,6 +16,16 @@ use crate::fsutil;
 
 pub const LEDGER: &str = "/var/lib/kubejoin/changes.json";
 
+/// The one-time backup suffix of every file kubejoin edits (`kubejoin reset` restores it).
+pub const BACKUP_SUFFIX: &str = ".kubejoin-orig";
+
+/// Where the one-time backup of an edited file is kept.
+pub fn backup_path_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(BACKUP_SUFFIX);
+    PathBuf::from(name)
+}
+
 /// A file kubejoin edited in place, and where its original is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edited {
@@ -94,7 +104,7 @@ impl Ledger {
         } else if !existed {
             self.created.insert(path.to_path_buf(), hash);
         } else if how == Wrote::Edit {
-            let backup = backup.unwrap_or_else(|| crate::host::backup_path_of(path));
+            let backup = backup.unwrap_or_else(|| backup_path_of(path));
             self.edited.insert(
                 path.to_path_buf(),
                 Edited {

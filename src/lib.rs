@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod cluster_info;
 pub mod config;
+pub mod diff;
 pub mod discovery;
 pub mod doctor;
 pub mod endpoint;

@@ -243,7 +243,7 @@ fn config_init(args: cli::InitArgs) -> Result<(), Failure> {
 async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
     let mut settings = settings(args.cluster)?;
     let (bus, kubelet_active) = match systemd::dbus::Systemd::connect().await {
-        Ok(s) => match s.status(systemd::unit::KUBELET_UNIT).await {
+        Ok(s) => match s.status(kubejoin::kubelet::files::KUBELET_UNIT).await {
             Ok(k) => {
                 join::resolve_runtime(&mut settings, &s).await?;
                 (Ok(()), k.is_active())
@@ -289,7 +289,7 @@ async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
 async fn status(args: StatusArgs) -> Result<(), Failure> {
     let state = join::load_state()?;
     let kubelet = match systemd::dbus::Systemd::connect().await {
-        Ok(s) => s.status(systemd::unit::KUBELET_UNIT).await.ok(),
+        Ok(s) => s.status(kubejoin::kubelet::files::KUBELET_UNIT).await.ok(),
         Err(_) => None,
     };
     match args.output {
@@ -518,10 +518,7 @@ async fn worker_values(api: &Api) -> Result<(endpoint::Endpoint, Vec<pin::CaPin>
         .get_opt(cluster::CLUSTER_INFO)
         .await?
         .ok_or_else(missing)?;
-    let info = cm["data"]["kubeconfig"]
-        .as_str()
-        .and_then(|k| kubeconfig::parse_cluster_info(k).ok())
-        .ok_or_else(missing)?;
+    let info = kubejoin::cluster_info::read(&cm).map_err(|_| missing())?;
     let ca = kubejoin::x509::parse_pem_bundle(&info.ca_pem).map_err(|_| missing())?;
     Ok((info.server, ca.iter().map(pin::CaPin::of).collect()))
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::config::KubeletSettings;
+use crate::kubelet::files::{CERT_DIR, KUBELET_KUBECONFIG};
 use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
 use crate::kubelet::version::Version;
-use crate::systemd::unit::{CERT_DIR, KUBELET_KUBECONFIG, KubeletSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

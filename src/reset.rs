@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use crate::fsutil;
 use crate::host::{containerd, docker};
+use crate::kubelet::files::KUBELET_UNIT;
 use crate::ledger::{self, Ledger};
 use crate::systemd::dbus::Systemd;
-use crate::systemd::unit::KUBELET_UNIT;
 
 /// kubelet's state directory: removed whole when kubejoin made it (as `kubeadm reset`
 /// cleans it), after unmounting what kubelet mounted below it.

@@ -359,4 +359,4 @@ pub const RIGHTS: [Right; 3] = [
 
 /// The anonymous read of cluster-info, the seed's Role and RoleBinding.
 pub const CLUSTER_INFO_ROLE: &str = "kubeadm:bootstrap-signer-clusterinfo";
-pub const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+pub use crate::cluster_info::PATH as CLUSTER_INFO;

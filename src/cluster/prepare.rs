@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, CLUSTER_INFO, CLUSTER_INFO_ROLE, RIGHTS, tokens};
+use crate::cluster_info;
 use crate::discovery::status_fix;
 use crate::pin::CaPin;
 
@@ -87,25 +88,6 @@ pub struct Options {
     pub signer_timeout: Duration,
 }
 
-/// The kubeconfig of cluster-info, in kubeadm's shape: one unnamed cluster with the
-/// server and the embedded CA, nothing else.
-pub fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8]) -> String {
-    use base64::Engine;
-    format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
-        base64::engine::general_purpose::STANDARD.encode(ca_pem)
-    )
-}
-
-pub fn cluster_info_configmap(server: &str, ca_pem: &[u8]) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": { "name": "cluster-info", "namespace": "kube-public" },
-        "data": { "kubeconfig": cluster_info_kubeconfig(server, ca_pem) },
-    })
-}
-
 /// How an existing cluster-info compares with the one kubejoin would write: `Ok(None)`
 /// when it names the same server and CA, `Ok(Some(how))` when it differs but workers can
 /// use it, `Err(why)` when workers cannot use it (as kubeadm reads it).
@@ -114,11 +96,7 @@ pub fn cluster_info_difference(
     server: &str,
     ca_pem: &[u8],
 ) -> Result<Option<String>, String> {
-    let Some(text) = existing["data"]["kubeconfig"].as_str() else {
-        return Err("it has no data.kubeconfig".into());
-    };
-    let info = crate::kubeconfig::parse_cluster_info(text)
-        .map_err(|e| format!("its kubeconfig is not usable by workers: {e}"))?;
+    let info = cluster_info::read(existing)?;
     let mut diffs = Vec::new();
     if info.server.to_string() != server.trim_end_matches('/') {
         diffs.push(format!("it names server {}, not {server}", info.server));
@@ -258,7 +236,7 @@ pub async fn run(
     let mut items = Vec::new();
 
     // cluster-info.
-    let configmap = cluster_info_configmap(&opts.server, &opts.ca_pem);
+    let configmap = cluster_info::configmap(&opts.server, &opts.ca_pem);
     let ca = crate::x509::parse_pem_bundle(&opts.ca_pem)
         .ok()
         .and_then(|c| c.into_iter().next());
@@ -361,7 +339,7 @@ pub async fn run(
     // The bootstrap signer.
     let signed_now = existing
         .as_ref()
-        .map(|cm| signature_keys(cm).len())
+        .map(|cm| cluster_info::signed_ids_of(cm).len())
         .unwrap_or(0);
     items.push(Item {
         name: "bootstrap-signer",
@@ -529,18 +507,6 @@ fn is_loopback(server: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The `jws-kubeconfig-<id>` keys of a cluster-info ConfigMap.
-pub fn signature_keys(cm: &Value) -> Vec<String> {
-    cm["data"]
-        .as_object()
-        .map(|d| {
-            d.keys()
-                .filter_map(|k| k.strip_prefix("jws-kubeconfig-").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 type Probed = (State, String, Option<String>);
 
 pub const TOKEN_AUTH_FIX: &str = "kube-apiserver does not authenticate bootstrap tokens: start it with --enable-bootstrap-token-auth=true (the seed's API server flag)";
@@ -683,7 +649,7 @@ mod tests {
 
     #[test]
     fn cluster_info_has_kubeadms_shape_and_reads_back() {
-        let text = cluster_info_kubeconfig("https://10.0.0.1:6443", CA);
+        let text = cluster_info::kubeconfig("https://10.0.0.1:6443", CA);
         let info = crate::kubeconfig::parse_cluster_info(&text).unwrap();
         assert_eq!(info.name, "");
         assert_eq!(info.server.to_string(), "https://10.0.0.1:6443");
@@ -691,7 +657,7 @@ mod tests {
         assert!(text.contains(
             "contexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {}\nusers: null\n"
         ));
-        let cm = cluster_info_configmap("https://10.0.0.1:6443", CA);
+        let cm = cluster_info::configmap("https://10.0.0.1:6443", CA);
         assert_eq!(
             cluster_info_difference(&cm, "https://10.0.0.1:6443", CA),
             Ok(None)
@@ -745,7 +711,7 @@ mod tests {
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
         );
         assert_eq!(
-            collection(&cluster_info_configmap("https://h:1", CA)),
+            collection(&cluster_info::configmap("https://h:1", CA)),
             "/api/v1/namespaces/kube-public/configmaps"
         );
         assert_eq!(
@@ -755,9 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn signature_keys_and_loopback() {
-        let cm = json!({"data": {"kubeconfig": "x", "jws-kubeconfig-abcdef": "s", "jws-kubeconfig-012345": "t"}});
-        assert_eq!(signature_keys(&cm), ["abcdef", "012345"]);
+    fn loopback() {
         assert!(is_loopback("https://127.0.0.1:6443"));
         assert!(is_loopback("https://localhost:6443"));
         assert!(!is_loopback("https://10.0.0.1:6443"));

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError};
+use crate::cluster_info;
 use crate::token::{BootstrapToken, ID_LEN, SECRET_LEN};
 
 pub const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -203,7 +204,7 @@ pub async fn list(api: &Api) -> Result<Vec<Row>, ApiError> {
         )
         .await?;
     let signed = match api.get_opt(super::CLUSTER_INFO).await? {
-        Some(cm) => super::prepare::signature_keys(&cm),
+        Some(cm) => cluster_info::signed_ids_of(&cm),
         None => Vec::new(),
     };
     let now = crate::clock::unix_now();
@@ -235,7 +236,7 @@ pub async fn wait_signed(
     let start = std::time::Instant::now();
     loop {
         if let Some(cm) = api.get_opt(super::CLUSTER_INFO).await?
-            && super::prepare::signature_keys(&cm).iter().any(|k| k == id)
+            && cluster_info::signed_ids_of(&cm).iter().any(|k| k == id)
         {
             return Ok(Some(start.elapsed()));
         }

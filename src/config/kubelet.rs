@@ -7,8 +7,45 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Origin, parse_duration};
-use crate::systemd::unit::KubeletSettings;
+use super::origin::{ConfigError, DEFAULT_PATH, Origin, parse_duration};
+
+/// The validated `[kubelet]` settings. Unset runtime keys are chosen for the node by
+/// [`crate::kubelet::profile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletSettings {
+    pub binary: PathBuf,
+    pub extra_args: Vec<String>,
+    /// `key=value` labels, sorted by key.
+    pub node_labels: Vec<(String, String)>,
+    /// `key=value:Effect` or `key:Effect`.
+    pub register_with_taints: Vec<String>,
+    /// Explicit CRI endpoint; `None`: the runtime's.
+    pub container_runtime_endpoint: Option<String>,
+    /// Explicit `After=` and `Requires=` unit (`Some(None)`: none); `None`: the runtime's.
+    pub runtime_unit: Option<Option<String>>,
+    pub cgroup_driver: String,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    /// Refuse a cgroup v1 host instead of letting kubelet >= 1.35 run on it.
+    pub fail_cgroup_v1: bool,
+}
+
+impl Default for KubeletSettings {
+    fn default() -> Self {
+        KubeletSettings {
+            binary: PathBuf::from("/usr/local/bin/kubelet"),
+            extra_args: Vec::new(),
+            node_labels: Vec::new(),
+            register_with_taints: Vec::new(),
+            container_runtime_endpoint: None,
+            runtime_unit: None,
+            cgroup_driver: "systemd".into(),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            fail_cgroup_v1: false,
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,7 +200,7 @@ fn check_taint(t: &str) -> Result<(), String> {
 
 /// Validates the merged `[kubelet]` table.
 pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), ConfigError> {
-    let default_origin = Origin::File(PathBuf::from(super::DEFAULT_PATH));
+    let default_origin = Origin::File(PathBuf::from(DEFAULT_PATH));
     let err = |key: &'static str, message: String| ConfigError {
         origin: m
             .origins

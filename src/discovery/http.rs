@@ -15,7 +15,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::endpoint::Endpoint;
 
-pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 /// kubeadm's API clients time out each request after 10 s.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ConfigMap is at most 1 MiB; anything much larger is not cluster-info.
@@ -295,7 +294,12 @@ pub async fn get_cluster_info(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<Response, FetchError> {
-    get(client, &format!("{endpoint}{CLUSTER_INFO_PATH}"), timeout).await
+    get(
+        client,
+        &format!("{endpoint}{}", crate::cluster_info::PATH),
+        timeout,
+    )
+    .await
 }
 
 /// `GET url` for JSON, with `timeout` bounding the whole request, body included (at most

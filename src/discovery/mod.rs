@@ -12,6 +12,7 @@
 pub mod http;
 pub mod retry;
 
+use crate::cluster_info;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +26,6 @@ use crate::pin::{self, CaPin};
 use crate::token::BootstrapToken;
 use crate::x509::{self, CertInfo};
 use http::{FetchError, Response};
-
-pub const JWS_KEY_PREFIX: &str = "jws-kubeconfig-";
 
 /// A failure worth another try: the cluster may still be coming up.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,7 +43,7 @@ pub enum Transient {
     NotConfigMap { server: String, why: String },
     #[error("cluster-info has no data.kubeconfig")]
     NoKubeconfig,
-    #[error("cluster-info has no signature for token id {token_id} ({JWS_KEY_PREFIX}{token_id}){}",
+    #[error("cluster-info has no signature for token id {token_id} (jws-kubeconfig-{token_id}){}",
         if signed.is_empty() { String::new() } else { format!("; it is signed for token ids: {}", signed.join(", ")) })]
     NoSignature {
         token_id: String,
@@ -135,7 +134,7 @@ impl Transient {
 /// A failure that may be an attack: never retried.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TrustFailure {
-    #[error("the cluster-info signature {JWS_KEY_PREFIX}{token_id} does not verify: {cause}")]
+    #[error("the cluster-info signature jws-kubeconfig-{token_id} does not verify: {cause}")]
     Signature { token_id: String, cause: JwsError },
     #[error("the cluster CA in cluster-info matches none of the configured pins: it is {}; configured: {}",
         seen.iter().map(|(p, cn)| format!("{p}{}", cn.as_ref().map(|c| format!(" (CN={c})")).unwrap_or_default())).collect::<Vec<_>>().join(", "),
@@ -237,19 +236,6 @@ impl From<TrustFailure> for Failure {
 }
 
 #[derive(Deserialize)]
-struct ConfigMap {
-    kind: Option<String>,
-    metadata: Option<Metadata>,
-    #[serde(default)]
-    data: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Status {
     message: Option<String>,
 }
@@ -279,15 +265,7 @@ pub fn configmap_data(
         server: server.to_string(),
         why,
     };
-    let cm: ConfigMap = serde_json::from_slice(&resp.body).map_err(|e| not(e.to_string()))?;
-    if cm.kind.as_deref() != Some("ConfigMap") {
-        return Err(not(format!("kind {:?}", cm.kind.unwrap_or_default())));
-    }
-    let name = cm.metadata.and_then(|m| m.name).unwrap_or_default();
-    if name != "cluster-info" {
-        return Err(not(format!("ConfigMap named {name:?}")));
-    }
-    Ok(cm.data)
+    cluster_info::data(&resp.body).map_err(not)
 }
 
 /// What the first fetch established.
@@ -311,13 +289,9 @@ pub fn check_first(
         .get("kubeconfig")
         .filter(|k| !k.is_empty())
         .ok_or(Transient::NoKubeconfig)?;
-    let key = format!("{JWS_KEY_PREFIX}{}", token.id());
+    let key = cluster_info::signature_key(token.id());
     let Some(signature) = data.get(&key).filter(|s| !s.is_empty()) else {
-        let signed = data
-            .keys()
-            .filter_map(|k| k.strip_prefix(JWS_KEY_PREFIX))
-            .map(str::to_string)
-            .collect();
+        let signed = cluster_info::signed_ids(data.keys().map(String::as_str));
         return Err(Transient::NoSignature {
             token_id: token.id().to_string(),
             signed,
@@ -368,7 +342,7 @@ pub fn check_second(
     first: &Verified,
 ) -> Result<(), Failure> {
     let data = configmap_data(server, resp)?;
-    let key = format!("{JWS_KEY_PREFIX}{}", token.id());
+    let key = cluster_info::signature_key(token.id());
     if data.get(&key).is_none_or(|s| s.is_empty()) {
         return Err(Transient::NoSignature {
             token_id: token.id().to_string(),
@@ -511,7 +485,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
     let ders: Vec<Vec<u8>> = verified.ca.iter().map(|c| c.der.clone()).collect();
     let one_fetch = !settings.pinned_refetch && !presented.is_empty();
     if verified.matched_pin.is_some() && one_fetch {
-        let url = format!("{server}{}", http::CLUSTER_INFO_PATH);
+        let url = format!("{server}{}", cluster_info::PATH);
         http::verify_presented(&ders, &presented, &url, &server.host_name())
             .map_err(|e| DiscoveryError::Trust(TrustFailure::Certificate(e)))?;
         tracing::info!(phase = "discovery", server = %server, "the certificate {server} presented is issued by the cluster CA, for this server, and valid now");

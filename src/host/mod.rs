@@ -21,12 +21,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::fsutil;
-use crate::join::plan::line_diff;
+use crate::ledger::backup_path_of;
 use crate::systemd::dbus::{Systemd, SystemdError};
 
 pub const FSTAB: &str = "/etc/fstab";
-/// The one-time backup suffix of every file kubejoin edits (`kubejoin reset` restores it).
-pub const BACKUP_SUFFIX: &str = ".kubejoin-orig";
 
 /// The `[host]` settings: which steps run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +366,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
                 changes.push(Change::Write {
                     path: path.into(),
                     why,
-                    diff: line_diff(have.as_deref().unwrap_or_default(), &want),
+                    diff: crate::diff::lines(have.as_deref().unwrap_or_default(), &want),
                     contents: want,
                 });
             }
@@ -426,26 +424,21 @@ fn edit_or_write(
             path: path.into(),
             why,
             backup: (!backup_exists).then(|| backup_path(path)),
-            diff: line_diff(old, &new),
+            diff: crate::diff::lines(old, &new),
             contents: new,
             mode: *mode,
         },
         None => Change::Write {
             path: path.into(),
             why,
-            diff: line_diff("", &new),
+            diff: crate::diff::lines("", &new),
             contents: new,
         },
     }
 }
 
 fn backup_path(path: &str) -> PathBuf {
-    PathBuf::from(format!("{path}{BACKUP_SUFFIX}"))
-}
-
-/// Where the one-time backup of an edited file is kept.
-pub fn backup_path_of(path: &Path) -> PathBuf {
-    backup_path(&path.display().to_string())
+    backup_path_of(Path::new(path))
 }
 
 /// A file's text and permission bits, or `None` when it does not exist.

@@ -16,6 +16,7 @@ use crate::config::{ConfigError, Origin, Settings};
 use crate::discovery::{self, Discovered};
 use crate::host;
 use crate::kubeconfig;
+use crate::kubelet::files::{self as unit, KUBELET_UNIT};
 use crate::kubelet::{
     self, fatal,
     profile::{Cri, Profile},
@@ -25,7 +26,6 @@ use crate::kubelet::{
 use crate::preflight;
 use crate::systemd::dbus::{Systemd, UnitStatus};
 use crate::systemd::notify::Notifier;
-use crate::systemd::unit::{self, KUBELET_UNIT};
 use plan::{CurrentFile, DesiredFile, Facts, Plan, SystemdAction};
 
 pub const STATE_FILE: &str = "/var/lib/kubejoin/state.json";

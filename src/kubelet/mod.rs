@@ -3,6 +3,7 @@
 //! and why kubelet exited ([`fatal`], from its journal).
 
 pub mod fatal;
+pub mod files;
 pub mod profile;
 pub mod ready;
 pub mod version;

@@ -18,8 +18,8 @@
 //!   supported version (their flags are deprecated).
 
 use super::version::Version;
+use crate::config::KubeletSettings;
 use crate::host::Runtime;
-use crate::systemd::unit::KubeletSettings;
 
 /// The oldest kubelet kubejoin renders for.
 pub const OLDEST_MINOR: u32 = 20;

@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::discovery::http;
-use crate::systemd::unit::{HEALTHZ_ADDRESS, HEALTHZ_PORT, KUBELET_KUBECONFIG};
+use crate::kubelet::files::{HEALTHZ_ADDRESS, HEALTHZ_PORT, KUBELET_KUBECONFIG};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -2,4 +2,3 @@
 
 pub mod dbus;
 pub mod notify;
-pub mod unit;

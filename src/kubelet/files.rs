@@ -1,9 +1,9 @@
-//! Rendering kubelet's unit and configuration: pure functions of the `[kubelet]` settings.
+//! kubelet's files: where they are, and their contents rendered from the `[kubelet]`
+//! settings and this node's [`Profile`] (pure functions).
 
+use super::profile::{Cri, Profile};
+use crate::config::KubeletSettings;
 use std::fmt::Write;
-use std::path::PathBuf;
-
-use crate::kubelet::profile::{Cri, Profile};
 
 pub const KUBELET_UNIT: &str = "kubelet.service";
 pub const KUBELET_UNIT_PATH: &str = "/etc/systemd/system/kubelet.service";
@@ -21,44 +21,6 @@ pub const HEALTHZ_ADDRESS: &str = "127.0.0.1";
 pub const HEALTHZ_PORT: u16 = 10248;
 /// Where kubelet looks for static pods; kubelet logs its absence every second.
 pub const STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
-
-/// The validated `[kubelet]` settings. Unset runtime keys are chosen for the node by
-/// [`crate::kubelet::profile`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeletSettings {
-    pub binary: PathBuf,
-    pub extra_args: Vec<String>,
-    /// `key=value` labels, sorted by key.
-    pub node_labels: Vec<(String, String)>,
-    /// `key=value:Effect` or `key:Effect`.
-    pub register_with_taints: Vec<String>,
-    /// Explicit CRI endpoint; `None`: the runtime's.
-    pub container_runtime_endpoint: Option<String>,
-    /// Explicit `After=` and `Requires=` unit (`Some(None)`: none); `None`: the runtime's.
-    pub runtime_unit: Option<Option<String>>,
-    pub cgroup_driver: String,
-    pub cluster_dns: Vec<String>,
-    pub cluster_domain: String,
-    /// Refuse a cgroup v1 host instead of letting kubelet >= 1.35 run on it.
-    pub fail_cgroup_v1: bool,
-}
-
-impl Default for KubeletSettings {
-    fn default() -> Self {
-        KubeletSettings {
-            binary: PathBuf::from("/usr/local/bin/kubelet"),
-            extra_args: Vec::new(),
-            node_labels: Vec::new(),
-            register_with_taints: Vec::new(),
-            container_runtime_endpoint: None,
-            runtime_unit: None,
-            cgroup_driver: "systemd".into(),
-            cluster_dns: Vec::new(),
-            cluster_domain: "cluster.local".into(),
-            fail_cgroup_v1: false,
-        }
-    }
-}
 
 /// kubelet's command line: the seed's flags that are flags in every version, what this
 /// version needs for its runtime, then `extra_args`. Everything the version accepts in
