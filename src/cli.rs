@@ -4,17 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub const EXIT_CODES: &str = "\
-Exit status:
-  0  success
-  1  transient failure (API server unreachable, cluster-info not ready, timeout): worth a restart
-  2  usage or configuration error: fix the configuration first
-  3  trust failure (bad signature, CA pin mismatch, cluster-info changed, wrong certificate):
-     possibly an attack, never retried";
-
 /// Joins this Linux node to a Kubernetes cluster with a bootstrap token.
 #[derive(Debug, Parser)]
-#[command(name = "kubejoin", version, about, after_help = EXIT_CODES)]
+#[command(name = "kubejoin", version, about, after_help = crate::failure::exit::help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,16 +20,16 @@ pub enum Command {
     /// CA, a KubeletConfiguration and kubelet.service, then daemon-reload, enable and start
     /// over the system D-Bus. Everything is planned first; a second run on a joined node
     /// changes nothing.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Run(RunArgs),
     /// Print what `kubejoin run` would change (as `run --dry-run`) and change nothing
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Plan(JoinArgs),
     /// Learn the cluster's CA from kube-public/cluster-info, verified by token and CA pin
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Discover(DiscoverArgs),
     /// Check this host before a join: each check with its severity and fix
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Preflight(JoinArgs),
     /// Write a worker's configuration, or its whole cloud-init user-data
     #[command(subcommand)]
@@ -57,7 +49,7 @@ pub enum Command {
     /// create CSRs and whether they would be approved automatically (SelfSubjectAccessReview
     /// as the token, over TLS trusting only the pinned CA); kubelet, the runtime and their
     /// cgroup driver. Changes nothing. Exit status 0 only when a join would succeed.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Doctor(DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
@@ -71,7 +63,7 @@ pub enum Command {
         dir: Option<std::path::PathBuf>,
     },
     /// Show the last run (/var/lib/kubejoin/state.json) and kubelet.service's state
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Status(StatusArgs),
     /// Undo what kubejoin changed on this host, as its runs recorded it
     ///
@@ -81,7 +73,7 @@ pub enum Command {
     /// runtime restarted if its configuration changed back; /var/lib/kubelet removed if
     /// kubejoin made it. A file changed by someone else since is left alone and named.
     /// Planned first: --dry-run prints the plan and changes nothing.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Reset(ResetArgs),
 }
 
@@ -146,7 +138,7 @@ fn lock_timeout(s: &str) -> Result<std::time::Duration, String> {
 pub enum ConfigCommand {
     /// Print /etc/kubejoin/config.toml, or with --output cloud-init a worker's whole
     /// #cloud-config, from the values `kubeadm token create --print-join-command` gives
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Init(InitArgs),
 }
 
@@ -182,7 +174,7 @@ pub enum ClusterCommand {
     /// with SubjectAccessReview); what is missing is created with kubeadm's names. Then a
     /// throwaway token checks that kube-controller-manager's bootstrap signer signs
     /// cluster-info. Run it again at any time: it changes nothing that is in place.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Prepare(PrepareArgs),
 }
 
@@ -218,13 +210,13 @@ pub enum TokenCommand {
     /// cluster's cluster-info (run `kubejoin cluster prepare` first). kubejoin waits a
     /// moment for the bootstrap signer's signature and warns when it does not come. The
     /// token's secret is printed only on standard output, in the format asked for.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Create(TokenCreateArgs),
     /// List the cluster's bootstrap tokens (never their secrets)
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     List(TokenListArgs),
     /// Delete bootstrap tokens by id
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = crate::failure::exit::help())]
     Delete(TokenDeleteArgs),
 }
 

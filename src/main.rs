@@ -8,9 +8,10 @@ use clap::Parser;
 use kubejoin::cli::{self, Cli, ClusterArgs, Command, DiscoverArgs, Output, RunArgs, StatusArgs};
 use kubejoin::cluster::{self, Api, admin, prepare, tokens};
 use kubejoin::config::{self, ConfigError};
+use kubejoin::failure::{Failure, exit};
 use kubejoin::{
-    Failure, clock, discovery, doctor, endpoint, exit, fsutil, init, join, kubeconfig, lock,
-    logging, pin, preflight, reset, systemd,
+    clock, discovery, doctor, endpoint, fsutil, init, join, kubeconfig, lock, logging, pin,
+    preflight, reset, systemd,
 };
 
 fn main() -> ExitCode {
@@ -89,7 +90,7 @@ fn report(failure: &Failure) {
     }
     let kind = match failure.exit_code() {
         exit::TRUST => "trust",
-        exit::CONFIG => "config",
+        exit::NEEDS_PERSON => "config",
         _ => "transient",
     };
     if logging::to_journal() {
@@ -143,7 +144,7 @@ async fn run(
 async fn take_lock(wait: std::time::Duration) -> Result<lock::RunLock, Failure> {
     lock::acquire(std::path::Path::new(lock::LOCK_FILE), wait)
         .await
-        .map_err(|e| Failure::Fixable {
+        .map_err(|e| Failure::Transient {
             fix: e.fix(),
             message: e.to_string(),
         })
@@ -270,20 +271,21 @@ async fn preflight_command(args: cli::JoinArgs) -> Result<(), Failure> {
         ),
         Output::Text => print!("{}", preflight::render_text(&checks)),
     }
+    // Each check's fix is printed above: the error names the checks only.
+    let Some(failure) = preflight::stop(&checks) else {
+        return Ok(());
+    };
     let errors = preflight::errors(&checks);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Fixable {
-            message: format!(
-                "{} preflight check(s) failed: {}",
-                errors.len(),
-                errors.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
-            ),
-            fix: "see each check's fix above, or skip one with --ignore-preflight-errors=NAME"
-                .into(),
-        })
-    }
+    let message = format!(
+        "{} preflight check(s) failed: {}",
+        errors.len(),
+        errors.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    );
+    let fix = "see each check's fix above, or skip one with --ignore-preflight-errors=NAME".into();
+    Err(match failure {
+        Failure::Transient { .. } => Failure::Transient { message, fix },
+        _ => Failure::NeedsPerson { message, fix },
+    })
 }
 
 async fn status(args: StatusArgs) -> Result<(), Failure> {
@@ -432,7 +434,7 @@ async fn doctor(args: cli::DoctorArgs) -> Result<(), Failure> {
     let Some(failures) = report.failures() else {
         return Ok(());
     };
-    Err(Failure::Fixable {
+    Err(Failure::Transient {
         message: format!("a join would not succeed: {failures}"),
         fix: "see each check's fix above, then run kubejoin doctor again".into(),
     })
@@ -460,17 +462,18 @@ async fn cluster_prepare(args: cli::PrepareArgs) -> Result<(), Failure> {
     let server = match &args.server {
         Some(s) => s
             .parse::<endpoint::Endpoint>()
-            .map_err(|e| Failure::Usage {
+            .map_err(|e| Failure::NeedsPerson {
                 message: format!("--server {s:?}: {e}"),
                 fix: "give the API server workers use as https://HOST[:PORT]".into(),
             })?
             .to_string(),
         None => admin.server.clone(),
     };
-    let anonymous = Api::new(&admin.server, &admin.ca_pem, None).map_err(|e| Failure::Fixable {
-        message: format!("the admin kubeconfig's CA cannot be used: {e}"),
-        fix: admin::AdminError::NoCa(String::new()).fix(),
-    })?;
+    let anonymous =
+        Api::new(&admin.server, &admin.ca_pem, None).map_err(|e| Failure::NeedsPerson {
+            message: format!("the admin kubeconfig's CA cannot be used: {e}"),
+            fix: admin::AdminError::NoCa(String::new()).fix(),
+        })?;
     let opts = prepare::Options {
         server,
         ca_pem: admin.ca_pem.clone(),
@@ -493,7 +496,7 @@ async fn cluster_prepare(args: cli::PrepareArgs) -> Result<(), Failure> {
     if failed.is_empty() {
         return Ok(());
     }
-    Err(Failure::Fixable {
+    Err(Failure::NeedsPerson {
         message: format!(
             "the control plane is not ready for joins: {}",
             failed.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
@@ -509,7 +512,7 @@ async fn cluster_prepare(args: cli::PrepareArgs) -> Result<(), Failure> {
 /// What a worker needs of cluster-info: its server and its CA's pins.
 async fn worker_values(api: &Api) -> Result<(endpoint::Endpoint, Vec<pin::CaPin>), Failure> {
     let missing = || {
-        Failure::Fixable {
+        Failure::NeedsPerson {
         message: "the cluster has no usable kube-public/cluster-info, from which workers learn the server and CA".into(),
         fix: "run `kubejoin cluster prepare` first".into(),
     }
@@ -525,7 +528,7 @@ async fn worker_values(api: &Api) -> Result<(endpoint::Endpoint, Vec<pin::CaPin>
 
 async fn token_create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
     if let Some(g) = args.groups.iter().find(|g| !tokens::valid_group(g)) {
-        return Err(Failure::Usage {
+        return Err(Failure::NeedsPerson {
             message: format!("--groups: {g:?} is not a bootstrap token group"),
             fix: "give groups of the form system:bootstrappers:NAME ([a-z0-9:-], ending in a letter or digit), comma-separated".into(),
         });
@@ -598,7 +601,7 @@ async fn token_delete(args: cli::TokenDeleteArgs) -> Result<(), Failure> {
         } else {
             continue;
         };
-        return Err(Failure::Usage {
+        return Err(Failure::NeedsPerson {
             message,
             fix: "`kubejoin token list` shows the ids".into(),
         });
@@ -608,7 +611,7 @@ async fn token_delete(args: cli::TokenDeleteArgs) -> Result<(), Failure> {
         match tokens::delete(&api, id).await {
             Ok(()) => println!("bootstrap token {id} deleted"),
             Err(e) if e.status() == Some(404) => {
-                return Err(Failure::Fixable {
+                return Err(Failure::NeedsPerson {
                     message: format!(
                         "there is no bootstrap token {id} (no Secret kube-system/bootstrap-token-{id})"
                     ),

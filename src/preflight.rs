@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::KubeletSettings;
+use crate::failure::Failure;
 use crate::kubelet::files::{CERT_DIR, KUBELET_KUBECONFIG};
 use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
 use crate::kubelet::version::Version;
@@ -315,6 +316,43 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
     checks
 }
 
+/// Failed checks whose cause can go away by itself (the system bus restarting): a join
+/// they stop is worth another try. Every other error needs a change on this node first.
+const CLEAR_BY_THEMSELVES: [&str; 1] = ["Systemd"];
+
+/// The failure a run ends with when error checks fail: each named with its message and
+/// fix; transient only when every one of them can clear by itself.
+pub fn stop(checks: &[Check]) -> Option<Failure> {
+    let errors = errors(checks);
+    if errors.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "preflight failed: {}",
+        errors
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let fix = format!(
+        "{} (or skip a check with --ignore-preflight-errors={})",
+        errors
+            .iter()
+            .filter_map(|c| c.fix.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        errors.iter().map(|c| c.name).collect::<Vec<_>>().join(",")
+    );
+    Some(
+        if errors.iter().all(|c| CLEAR_BY_THEMSELVES.contains(&c.name)) {
+            Failure::Transient { message, fix }
+        } else {
+            Failure::NeedsPerson { message, fix }
+        },
+    )
+}
+
 /// The failed checks that stop a join.
 pub fn errors(checks: &[Check]) -> Vec<&Check> {
     checks
@@ -426,6 +464,34 @@ pub fn render_text(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_preflight_needs_a_person_unless_it_can_clear_by_itself() {
+        let failed = |name: &'static str, severity: Severity| Check {
+            name,
+            ok: false,
+            severity,
+            message: format!("{name} failed"),
+            fix: Some(format!("fix {name}")),
+        };
+        assert!(stop(&[failed("Swap", Severity::Warning)]).is_none());
+        let person = stop(&[
+            failed("KubeletBinary", Severity::Error),
+            failed("Systemd", Severity::Error),
+        ])
+        .unwrap();
+        assert_eq!(person.exit_code(), crate::failure::exit::NEEDS_PERSON);
+        assert_eq!(
+            person.to_string(),
+            "preflight failed: KubeletBinary: KubeletBinary failed; Systemd: Systemd failed"
+        );
+        assert_eq!(
+            person.fix().unwrap(),
+            "fix KubeletBinary; fix Systemd (or skip a check with --ignore-preflight-errors=KubeletBinary,Systemd)"
+        );
+        let bus = stop(&[failed("Systemd", Severity::Error)]).unwrap();
+        assert_eq!(bus.exit_code(), crate::failure::exit::TRANSIENT);
+    }
 
     fn healthy() -> Facts {
         Facts {

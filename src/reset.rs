@@ -323,7 +323,7 @@ pub struct Report {
 }
 
 /// Plans and (unless `dry_run`) carries out the reset.
-pub async fn run(dry_run: bool, force: bool) -> Result<Report, crate::Failure> {
+pub async fn run(dry_run: bool, force: bool) -> Result<Report, crate::failure::Failure> {
     let path = Path::new(ledger::LEDGER);
     let Some(ledger) = ledger::load(path)? else {
         return Ok(Report {

@@ -173,7 +173,7 @@ fn prepare_mint_join(version: &str) {
     };
     // No token before cluster-info exists: workers could not use it.
     let out = cp.kubejoin(&tb, &["token", "create"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("run `kubejoin cluster prepare` first"),
         "{}",
@@ -309,7 +309,7 @@ fn prepare_mint_join(version: &str) {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&cp.kubejoin(&tb, &["token", "list"])).contains(id));
     let out = cp.kubejoin(&tb, &["token", "delete", id]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains(&format!("there is no bootstrap token {id}")),
         "{}",
@@ -586,7 +586,7 @@ fn a_cluster_without_the_signer() {
     };
     let out = cp.kubejoin(&tb, &["cluster", "prepare", "--signer-timeout", "5s"]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("bootstrap-signer             FAILED"), "{all}");
     assert!(
         all.contains("--controllers=*,bootstrapsigner,tokencleaner"),
@@ -699,7 +699,7 @@ fn the_seeds_own_objects_count() {
         &tb,
         &["cluster", "prepare", "--dry-run", "--output", "json"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let item = |name: &str| {
         report["items"]
@@ -771,7 +771,7 @@ fn a_cluster_without_bootstrap_token_auth() {
     };
     let out = cp.kubejoin(&tb, &["cluster", "prepare"]);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("bootstrap-token-auth         FAILED"), "{all}");
     assert!(all.contains("--enable-bootstrap-token-auth=true"), "{all}");
     assert!(

@@ -343,3 +343,23 @@ fn the_import_graph_reader_sees_uses_groups_and_parents() {
     ring.insert("d".to_string(), BTreeSet::from(["a".to_string()]));
     assert_eq!(cycles(&ring), vec![vec!["a", "b", "c"]]);
 }
+
+/// The README's exit-status table and the unit's `RestartPreventExitStatus=` are the
+/// code's one table.
+#[test]
+fn the_exit_statuses_are_one_table() {
+    use kubejoin::failure::exit;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&exit::markdown()),
+        "README.md's exit-status table differs from src/failure.rs; it should read:\n{}",
+        exit::markdown()
+    );
+    let unit = std::fs::read_to_string(root.join("systemd/kubejoin.service")).unwrap();
+    let prevent: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+        .collect();
+    assert_eq!(prevent, [exit::restart_prevent().as_str()]);
+}

@@ -25,7 +25,7 @@ fn a_missing_kubelet_binary_stops_the_run_before_any_change() {
         .boot()
         .unwrap();
     let out = tb.exec(&["kubejoin", "preflight"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report = text(&out);
     assert!(report.contains("[  ERROR] KubeletBinary "), "{report}");
     assert!(
@@ -37,7 +37,7 @@ fn a_missing_kubelet_binary_stops_the_run_before_any_change() {
 
     let _api = api(&tb, ApiServer::builder());
     let out = tb.exec(&["kubejoin", "run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("preflight failed: KubeletBinary"),
         "{}",
@@ -66,7 +66,7 @@ fn port_10250_in_use_is_an_error_unless_ignored() {
     // Something else holds kubelet's port in the testbed.
     let _taken = tb.bind_tcp("0.0.0.0:10250").unwrap();
     let out = tb.exec(&["kubejoin", "run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("Port-10250: port 10250 is in use"),
         "{}",
@@ -85,7 +85,7 @@ fn an_active_swap_is_named() {
     let tb = node(false, "").with_swap(16 << 20).boot().unwrap();
     let device = tb.swap_device().unwrap().to_string();
     let out = tb.exec(&["kubejoin", "preflight", "--output", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let swap = checks
         .as_array()

@@ -217,7 +217,7 @@ fn v1_36_docker_names_cri_dockerd() {
     let cp = ControlPlane::start(&tb, "v1.36.2", &bin);
     configure(&tb, &cp, "docker", "");
     let out = tb.exec(&["kubejoin", "run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let msg = text(&out);
     assert!(msg.contains("CRIDockerd"), "{msg}");
     assert!(msg.contains("cri-dockerd"), "{msg}");

@@ -368,7 +368,7 @@ fn settings_that_cannot_work_with_this_kubelet_are_refused() {
     tb.write("/etc/kubelet-standin/version", "v1.36.2\n", 0o644);
     let _api = api(&tb, ApiServer::builder());
     let out = tb.exec(&["kubejoin", "run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let msg = text(&out);
     assert!(
         msg.contains("kubelet v1.36.2 is newer than the API server v1.20.2"),

@@ -66,18 +66,23 @@ impl ApiError {
     }
 }
 
-impl From<ApiError> for crate::Failure {
+/// An API call that failed on the way or on the server may work when tried again; one the
+/// server refused (credentials, rights, a missing or invalid object) needs a person.
+impl From<ApiError> for crate::failure::Failure {
     fn from(e: ApiError) -> Self {
-        crate::Failure::Fixable {
-            fix: e.fix(),
-            message: e.to_string(),
+        let (fix, message) = (e.fix(), e.to_string());
+        match e.status() {
+            Some(400..=499) if e.status() != Some(429) => {
+                crate::failure::Failure::NeedsPerson { fix, message }
+            }
+            _ => crate::failure::Failure::Transient { fix, message },
         }
     }
 }
 
-impl From<admin::AdminError> for crate::Failure {
+impl From<admin::AdminError> for crate::failure::Failure {
     fn from(e: admin::AdminError) -> Self {
-        crate::Failure::Usage {
+        crate::failure::Failure::NeedsPerson {
             fix: e.fix(),
             message: format!("the admin kubeconfig cannot be used: {e}"),
         }
@@ -89,15 +94,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Api {
     /// With an admin kubeconfig: its server, trusting only its CA, with its credentials.
-    pub fn admin(a: &admin::Admin) -> Result<Api, crate::Failure> {
-        let ca = ca_ders(&a.ca_pem).map_err(|e| crate::Failure::Fixable {
+    pub fn admin(a: &admin::Admin) -> Result<Api, crate::failure::Failure> {
+        let ca = ca_ders(&a.ca_pem).map_err(|e| crate::failure::Failure::NeedsPerson {
             message: format!("the admin kubeconfig's CA cannot be used: {e}"),
             fix: admin::AdminError::NoCa(String::new()).fix(),
         })?;
         let (identity, bearer) = match &a.credential {
             admin::Credential::ClientCertificate { cert_pem, key_pem } => {
                 use rustls_pki_types::pem::PemObject;
-                let unusable = |what: &str| crate::Failure::Fixable {
+                let unusable = |what: &str| crate::failure::Failure::NeedsPerson {
                     message: format!(
                         "the admin kubeconfig's client {what} is not PEM (user {:?})",
                         a.user
@@ -115,11 +120,12 @@ impl Api {
             }
             admin::Credential::Token(t) => (None, Some(t.clone())),
         };
-        let client =
-            http::pinned_client_as(&ca, identity).map_err(|e| crate::Failure::Fixable {
+        let client = http::pinned_client_as(&ca, identity).map_err(|e| {
+            crate::failure::Failure::NeedsPerson {
                 message: format!("the admin kubeconfig cannot be used: {e}"),
                 fix: admin::AdminError::NoCredential(String::new()).fix(),
-            })?;
+            }
+        })?;
         Ok(Api {
             client,
             base: a.server.clone(),

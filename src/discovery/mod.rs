@@ -216,22 +216,22 @@ impl DiscoveryError {
     }
 }
 
-/// The result of one answer's checks.
+/// Why one answer was not taken: try again, or stop.
 #[derive(Debug)]
-pub enum Failure {
+pub enum Rejection {
     Retry(Transient),
     Stop(DiscoveryError),
 }
 
-impl From<Transient> for Failure {
+impl From<Transient> for Rejection {
     fn from(t: Transient) -> Self {
-        Failure::Retry(t)
+        Rejection::Retry(t)
     }
 }
 
-impl From<TrustFailure> for Failure {
+impl From<TrustFailure> for Rejection {
     fn from(t: TrustFailure) -> Self {
-        Failure::Stop(DiscoveryError::Trust(t))
+        Rejection::Stop(DiscoveryError::Trust(t))
     }
 }
 
@@ -283,7 +283,7 @@ pub fn check_first(
     resp: &Response,
     token: &BootstrapToken,
     pins: &[CaPin],
-) -> Result<Verified, Failure> {
+) -> Result<Verified, Rejection> {
     let data = configmap_data(server, resp)?;
     let kubeconfig = data
         .get("kubeconfig")
@@ -309,7 +309,7 @@ pub fn check_first(
         cause,
     })?;
 
-    let unusable = |e: String| Failure::Stop(DiscoveryError::Unusable(e));
+    let unusable = |e: String| Rejection::Stop(DiscoveryError::Unusable(e));
     let cluster =
         kubeconfig::parse_cluster_info(kubeconfig).map_err(|e| unusable(e.to_string()))?;
     let ca = x509::parse_pem_bundle(&cluster.ca_pem)
@@ -340,7 +340,7 @@ pub fn check_second(
     resp: &Response,
     token: &BootstrapToken,
     first: &Verified,
-) -> Result<(), Failure> {
+) -> Result<(), Rejection> {
     let data = configmap_data(server, resp)?;
     let key = cluster_info::signature_key(token.id());
     if data.get(&key).is_none_or(|s| s.is_empty()) {
@@ -436,12 +436,12 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
             Ok(resp) => {
                 check_first(server, &resp, token, pins).map(|v| (v, resp.date, resp.presented))
             }
-            Err(e) => Err(Failure::Retry(e.into())),
+            Err(e) => Err(Rejection::Retry(e.into())),
         };
         match outcome {
             Ok((v, date, presented)) => break (server.clone(), v, date, presented),
-            Err(Failure::Stop(e)) => return Err(e),
-            Err(Failure::Retry(t)) => {
+            Err(Rejection::Stop(e)) => return Err(e),
+            Err(Rejection::Retry(t)) => {
                 // The fix is logged when the error first appears, not on every retry.
                 let message = t.to_string();
                 if last_logged.as_ref() != Some(&message) {
@@ -501,12 +501,12 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
             {
                 Ok(resp) => check_second(&server, &resp, token, &verified),
                 Err(e @ FetchError::Certificate { .. }) => Err(TrustFailure::Certificate(e).into()),
-                Err(e) => Err(Failure::Retry(e.into())),
+                Err(e) => Err(Rejection::Retry(e.into())),
             };
             match outcome {
                 Ok(()) => break,
-                Err(Failure::Stop(e)) => return Err(e),
-                Err(Failure::Retry(t)) => {
+                Err(Rejection::Stop(e)) => return Err(e),
+                Err(Rejection::Retry(t)) => {
                     tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "pinned re-fetch failed: {t}");
                     wait(t, attempts).await?;
                 }
@@ -636,7 +636,7 @@ mod tests {
             let other = answer(name.as_str().unwrap(), &data_of(f, &cm["data"]));
             assert!(matches!(
                 check_first(&server(), &other, &token, &pins),
-                Err(Failure::Retry(Transient::NotConfigMap { .. }))
+                Err(Rejection::Retry(Transient::NotConfigMap { .. }))
             ));
             vec![Response::with_body(404, br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"cluster-info\" not found","reason":"NotFound","details":{"name":"cluster-info","kind":"configmaps"},"code":404}"#.to_vec())]
         } else {
@@ -655,14 +655,16 @@ mod tests {
                     }
                     return Ok(v);
                 }
-                Err(Failure::Stop(DiscoveryError::Trust(TrustFailure::Signature { .. }))) => {
+                Err(Rejection::Stop(DiscoveryError::Trust(TrustFailure::Signature { .. }))) => {
                     return Err("signature-invalid");
                 }
-                Err(Failure::Stop(DiscoveryError::Trust(TrustFailure::PinMismatch { .. }))) => {
+                Err(Rejection::Stop(DiscoveryError::Trust(TrustFailure::PinMismatch {
+                    ..
+                }))) => {
                     return Err("ca-pin-mismatch");
                 }
-                Err(Failure::Stop(e)) => panic!("unexpected {e}"),
-                Err(Failure::Retry(t)) => last = Some(t),
+                Err(Rejection::Stop(e)) => panic!("unexpected {e}"),
+                Err(Rejection::Retry(t)) => last = Some(t),
             }
         }
         match last {
@@ -742,7 +744,7 @@ mod tests {
     const TOKEN4: &str = "2nkfsy.9aiw1mx4223r3rmg";
     const TOKEN5: &str = "acpenu.kkzxwq9h5y9aiwvv";
 
-    fn first(capture_name: &str, token: &str) -> Result<Verified, Failure> {
+    fn first(capture_name: &str, token: &str) -> Result<Verified, Rejection> {
         check_first(
             &server(),
             &capture(capture_name),
@@ -787,7 +789,7 @@ mod tests {
             ("07-cluster-info-anon-after-token5-expired", TOKEN5),
         ] {
             match first(name, token) {
-                Err(Failure::Retry(t @ Transient::NoSignature { .. })) => {
+                Err(Rejection::Retry(t @ Transient::NoSignature { .. })) => {
                     assert!(t.fix().contains("bootstrapsigner"), "{t}");
                 }
                 other => panic!("{name}: {other:?}"),
@@ -800,7 +802,7 @@ mod tests {
         let wrong = "0ve35r.l8o5vx90ot05g17y";
         assert!(matches!(
             first("01-cluster-info-anon-token1", wrong),
-            Err(Failure::Stop(DiscoveryError::Trust(
+            Err(Rejection::Stop(DiscoveryError::Trust(
                 TrustFailure::Signature { .. }
             )))
         ));
@@ -810,7 +812,7 @@ mod tests {
     fn real_status_objects_are_retried_with_the_seed_fix() {
         let resp = capture("10-bearer-token1-valid-cluster-info");
         match check_first(&server(), &resp, &TOKEN1.parse().unwrap(), &real_pin()) {
-            Err(Failure::Retry(t @ Transient::Status { status: 403, .. })) => {
+            Err(Rejection::Retry(t @ Transient::Status { status: 403, .. })) => {
                 assert!(t.to_string().contains("forbidden"), "{t}");
                 assert!(t.fix().contains("anonymous-for-cluster-info"), "{t}");
             }
@@ -818,7 +820,7 @@ mod tests {
         }
         let resp = capture("12-bearer-unknown-token-id");
         match check_first(&server(), &resp, &TOKEN1.parse().unwrap(), &real_pin()) {
-            Err(Failure::Retry(t @ Transient::Status { status: 401, .. })) => {
+            Err(Rejection::Retry(t @ Transient::Status { status: 401, .. })) => {
                 assert!(t.fix().contains("--anonymous-auth"), "{t}");
             }
             other => panic!("{other:?}"),
@@ -836,7 +838,7 @@ mod tests {
         let resp = answer("cluster-info", &data["data"]);
         assert!(matches!(
             check_second(&server(), &resp, &token, &v),
-            Err(Failure::Stop(DiscoveryError::Trust(
+            Err(Rejection::Stop(DiscoveryError::Trust(
                 TrustFailure::KubeconfigChanged
             )))
         ));
@@ -852,7 +854,7 @@ mod tests {
             &[other],
         )
         .unwrap_err();
-        let Failure::Stop(DiscoveryError::Trust(t)) = err else {
+        let Rejection::Stop(DiscoveryError::Trust(t)) = err else {
             panic!("{err:?}")
         };
         let seen = real_pin()[0].to_string();
@@ -871,7 +873,7 @@ mod tests {
         );
         assert!(matches!(
             check_first(&server(), &resp, &token, &real_pin()),
-            Err(Failure::Stop(DiscoveryError::Unusable(_)))
+            Err(Rejection::Stop(DiscoveryError::Unusable(_)))
         ));
     }
 }

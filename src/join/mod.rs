@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::Failure;
 use crate::config::{ConfigError, Origin, Settings};
 use crate::discovery::{self, Discovered};
+use crate::failure::Failure;
 use crate::host;
 use crate::kubeconfig;
 use crate::kubelet::files::{self as unit, KUBELET_UNIT};
@@ -225,7 +225,7 @@ pub fn runtime_left_alone_agrees(settings: &Settings, profile: &Profile) -> Resu
     }
     let config = std::fs::read_to_string(host::containerd::CONFIG).ok();
     host::containerd::drivers_agree(config.as_deref(), settings.host.systemd_cgroup).map_err(
-        |message| Failure::Usage {
+        |message| Failure::NeedsPerson {
             message,
             fix: format!(
                 "remove [host] container_runtime = \"none\" (or set it to \"containerd\"): kubejoin then sets \
@@ -277,29 +277,10 @@ fn preflight(
             }
         }
     }
-    let errors = preflight::errors(&checks);
-    if !errors.is_empty() && !dry_run {
-        return Err(Failure::Fixable {
-            message: format!(
-                "preflight failed: {}",
-                errors
-                    .iter()
-                    .map(|c| format!("{}: {}", c.name, c.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            fix: format!(
-                "{} (or skip a check with --ignore-preflight-errors={})",
-                errors
-                    .iter()
-                    .filter_map(|c| c.fix.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                errors.iter().map(|c| c.name).collect::<Vec<_>>().join(",")
-            ),
-        });
+    match preflight::stop(&checks) {
+        Some(failure) if !dry_run => Err(failure),
+        _ => Ok(checks),
     }
-    Ok(checks)
 }
 
 /// How long a joined node's kubelet may take to become active at boot.
@@ -381,7 +362,7 @@ pub async fn run(
         dry_run,
     )?;
     let (Ok(version), Some(profile)) = (&node.version, &node.profile) else {
-        return Err(Failure::Fixable {
+        return Err(Failure::NeedsPerson {
             message: format!(
                 "kubelet's version is needed to write its configuration: {}",
                 node.version
@@ -404,10 +385,11 @@ pub async fn run(
         "preparing this host: swap, kernel prerequisites, container runtime",
     );
     let host_facts = host::inspect(&settings.host, &systemd).await?;
-    let host_changes = host::plan(&settings.host, &host_facts).map_err(|e| Failure::Fixable {
-        fix: e.fix(),
-        message: e.to_string(),
-    })?;
+    let host_changes =
+        host::plan(&settings.host, &host_facts).map_err(|e| Failure::NeedsPerson {
+            fix: e.fix(),
+            message: e.to_string(),
+        })?;
     let mut recorder = if dry_run {
         None
     } else {
@@ -439,7 +421,7 @@ pub async fn run(
             .any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case("KubeletVersionSkew"));
         tracing::warn!(phase = "discovery", check = "KubeletVersionSkew", "{why}");
         if !ignored && !dry_run {
-            return Err(Failure::Fixable {
+            return Err(Failure::NeedsPerson {
                 message: why,
                 fix: format!(
                     "install a kubelet no newer than the API server {api} and at most three minor \
@@ -575,7 +557,7 @@ async fn finish_interrupted(
          ended before the node was in: waiting for the node"
     );
     let version =
-        kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::Fixable {
+        kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::NeedsPerson {
             message: format!("kubelet's version: {e}"),
             fix: format!(
                 "install kubelet at {} (or set [kubelet] binary)",
@@ -721,7 +703,7 @@ async fn wait_until_in(
                         &format!("waiting for the Node {} to be registered", cert.node_name),
                     );
                     let reader =
-                        ready::NodeReader::new(&cert, ca_pem).map_err(|e| Failure::Fixable {
+                        ready::NodeReader::new(&cert, ca_pem).map_err(|e| Failure::Transient {
                             message: format!("cannot use kubelet's client certificate: {e}"),
                             fix: format!("check {}", cert.path),
                         })?;
@@ -756,7 +738,7 @@ async fn wait_until_in(
                 (Some(_), None) => "kubelet did not finish its TLS bootstrap",
                 (Some(_), Some(_)) => "kubelet's Node was not registered",
             };
-            return Err(Failure::Fixable {
+            return Err(Failure::Transient {
                 message: format!(
                     "the node did not join within the join timeout: {stage}{}",
                     if last.is_empty() { String::new() } else { format!(" (last: {last})") }
@@ -787,7 +769,7 @@ async fn kubelet_exited(st: &UnitStatus, invocation: Option<&str>) -> Failure {
         tokio::time::sleep(POLL).await;
     }
     let fatal = line.unwrap_or_else(|| "(kubelet wrote nothing to its journal)".into());
-    Failure::Fixable {
+    Failure::Transient {
         message: format!("kubelet exited ({}): {fatal}", st.describe()),
         fix: format!(
             "{}; the whole log: `journalctl -u {KUBELET_UNIT} -b`",
