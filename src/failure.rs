@@ -9,6 +9,8 @@ use crate::{fsutil, systemd};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
     pub code: u8,
+    /// The journal's `kind=` field of a failure with this status.
+    pub kind: &'static str,
     pub meaning: &'static str,
     /// `Restart=on-failure` runs the join again; the statuses it must not retry are the
     /// unit's `RestartPreventExitStatus=`.
@@ -28,11 +30,13 @@ pub mod exit {
     pub const TABLE: [ExitStatus; 4] = [
         ExitStatus {
             code: OK,
+            kind: "ok",
             meaning: "success",
             retried: false,
         },
         ExitStatus {
             code: TRANSIENT,
+            kind: "transient",
             meaning: "transient failure (the API server unreachable, cluster-info not signed yet, \
                       kubelet exited, a timeout, a control-plane step still missing, which the \
                       operator fixes once for every worker): systemd runs the join again",
@@ -40,6 +44,7 @@ pub mod exit {
         },
         ExitStatus {
             code: NEEDS_PERSON,
+            kind: "needs-person",
             meaning: "needs a person (a configuration error, a failed preflight check, an argument \
                       or object that cannot be used): fix what the error names, then run kubejoin \
                       again; never retried",
@@ -47,11 +52,20 @@ pub mod exit {
         },
         ExitStatus {
             code: TRUST,
+            kind: "trust",
             meaning: "trust failure (bad signature, CA pin mismatch, cluster-info changed, wrong \
                       certificate): possibly an attack, never retried",
             retried: false,
         },
     ];
+
+    /// The `kind=` of a status.
+    pub fn kind(code: u8) -> &'static str {
+        TABLE
+            .iter()
+            .find(|s| s.code == code)
+            .map_or("unknown", |s| s.kind)
+    }
 
     /// For `--help` and the man page.
     pub fn help() -> String {

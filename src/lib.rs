@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod cluster_info;
+pub mod cmd;
 pub mod config;
 pub mod diff;
 pub mod discovery;

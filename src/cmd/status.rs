@@ -1,0 +1,50 @@
+//! `kubejoin status`: the last run's record and kubelet's state.
+
+use crate::cli::{Output, StatusArgs};
+use crate::clock;
+use crate::failure::Failure;
+use crate::join;
+use crate::kubelet::files::KUBELET_UNIT;
+use crate::systemd;
+
+pub async fn run(args: StatusArgs) -> Result<(), Failure> {
+    let state = join::load_state()?;
+    let kubelet = match systemd::dbus::Systemd::connect().await {
+        Ok(s) => s.status(KUBELET_UNIT).await.ok(),
+        Err(_) => None,
+    };
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "last_run": state, "kubelet": kubelet })
+        ),
+        Output::Text => {
+            match &state {
+                Some(s) => println!(
+                    "last run:      {} (finished {})",
+                    s["outcome"].as_str().unwrap_or("?"),
+                    clock::format_utc(s["finished"].as_i64().unwrap_or(0))
+                ),
+                None => println!("last run:      none ({} does not exist)", join::STATE_FILE),
+            }
+            if let Some(phases) = state.as_ref().and_then(|s| s["phases"].as_array()) {
+                let text: Vec<String> = phases
+                    .iter()
+                    .map(|p| format!("{} {} ms", p["phase"].as_str().unwrap_or("?"), p["ms"]))
+                    .collect();
+                println!("phases:        {}", text.join(", "));
+            }
+            match &kubelet {
+                Some(k) => println!("kubelet:       {} ({})", k.active_state, k.sub_state),
+                None => println!("kubelet:       unknown (systemd not reachable over D-Bus)"),
+            }
+            let node = state
+                .as_ref()
+                .and_then(|s| serde_json::from_value::<join::NodeIn>(s["node"].clone()).ok());
+            if let Some(node) = node {
+                print!("{}", join::render_node(&node));
+            }
+        }
+    }
+    Ok(())
+}
