@@ -5,21 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-/// A file kubejoin owns, as it should be.
-#[derive(Debug, Clone)]
-pub struct DesiredFile {
-    pub path: PathBuf,
-    pub contents: Vec<u8>,
-    pub mode: u32,
-    /// Never shown in plans or diffs (the bootstrap kubeconfig holds the token).
-    pub secret: bool,
-    /// What it is for, in the plan.
-    pub purpose: &'static str,
-    /// A change to it means kubelet must restart to pick it up.
-    pub restarts_kubelet: bool,
-    /// A change to it means systemd must reload its unit files.
-    pub is_unit: bool,
-}
+pub use crate::kubelet::files::DesiredFile;
 
 /// A file as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,13 @@
 //! kubelet's files: where they are, and their contents rendered from the `[kubelet]`
 //! settings and this node's [`Profile`] (pure functions).
 
+use std::path::PathBuf;
+
 use super::profile::{Cri, Profile};
 use crate::config::KubeletSettings;
+use crate::endpoint::Endpoint;
+use crate::kubeconfig;
+use crate::token::BootstrapToken;
 use std::fmt::Write;
 
 pub const KUBELET_UNIT: &str = "kubelet.service";
@@ -21,6 +26,72 @@ pub const HEALTHZ_ADDRESS: &str = "127.0.0.1";
 pub const HEALTHZ_PORT: u16 = 10248;
 /// Where kubelet looks for static pods; kubelet logs its absence every second.
 pub const STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
+
+/// A file kubejoin owns, as it should be.
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    /// Never shown in plans or diffs (the bootstrap kubeconfig holds the token).
+    pub secret: bool,
+    /// What it is for, in the plan.
+    pub purpose: &'static str,
+    /// A change to it means kubelet must restart to pick it up.
+    pub restarts_kubelet: bool,
+    /// A change to it means systemd must reload its unit files.
+    pub is_unit: bool,
+}
+
+/// The files kubelet starts from, as they should be once discovery found the server and
+/// its CA: kubejoin owns each of them.
+pub fn desired(
+    settings: &KubeletSettings,
+    profile: &Profile,
+    server: &Endpoint,
+    ca_pem: &[u8],
+    token: &BootstrapToken,
+) -> Vec<DesiredFile> {
+    let bootstrap = kubeconfig::render_bootstrap(server, ca_pem, token);
+    vec![
+        DesiredFile {
+            path: BOOTSTRAP_KUBECONFIG.into(),
+            contents: bootstrap.as_bytes().to_vec(),
+            mode: 0o600,
+            secret: true,
+            purpose: "bootstrap kubeconfig (holds the token; never shown)",
+            restarts_kubelet: true,
+            is_unit: false,
+        },
+        DesiredFile {
+            path: CLUSTER_CA.into(),
+            contents: ca_pem.to_vec(),
+            mode: 0o644,
+            secret: false,
+            purpose: "cluster CA, for kubelet's client-certificate authentication",
+            restarts_kubelet: true,
+            is_unit: false,
+        },
+        DesiredFile {
+            path: KUBELET_CONFIG.into(),
+            contents: kubelet_config(settings, profile).into_bytes(),
+            mode: 0o644,
+            secret: false,
+            purpose: "KubeletConfiguration",
+            restarts_kubelet: true,
+            is_unit: false,
+        },
+        DesiredFile {
+            path: KUBELET_UNIT_PATH.into(),
+            contents: kubelet_unit(settings, profile).into_bytes(),
+            mode: 0o644,
+            secret: false,
+            purpose: "kubelet's systemd unit",
+            restarts_kubelet: true,
+            is_unit: true,
+        },
+    ]
+}
 
 /// kubelet's command line: the seed's flags that are flags in every version, what this
 /// version needs for its runtime, then `extra_args`. Everything the version accepts in
