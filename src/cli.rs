@@ -34,7 +34,7 @@ pub enum Command {
     /// Write a worker's configuration, or its whole cloud-init user-data
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// The control plane's half of the seed, with an admin kubeconfig
+    /// The control plane's half of a join, with an admin kubeconfig
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Create, list and delete bootstrap tokens, with an admin kubeconfig

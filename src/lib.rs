@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod endpoint;
 pub mod failpoint;
 pub mod failure;
+pub mod footprint;
 pub mod fsutil;
 pub mod host;
 pub mod init;

@@ -124,7 +124,7 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
                 Some(false) => format!("{} is not executable", kubelet.binary.display()),
                 Some(true) => format!("{} is executable", kubelet.binary.display()),
             },
-            Some("install kubelet there (the seed uses /usr/local/bin/kubelet), or set [kubelet] binary".into()),
+            Some("install kubelet there (kubejoin's default is /usr/local/bin/kubelet), or set [kubelet] binary".into()),
         ),
     ];
     if f.kubelet_binary == Some(true) {

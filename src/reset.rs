@@ -23,10 +23,10 @@ use crate::systemd::dbus::Systemd;
 /// cleans it), after unmounting what kubelet mounted below it.
 pub const KUBELET_DIR: &str = "/var/lib/kubelet";
 
-/// One step of a reset, with the reason.
+/// One change a reset makes to the host, with the reason (as [`crate::host::Change`] is one a join makes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
-pub enum Step {
+pub enum Change {
     /// `Manager.StopUnit(replace)`.
     Stop { unit: String },
     /// `Manager.DisableUnitFiles`.
@@ -51,27 +51,27 @@ pub enum Step {
     Forget { path: PathBuf },
 }
 
-impl Step {
+impl Change {
     pub fn describe(&self) -> String {
         match self {
-            Step::Stop { unit } => format!("StopUnit {unit} replace"),
-            Step::Disable { unit } => format!("DisableUnitFiles {unit}"),
-            Step::Remove { path } => format!("remove {} (kubejoin created it)", path.display()),
-            Step::Restore { path, backup } => {
+            Change::Stop { unit } => format!("StopUnit {unit} replace"),
+            Change::Disable { unit } => format!("DisableUnitFiles {unit}"),
+            Change::Remove { path } => format!("remove {} (kubejoin created it)", path.display()),
+            Change::Restore { path, backup } => {
                 format!("restore {} from {}", path.display(), backup.display())
             }
-            Step::Leave { path, why } => format!("leave {} alone: {why}", path.display()),
-            Step::Unmask { unit } => format!("UnmaskUnitFiles {unit}"),
-            Step::Reload => "Reload (unit files changed)".into(),
-            Step::Restart { unit, why } => format!("RestartUnit {unit} replace ({why})"),
-            Step::RemoveTree { path } => {
+            Change::Leave { path, why } => format!("leave {} alone: {why}", path.display()),
+            Change::Unmask { unit } => format!("UnmaskUnitFiles {unit}"),
+            Change::Reload => "Reload (unit files changed)".into(),
+            Change::Restart { unit, why } => format!("RestartUnit {unit} replace ({why})"),
+            Change::RemoveTree { path } => {
                 format!(
                     "remove {} and everything in it (kubelet's state)",
                     path.display()
                 )
             }
-            Step::RemoveDir { path } => format!("remove directory {} if empty", path.display()),
-            Step::Forget { path } => format!("remove {} (this record)", path.display()),
+            Change::RemoveDir { path } => format!("remove directory {} if empty", path.display()),
+            Change::Forget { path } => format!("remove {} (this record)", path.display()),
         }
     }
 }
@@ -101,19 +101,19 @@ fn runtime_of(path: &Path) -> Option<&'static str> {
 }
 
 /// The steps that undo `ledger` on a host that looks like `facts`.
-pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> Vec<Step> {
+pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> Vec<Change> {
     let mut steps = Vec::new();
     if ledger.is_empty() {
         return steps;
     }
     if facts.kubelet_active {
-        steps.push(Step::Stop {
+        steps.push(Change::Stop {
             unit: KUBELET_UNIT.into(),
         });
     }
     for unit in &ledger.enabled {
         if unit != KUBELET_UNIT || facts.kubelet_enabled {
-            steps.push(Step::Disable { unit: unit.clone() });
+            steps.push(Change::Disable { unit: unit.clone() });
         }
     }
     let now = |p: &Path| facts.current.get(p).cloned().flatten();
@@ -129,14 +129,14 @@ pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> 
             None => {}
             Some(h) if h == *hash || force => {
                 if !gone_with_tree {
-                    steps.push(Step::Remove { path: path.clone() });
+                    steps.push(Change::Remove { path: path.clone() });
                 }
                 reload |= path.starts_with("/etc/systemd");
                 if let Some(unit) = runtime_of(path) {
                     restart.insert(unit);
                 }
             }
-            Some(_) => steps.push(Step::Leave {
+            Some(_) => steps.push(Change::Leave {
                 path: path.clone(),
                 why: "changed since kubejoin wrote it (--force removes it anyway)".into(),
             }),
@@ -144,14 +144,14 @@ pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> 
     }
     for (path, edited) in &ledger.edited {
         if !facts.backups.contains(&edited.backup) {
-            steps.push(Step::Leave {
+            steps.push(Change::Leave {
                 path: path.clone(),
                 why: format!("its backup {} is gone", edited.backup.display()),
             });
             continue;
         }
         if now(path).as_deref() == Some(edited.sha256.as_str()) || force {
-            steps.push(Step::Restore {
+            steps.push(Change::Restore {
                 path: path.clone(),
                 backup: edited.backup.clone(),
             });
@@ -159,7 +159,7 @@ pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> 
                 restart.insert(unit);
             }
         } else {
-            steps.push(Step::Leave {
+            steps.push(Change::Leave {
                 path: path.clone(),
                 why: "changed since kubejoin edited it (--force restores the original anyway)"
                     .into(),
@@ -167,37 +167,37 @@ pub fn plan(ledger: &Ledger, facts: &Facts, force: bool, ledger_path: &Path) -> 
         }
     }
     for path in ledger.replaced.keys() {
-        steps.push(Step::Leave {
+        steps.push(Change::Leave {
             path: path.clone(),
             why: "it was there before kubejoin, which replaced it without a backup".into(),
         });
     }
     for unit in &ledger.masked {
-        steps.push(Step::Unmask { unit: unit.clone() });
+        steps.push(Change::Unmask { unit: unit.clone() });
         reload = true;
     }
     if reload {
-        steps.push(Step::Reload);
+        steps.push(Change::Reload);
     }
     for unit in restart {
         if facts.active.contains(unit) {
-            steps.push(Step::Restart {
+            steps.push(Change::Restart {
                 unit: unit.into(),
                 why: "its configuration is back as it was".into(),
             });
         }
     }
     if kubelet_tree {
-        steps.push(Step::RemoveTree {
+        steps.push(Change::RemoveTree {
             path: KUBELET_DIR.into(),
         });
     }
     for dir in ledger.dirs.iter().rev() {
         if dir != Path::new(KUBELET_DIR) && !dir.starts_with(KUBELET_DIR) {
-            steps.push(Step::RemoveDir { path: dir.clone() });
+            steps.push(Change::RemoveDir { path: dir.clone() });
         }
     }
-    steps.push(Step::Forget {
+    steps.push(Change::Forget {
         path: ledger_path.to_path_buf(),
     });
     steps
@@ -249,21 +249,21 @@ fn mounts_below(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Carries out the steps in order.
-pub async fn apply(steps: &[Step], systemd: &Systemd) -> anyhow::Result<()> {
+pub async fn apply(steps: &[Change], systemd: &Systemd) -> anyhow::Result<()> {
     for step in steps {
         tracing::info!(phase = "reset", "{}", step.describe());
         match step {
-            Step::Stop { unit } => systemd.stop(unit, Duration::from_secs(90)).await?,
-            Step::Disable { unit } => {
+            Change::Stop { unit } => systemd.stop(unit, Duration::from_secs(90)).await?,
+            Change::Disable { unit } => {
                 systemd.disable(unit).await?;
             }
-            Step::Remove { path } => match std::fs::remove_file(path) {
+            Change::Remove { path } => match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("failed to remove {}", path.display()));
                 }
                 _ => {}
             },
-            Step::Restore { path, backup } => {
+            Change::Restore { path, backup } => {
                 use std::os::unix::fs::PermissionsExt;
                 let original = std::fs::read(backup)
                     .with_context(|| format!("failed to read {}", backup.display()))?;
@@ -272,17 +272,17 @@ pub async fn apply(steps: &[Step], systemd: &Systemd) -> anyhow::Result<()> {
                 std::fs::remove_file(backup)
                     .with_context(|| format!("failed to remove {}", backup.display()))?;
             }
-            Step::Leave { path, why } => {
+            Change::Leave { path, why } => {
                 tracing::warn!(phase = "reset", path = %path.display(), "left alone: {why}");
             }
-            Step::Unmask { unit } => {
+            Change::Unmask { unit } => {
                 systemd.unmask(unit).await?;
             }
-            Step::Reload => systemd.reload().await?,
-            Step::Restart { unit, .. } => {
+            Change::Reload => systemd.reload().await?,
+            Change::Restart { unit, .. } => {
                 systemd.start(unit, true, Duration::from_secs(60)).await?;
             }
-            Step::RemoveTree { path } => {
+            Change::RemoveTree { path } => {
                 for m in mounts_below(path) {
                     nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
                         .with_context(|| format!("failed to unmount {}", m.display()))?;
@@ -295,7 +295,7 @@ pub async fn apply(steps: &[Step], systemd: &Systemd) -> anyhow::Result<()> {
                     _ => {}
                 }
             }
-            Step::RemoveDir { path } => {
+            Change::RemoveDir { path } => {
                 // Not empty: someone else's files are in it now; it stays.
                 if let Err(e) = std::fs::remove_dir(path)
                     && e.kind() != std::io::ErrorKind::NotFound
@@ -303,7 +303,7 @@ pub async fn apply(steps: &[Step], systemd: &Systemd) -> anyhow::Result<()> {
                     tracing::info!(phase = "reset", path = %path.display(), "kept {}: {e}", path.display());
                 }
             }
-            Step::Forget { path } => {
+            Change::Forget { path } => {
                 let _ = std::fs::remove_file(path);
                 if let Some(dir) = path.parent() {
                     let _ = std::fs::remove_dir(dir);
@@ -319,7 +319,7 @@ pub async fn apply(steps: &[Step], systemd: &Systemd) -> anyhow::Result<()> {
 pub struct Report {
     /// `reset`, `nothing-to-reset` or `dry-run`.
     pub outcome: &'static str,
-    pub steps: Vec<Step>,
+    pub steps: Vec<Change>,
 }
 
 /// Plans and (unless `dry_run`) carries out the reset.
@@ -360,7 +360,7 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     for s in &r.steps {
         let text = s.describe();
         match s {
-            Step::Leave { .. } => out.push_str(&format!("reset:         {text}\n")),
+            Change::Leave { .. } => out.push_str(&format!("reset:         {text}\n")),
             _ => out.push_str(&format!("reset:         {verb}{text}\n")),
         }
     }
@@ -418,7 +418,7 @@ mod tests {
         let (l, f) = joined();
         let steps: Vec<String> = plan(&l, &f, false, Path::new(ledger::LEDGER))
             .iter()
-            .map(Step::describe)
+            .map(Change::describe)
             .collect();
         assert_eq!(
             steps,
@@ -452,17 +452,17 @@ mod tests {
             Some(sha256(b"changed")),
         );
         let steps = plan(&l, &f, false, Path::new(ledger::LEDGER));
-        let left: Vec<&Step> = steps
+        let left: Vec<&Change> = steps
             .iter()
-            .filter(|s| matches!(s, Step::Leave { .. }))
+            .filter(|s| matches!(s, Change::Leave { .. }))
             .collect();
         assert_eq!(left.len(), 2, "{steps:?}");
         assert!(
-            !steps.iter().any(|s| matches!(s, Step::Restart { .. })),
+            !steps.iter().any(|s| matches!(s, Change::Restart { .. })),
             "docker keeps the configuration it has"
         );
         let forced = plan(&l, &f, true, Path::new(ledger::LEDGER));
-        assert!(!forced.iter().any(|s| matches!(s, Step::Leave { .. })));
+        assert!(!forced.iter().any(|s| matches!(s, Change::Leave { .. })));
     }
 
     #[test]

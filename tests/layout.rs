@@ -363,3 +363,89 @@ fn the_exit_statuses_are_one_table() {
         .collect();
     assert_eq!(prevent, [exit::restart_prevent().as_str()]);
 }
+
+/// The string literals a build ships (outside `#[cfg(test)] mod tests`).
+fn shipped_strings(text: &str) -> Vec<String> {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let b = text.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i] == b'\'' && (b.get(i + 2) == Some(&b'\'') || b.get(i + 1) == Some(&b'\\')) {
+            i += if b.get(i + 2) == Some(&b'\'') { 3 } else { 4 };
+        } else if b[i] == b'"' {
+            let start = i + 1;
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            out.push(text[start..i.min(text.len())].to_string());
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// "The seed" is the project's name for its source document: no user can know it. It
+/// never appears in what kubejoin prints, its help and man pages, or its example
+/// configuration.
+#[test]
+fn users_never_read_the_projects_own_words() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let said = |text: &str| {
+        text.split(|c: char| !c.is_ascii_alphabetic())
+            .any(|w| w.eq_ignore_ascii_case("seed") || w.eq_ignore_ascii_case("seeds"))
+    };
+    let mut found = Vec::new();
+    for (module, path) in modules(&root.join("src")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for s in shipped_strings(&text) {
+            if said(&s) {
+                found.push(format!("{module}: {s:?}"));
+            }
+        }
+    }
+    fn help(cmd: &mut clap::Command, out: &mut String) {
+        out.push_str(&cmd.render_long_help().to_string());
+        for sub in cmd.get_subcommands_mut() {
+            help(sub, out);
+        }
+    }
+    let mut text = String::new();
+    help(
+        &mut <kubejoin::cli::Cli as clap::CommandFactory>::command(),
+        &mut text,
+    );
+    if said(&text) {
+        found.push("kubejoin --help (a doc comment in src/cli.rs)".into());
+    }
+    let example = std::fs::read_to_string(root.join("packaging/config.toml.example")).unwrap();
+    if said(&example) {
+        found.push("packaging/config.toml.example".into());
+    }
+    assert!(
+        found.is_empty(),
+        "\"seed\" where users read it:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The README's "Files written" is the code's own list.
+#[test]
+fn the_readme_lists_every_file_kubejoin_writes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = kubejoin::footprint::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md's \"Files written\" differs from src/footprint.rs; it should read:\n{table}"
+    );
+}

@@ -509,7 +509,7 @@ fn is_loopback(server: &str) -> bool {
 
 type Probed = (State, String, Option<String>);
 
-pub const TOKEN_AUTH_FIX: &str = "kube-apiserver does not authenticate bootstrap tokens: start it with --enable-bootstrap-token-auth=true (the seed's API server flag)";
+pub const TOKEN_AUTH_FIX: &str = "kube-apiserver does not authenticate bootstrap tokens: start it with --enable-bootstrap-token-auth=true";
 
 /// Creates a throwaway token (no extra groups, expiring in 10 minutes), waits for its
 /// signature, asks the API server as the token what it may do (a SelfSubjectAccessReview:

@@ -59,14 +59,14 @@ pub fn status_fix(status: u16) -> String {
         401 => "kube-apiserver refuses anonymous requests: run it with --anonymous-auth=true (the default), \
                 which discovery needs to read cluster-info; RBAC still limits anonymous users to what is bound to them"
             .into(),
-        403 => "anonymous users may not read cluster-info: create the seed's Role and RoleBinding, \
+        403 => "anonymous users may not read cluster-info: create a Role and RoleBinding for them, \
                 `kubectl create role anonymous-for-cluster-info --resource=configmaps --resource-name=cluster-info \
                 --namespace=kube-public --verb=get,list,watch` and `kubectl create rolebinding \
                 anonymous-for-cluster-info-binding --role=anonymous-for-cluster-info --user=system:anonymous \
                 --namespace=kube-public`, or run `kubejoin cluster prepare` on the control plane, which creates \
                 them as kube-public/kubeadm:bootstrap-signer-clusterinfo"
             .into(),
-        404 => "the ConfigMap kube-public/cluster-info does not exist: create it as the seed does, \
+        404 => "the ConfigMap kube-public/cluster-info does not exist: create it, \
                 `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`, \
                 or run `kubejoin cluster prepare` on the control plane"
             .into(),
@@ -110,7 +110,7 @@ impl Transient {
                 "check that the address is kube-apiserver's and not a proxy or another service".into()
             }
             Transient::NoKubeconfig => {
-                "create cluster-info with a kubeconfig key, as the seed does: \
+                "create cluster-info with a kubeconfig key: \
                  `kubectl -n kube-public create configmap cluster-info --from-file=kubeconfig=bootstrap-kubeconfig-public`"
                     .into()
             }
@@ -209,7 +209,7 @@ impl DiscoveryError {
             DiscoveryError::Trust(t) => t.fix(),
             DiscoveryError::Unusable(_) => {
                 "recreate cluster-info from a kubeconfig with exactly one cluster, its https server and \
-                 embedded certificate-authority-data (the seed's `kubectl config set-cluster --embed-certs=true`)"
+                 embedded certificate-authority-data (`kubectl config set-cluster --embed-certs=true`)"
                     .into()
             }
         }
@@ -809,7 +809,7 @@ mod tests {
     }
 
     #[test]
-    fn real_status_objects_are_retried_with_the_seed_fix() {
+    fn real_status_objects_are_retried_with_the_control_plane_fix() {
         let resp = capture("10-bearer-token1-valid-cluster-info");
         match check_first(&server(), &resp, &TOKEN1.parse().unwrap(), &real_pin()) {
             Err(Rejection::Retry(t @ Transient::Status { status: 403, .. })) => {

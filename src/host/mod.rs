@@ -516,8 +516,8 @@ fn plan_docker(
         );
         changes.push(edit_or_write(
             docker::DAEMON_JSON,
-            "docker without its bridge, iptables rules or masquerading, as the seed runs it, \
-             with kubelet's cgroup driver",
+            "docker without its bridge, iptables rules or masquerading (kubelet's \
+             network plugin owns them), with kubelet's cgroup driver",
             d.daemon_json.as_ref(),
             d.daemon_json_backup_exists,
             text,
@@ -540,7 +540,7 @@ fn plan_docker(
     for args in nat {
         changes.push(Change::Iptables {
             args,
-            why: "docker's nat leftovers (the seed's iptables -t nat -F)",
+            why: "docker's nat leftovers (what `iptables -t nat -F` would flush)",
         });
     }
     if settings.docker0 && d.docker0 {
@@ -902,7 +902,7 @@ mod tests {
     };
 
     #[test]
-    fn docker_as_the_seed_runs_it() {
+    fn docker_without_its_bridge_iptables_or_masquerading() {
         let f = Facts {
             docker: Some(docker_facts()),
             ..Default::default()
@@ -915,11 +915,11 @@ mod tests {
         assert_eq!(
             described,
             [
-                "write /etc/docker/daemon.json (docker without its bridge, iptables rules or masquerading, as the seed runs it, with kubelet's cgroup driver)",
+                "write /etc/docker/daemon.json (docker without its bridge, iptables rules or masquerading (kubelet's network plugin owns them), with kubelet's cgroup driver)",
                 "RestartUnit docker.service replace (to take the settings in daemon.json)",
-                "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE (docker's nat leftovers (the seed's iptables -t nat -F))",
-                "iptables -t nat -F DOCKER (docker's nat leftovers (the seed's iptables -t nat -F))",
-                "iptables -t nat -X DOCKER (docker's nat leftovers (the seed's iptables -t nat -F))",
+                "iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE (docker's nat leftovers (what `iptables -t nat -F` would flush))",
+                "iptables -t nat -F DOCKER (docker's nat leftovers (what `iptables -t nat -F` would flush))",
+                "iptables -t nat -X DOCKER (docker's nat leftovers (what `iptables -t nat -F` would flush))",
                 "delete link docker0 (docker runs with --bridge=none now)",
             ]
         );

@@ -91,8 +91,9 @@ pub async fn wait_until_in(
                     if last.is_empty() { String::new() } else { format!(" (last: {last})") }
                 ),
                 fix: "see `journalctl -u kubelet`; on the control plane, check that CSRs from \
-                      system:bootstrappers are approved and issued (the seed's ClusterRoleBindings for \
-                      node-bootstrapper and nodeclient auto-approval, and the controller-manager's signer); \
+                      system:bootstrappers are approved and issued (ClusterRoleBindings for \
+                      node-bootstrapper and nodeclient auto-approval, and the controller-manager's signer: \
+                      `kubejoin cluster prepare` creates and checks them); \
                       [kubelet] join_timeout sets the wait"
                     .into(),
             });

@@ -59,8 +59,8 @@ pub fn fix_for(fatal: &str) -> Option<String> {
         "kubelet cannot reach its container runtime: check `systemctl status containerd` (or the unit of \
          [kubelet] container_runtime_endpoint)"
     } else if f.contains("unauthorized") || f.contains("bootstrap") {
-        "kubelet's TLS bootstrap was refused: check that the token is valid and not expired, and the seed's \
-         RBAC for system:bootstrappers (node-bootstrapper, nodeclient auto-approval)"
+        "kubelet's TLS bootstrap was refused: check that the token is valid and not expired, and the \
+         RBAC for system:bootstrappers (node-bootstrapper, nodeclient auto-approval; `kubejoin cluster prepare` creates it)"
     } else {
         return None;
     };

@@ -1,0 +1,111 @@
+//! Everything kubejoin writes on a node, in one list. The README's "Files written" is this
+//! list (`tests/layout.rs` compares them); what one run wrote is in its ledger, which
+//! `kubejoin reset` undoes.
+
+use crate::host::{self, containerd, docker, kernel};
+use crate::join::STATE_FILE;
+use crate::kubelet::files;
+use crate::ledger::{BACKUP_SUFFIX, LEDGER};
+use crate::lock::LOCK_FILE;
+
+/// One file or directory kubejoin writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub path: String,
+    pub mode: &'static str,
+    pub what: String,
+}
+
+fn entry(path: &str, mode: &'static str, what: impl Into<String>) -> Written {
+    Written {
+        path: path.into(),
+        mode,
+        what: what.into(),
+    }
+}
+
+fn edited(path: &str, what: &str) -> Written {
+    entry(
+        path,
+        "kept",
+        format!(
+            "{what}; edited in place (written when absent), the original kept once as \
+             `{path}{BACKUP_SUFFIX}`"
+        ),
+    )
+}
+
+/// The list, in the order a join writes.
+pub fn written() -> Vec<Written> {
+    vec![
+        entry(
+            LOCK_FILE,
+            "0644",
+            "the run lock (`run`, `plan`, `reset`), with the holder's PID and command",
+        ),
+        entry(
+            LEDGER,
+            "0644",
+            "the ledger: every change below as it is made, for `kubejoin reset`",
+        ),
+        edited(host::FSTAB, "swap lines commented out (`[host] swap`)"),
+        entry(
+            "/etc/systemd/system/<unit>.swap",
+            "link",
+            "each swap unit masked (a link to /dev/null; `[host] swap`)",
+        ),
+        entry(
+            kernel::MODULES_FILE,
+            "0644",
+            "overlay and br_netfilter loaded at boot (`[host] kernel`)",
+        ),
+        entry(
+            kernel::SYSCTL_FILE,
+            "0644",
+            "ip_forward and bridge-nf-call-ip(6)tables at boot, set now through /proc/sys too (`[host] kernel`)",
+        ),
+        edited(
+            docker::DAEMON_JSON,
+            "docker's bridge, iptables and masquerading off, its cgroup driver (runtime docker)",
+        ),
+        edited(
+            containerd::CONFIG,
+            "runc's SystemdCgroup and the CRI plugin enabled (runtime containerd)",
+        ),
+        entry(
+            files::BOOTSTRAP_KUBECONFIG,
+            "0600",
+            "kubelet's bootstrap kubeconfig: the server, the cluster CA and the token",
+        ),
+        entry(
+            files::CLUSTER_CA,
+            "0644",
+            "the cluster CA, for kubelet's client-certificate authentication",
+        ),
+        entry(
+            files::KUBELET_CONFIG,
+            "0644",
+            "kubelet's KubeletConfiguration",
+        ),
+        entry(files::KUBELET_UNIT_PATH, "0644", "kubelet.service"),
+        entry(
+            files::STATIC_POD_PATH,
+            "0755",
+            "directory for kubelet's static pods, made when missing",
+        ),
+        entry(
+            STATE_FILE,
+            "0644",
+            "the last join's report, for `kubejoin status`",
+        ),
+    ]
+}
+
+/// The README's table.
+pub fn markdown() -> String {
+    let mut out = String::from("| path | mode | what |\n|---|---|---|\n");
+    for w in written() {
+        out.push_str(&format!("| `{}` | {} | {} |\n", w.path, w.mode, w.what));
+    }
+    out
+}
