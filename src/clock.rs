@@ -45,23 +45,12 @@ pub fn format_utc(t: i64) -> String {
     )
 }
 
+/// An HTTP `Date` header's time (RFC 9110: IMF-fixdate, and the obsolete RFC 850 and
+/// asctime forms a recipient must accept), by `httpdate`, as hyper reads it.
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts[..] else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as i64
-        + 1;
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, mi, sec] = t[..] else { return None };
-    seconds(year.parse().ok()?, month, day.parse().ok()?, h, mi, sec)
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 /// A certificate time as [`crate::x509`] writes it (`2036-11-26T05:26:29Z`).
@@ -139,7 +128,11 @@ mod tests {
             Some(1_795_931_250)
         );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Sunday, 29-Nov-26 05:47:30 GMT"), None);
+        // The obsolete forms RFC 9110 says a recipient must accept.
+        let fixdate = parse_http_date("Sun, 29 Nov 2026 05:47:30 GMT");
+        assert!(fixdate.is_some());
+        assert_eq!(parse_http_date("Sunday, 29-Nov-26 05:47:30 GMT"), fixdate);
+        assert_eq!(parse_http_date("Sun Nov 29 05:47:30 2026"), fixdate);
         assert_eq!(parse_http_date("Sun, 29 Foo 2026 05:47:30 GMT"), None);
     }
 

@@ -197,6 +197,33 @@ mod tests {
         assert_eq!(time(&t).unwrap(), "1950-01-01T00:00:00Z");
     }
 
+    /// The walker reads the SubjectPublicKeyInfo that rustls' own verifier does (webpki
+    /// gives its contents; the pin hashes it with its tag and length).
+    #[test]
+    fn the_public_key_is_the_one_webpki_reads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pki");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "crt") {
+                continue;
+            }
+            for cert in parse_pem_bundle(&std::fs::read(&path).unwrap()).unwrap() {
+                let der = rustls_pki_types::CertificateDer::from(cert.der.clone());
+                let anchor = webpki::anchor_from_trusted_cert(&der).unwrap();
+                let (spki, rest) = read_tlv(&cert.spki).unwrap();
+                assert!(rest.is_empty());
+                assert_eq!(
+                    spki.content,
+                    &anchor.subject_public_key_info[..],
+                    "{path:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "{checked} certificates");
+    }
+
     #[test]
     fn length_overflow_is_an_error() {
         assert!(read_tlv(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
