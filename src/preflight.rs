@@ -96,8 +96,19 @@ pub fn valid_node_name(s: &str) -> bool {
 
 /// The checks, in order. `ignore` names checks whose errors become warnings (`all`: every one).
 pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<Check> {
+    let mut checks = system_checks(f).to_vec();
+    kubelet_checks(f, kubelet, &mut checks);
+    runtime_check(f, kubelet, &mut checks);
+    swap_check(f, &mut checks);
+    node_checks(f, &mut checks);
+    downgrade_ignored(&mut checks, ignore);
+    checks
+}
+
+/// kubejoin's own needs: root, and systemd over D-Bus.
+fn system_checks(f: &Facts) -> [Check; 2] {
     use Severity::*;
-    let mut checks = vec![
+    [
         check(
             "Root",
             f.euid == 0,
@@ -115,6 +126,13 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
             },
             Some("kubejoin starts kubelet through systemd over D-Bus: boot with systemd and start dbus.service".into()),
         ),
+    ]
+}
+
+/// kubelet: its binary, its version, and what that version needs of this node.
+fn kubelet_checks(f: &Facts, kubelet: &KubeletSettings, checks: &mut Vec<Check>) {
+    use Severity::*;
+    checks.push(
         check(
             "KubeletBinary",
             f.kubelet_binary == Some(true),
@@ -125,8 +143,8 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
                 Some(true) => format!("{} is executable", kubelet.binary.display()),
             },
             Some("install kubelet there (kubejoin's default is /usr/local/bin/kubelet), or set [kubelet] binary".into()),
-        ),
-    ];
+        )
+    );
     if f.kubelet_binary == Some(true) {
         checks.push(check(
             "KubeletVersion",
@@ -188,6 +206,11 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
             ),
         ));
     }
+}
+
+/// The container runtime's socket, when kubelet has one to reach.
+fn runtime_check(f: &Facts, kubelet: &KubeletSettings, checks: &mut Vec<Check>) {
+    use Severity::*;
     if let Some((socket, answering)) = &f.runtime_socket {
         checks.push(check(
             "ContainerRuntime",
@@ -218,6 +241,11 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
             }),
         ));
     }
+}
+
+/// Active swap: kubelet refuses it; host preparation turns off what it may.
+fn swap_check(f: &Facts, checks: &mut Vec<Check>) {
+    use Severity::*;
     let unmanaged: Vec<&str> = f
         .swaps
         .iter()
@@ -244,6 +272,11 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
         },
         Some("kubelet refuses to start with swap on: `swapoff -a` and comment out the swap lines in /etc/fstab".into()),
     ));
+}
+
+/// The node itself: tools kubelet uses, its port, forwarding, its name, an earlier join.
+fn node_checks(f: &Facts, checks: &mut Vec<Check>) {
+    use Severity::*;
     let missing: Vec<&str> = f
         .tools
         .iter()
@@ -307,13 +340,17 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
              {CERT_DIR}kubelet-client-*.pem (its client certificates) first"
         )),
     ));
+}
+
+/// Errors of the checks `ignore` names become warnings (`all`: every one).
+fn downgrade_ignored(checks: &mut [Check], ignore: &[String]) {
+    use Severity::*;
     let all = ignore.iter().any(|i| i.eq_ignore_ascii_case("all"));
-    for c in &mut checks {
+    for c in checks.iter_mut() {
         if c.severity == Error && (all || ignore.iter().any(|i| i.eq_ignore_ascii_case(c.name))) {
             c.severity = Warning;
         }
     }
-    checks
 }
 
 /// Failed checks whose cause can go away by itself (the system bus restarting): a join

@@ -449,3 +449,34 @@ fn the_readme_lists_every_file_kubejoin_writes() {
         "README.md's \"Files written\" differs from src/footprint.rs; it should read:\n{table}"
     );
 }
+
+/// The layers, top to bottom: the commands (and their definitions, `cli`); the join, the control plane and the other
+/// commands' libraries; the concerns and the edges. Nothing imports a layer above it.
+#[test]
+fn nothing_imports_a_layer_above_it() {
+    fn layer(module: &str) -> u8 {
+        let under = |p: &str| module == p || module.starts_with(&format!("{p}::"));
+        if under("cmd") || module == "cli" {
+            0
+        } else if ["join", "cluster", "doctor", "reset", "footprint"]
+            .iter()
+            .any(|p| under(p))
+        {
+            1
+        } else {
+            2
+        }
+    }
+    let edges = graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let upward: Vec<String> = edges
+        .iter()
+        .flat_map(|(from, to)| to.iter().map(move |t| (from, t)))
+        .filter(|(from, to)| layer(to) < layer(from))
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "imports of a layer above:\n{}",
+        upward.join("\n")
+    );
+}

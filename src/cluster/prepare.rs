@@ -233,9 +233,39 @@ pub async fn run(
     opts: &Options,
     on_plan: &mut dyn FnMut(&Report),
 ) -> Result<Report, ApiError> {
-    let mut items = Vec::new();
+    let existing = api.get_opt(CLUSTER_INFO).await?;
+    let mut items = vec![
+        cluster_info_item(existing.as_ref(), opts),
+        anonymous_read_item(anonymous).await?,
+    ];
+    for r in &RIGHTS {
+        items.push(right_item(api, r).await?);
+    }
+    items.extend(probe_items(existing.as_ref(), opts));
+    let mut report = Report {
+        server: api.base().to_string(),
+        user: user.to_string(),
+        dry_run: opts.dry_run,
+        items,
+    };
+    on_plan(&report);
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if create_missing(api, opts, &mut report).await? {
+        verify_rights(api, anonymous, &mut report).await?;
+    }
+    for item in report.items.iter_mut() {
+        if item.outcome == State::Created && item.name != "cluster-info" {
+            item.fix = None;
+        }
+    }
+    probe_signer_and_auth(api, opts, &mut report).await?;
+    Ok(report)
+}
 
-    // cluster-info.
+/// cluster-info as it is, against the one kubejoin would write.
+fn cluster_info_item(existing: Option<&Value>, opts: &Options) -> Item {
     let configmap = cluster_info::configmap(&opts.server, &opts.ca_pem);
     let ca = crate::x509::parse_pem_bundle(&opts.ca_pem)
         .ok()
@@ -252,8 +282,7 @@ pub async fn run(
             )
         })
         .unwrap_or_default();
-    let existing = api.get_opt(CLUSTER_INFO).await?;
-    let (found, detail, fix) = match &existing {
+    let (found, detail, fix) = match existing {
         None => (State::Missing, format!("server {}, {ca_text}", opts.server), None),
         Some(cm) => match cluster_info_difference(cm, &opts.server, &opts.ca_pem) {
             Ok(None) => (State::Present, format!("server {}, {ca_text}", opts.server), None),
@@ -276,7 +305,7 @@ pub async fn run(
             opts.server
         ));
     }
-    items.push(Item {
+    Item {
         name: "cluster-info",
         what: "the ConfigMap kube-public/cluster-info: the server and CA workers learn".into(),
         found,
@@ -284,110 +313,109 @@ pub async fn run(
         objects: vec![describe(&configmap)],
         detail,
         fix,
-    });
+    }
+}
 
-    // Anonymous read.
+/// Whether anonymous users may read cluster-info.
+async fn anonymous_read_item(anonymous: &Api) -> Result<Item, ApiError> {
     let (found, detail, fix) = anonymous_read(anonymous).await?;
-    let anon = anonymous_read_objects();
-    items.push(Item {
+    Ok(Item {
         name: "anonymous-read",
         what: "anonymous users may read cluster-info".into(),
         found,
         outcome: found,
-        objects: anon.iter().map(describe).collect(),
+        objects: anonymous_read_objects().iter().map(describe).collect(),
         detail,
         fix,
-    });
+    })
+}
 
-    // The rights of bootstrappers and nodes.
-    for r in &RIGHTS {
-        let (allowed, reason) = right(api, r).await?;
-        let crb = cluster_role_binding(r.binding, r.cluster_role, r.group);
-        items.push(Item {
-            name: r.name,
-            what: r.what.into(),
-            found: if allowed {
-                State::Present
-            } else {
-                State::Missing
-            },
-            outcome: if allowed {
-                State::Present
-            } else {
-                State::Missing
-            },
-            objects: vec![describe(&crb)],
-            detail: if allowed {
-                reason
-            } else {
-                format!(
-                    "{} may not {} {}",
-                    r.group,
-                    r.access.verb,
-                    resource(&r.access)
-                )
-            },
-            fix: (!allowed).then(|| {
-                format!(
-                    "bind {} to ClusterRole {} ({})",
-                    r.group, r.cluster_role, r.binding
-                )
-            }),
-        });
-    }
+/// One right of bootstrappers or nodes, as a SubjectAccessReview answers.
+async fn right_item(api: &Api, r: &super::Right) -> Result<Item, ApiError> {
+    let (allowed, reason) = right(api, r).await?;
+    let crb = cluster_role_binding(r.binding, r.cluster_role, r.group);
+    let state = if allowed {
+        State::Present
+    } else {
+        State::Missing
+    };
+    Ok(Item {
+        name: r.name,
+        what: r.what.into(),
+        found: state,
+        outcome: state,
+        objects: vec![describe(&crb)],
+        detail: if allowed {
+            reason
+        } else {
+            format!(
+                "{} may not {} {}",
+                r.group,
+                r.access.verb,
+                resource(&r.access)
+            )
+        },
+        fix: (!allowed).then(|| {
+            format!(
+                "bind {} to ClusterRole {} ({})",
+                r.group, r.cluster_role, r.binding
+            )
+        }),
+    })
+}
 
-    // The bootstrap signer.
+/// The signer and the authenticator, checked later with a probe token (never in a dry run).
+fn probe_items(existing: Option<&Value>, opts: &Options) -> [Item; 2] {
     let signed_now = existing
-        .as_ref()
         .map(|cm| cluster_info::signed_ids_of(cm).len())
         .unwrap_or(0);
-    items.push(Item {
-        name: "bootstrap-signer",
-        what: "kube-controller-manager's bootstrap signer signs cluster-info for each token".into(),
-        found: State::Unchecked,
-        outcome: State::Unchecked,
-        objects: Vec::new(),
-        detail: if opts.dry_run {
-            format!("not checked: --dry-run creates no probe token (cluster-info holds {signed_now} signature(s))")
-        } else {
-            format!("a probe token, deleted after, waits up to {} s for its signature", opts.signer_timeout.as_secs())
+    [
+        Item {
+            name: "bootstrap-signer",
+            what: "kube-controller-manager's bootstrap signer signs cluster-info for each token"
+                .into(),
+            found: State::Unchecked,
+            outcome: State::Unchecked,
+            objects: Vec::new(),
+            detail: if opts.dry_run {
+                format!(
+                    "not checked: --dry-run creates no probe token (cluster-info holds {signed_now} signature(s))"
+                )
+            } else {
+                format!(
+                    "a probe token, deleted after, waits up to {} s for its signature",
+                    opts.signer_timeout.as_secs()
+                )
+            },
+            fix: None,
         },
-        fix: None,
-    });
-    items.push(Item {
-        name: "bootstrap-token-auth",
-        what: "kube-apiserver authenticates bootstrap tokens".into(),
-        found: State::Unchecked,
-        outcome: State::Unchecked,
-        objects: Vec::new(),
-        detail: if opts.dry_run {
-            "not checked: --dry-run creates no probe token".into()
-        } else {
-            "the probe token asks the API server what it may do".into()
+        Item {
+            name: "bootstrap-token-auth",
+            what: "kube-apiserver authenticates bootstrap tokens".into(),
+            found: State::Unchecked,
+            outcome: State::Unchecked,
+            objects: Vec::new(),
+            detail: if opts.dry_run {
+                "not checked: --dry-run creates no probe token".into()
+            } else {
+                "the probe token asks the API server what it may do".into()
+            },
+            fix: None,
         },
-        fix: None,
-    });
+    ]
+}
 
-    let mut report = Report {
-        server: api.base().to_string(),
-        user: user.to_string(),
-        dry_run: opts.dry_run,
-        items,
-    };
-    on_plan(&report);
-    if opts.dry_run {
-        return Ok(report);
-    }
-
-    // Apply.
+/// Creates the objects of every missing item (an object that exists already is kept);
+/// whether any of them grants a right.
+async fn create_missing(api: &Api, opts: &Options, report: &mut Report) -> Result<bool, ApiError> {
     let mut rights_created = false;
     for item in report.items.iter_mut() {
         if item.found != State::Missing {
             continue;
         }
         let objects: Vec<Value> = match item.name {
-            "cluster-info" => vec![configmap.clone()],
-            "anonymous-read" => anon.to_vec(),
+            "cluster-info" => vec![cluster_info::configmap(&opts.server, &opts.ca_pem)],
+            "anonymous-read" => anonymous_read_objects().to_vec(),
             name => RIGHTS
                 .iter()
                 .filter(|r| r.name == name)
@@ -415,59 +443,62 @@ pub async fn run(
         }
         rights_created |= item.name != "cluster-info";
     }
+    Ok(rights_created)
+}
 
-    // Verify what was created: RBAC takes effect within a moment.
-    if rights_created {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut pending = false;
-            for item in report
-                .items
-                .iter_mut()
-                .filter(|i| i.outcome == State::Created && i.name != "cluster-info")
-            {
-                let ok = if item.name == "anonymous-read" {
-                    anonymous_read(anonymous).await?.0 == State::Present
-                } else {
-                    let r = RIGHTS
-                        .iter()
-                        .find(|r| r.name == item.name)
-                        .expect("a right");
-                    right(api, r).await?.0
-                };
-                if ok {
-                    item.fix = None;
-                    item.detail = format!("{}: now allowed", item.what);
-                } else {
-                    pending = true;
-                }
+/// Verifies the rights just created: RBAC takes effect within a moment; one still denied
+/// after 10 s means an existing object of that name grants something else.
+async fn verify_rights(api: &Api, anonymous: &Api, report: &mut Report) -> Result<(), ApiError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut pending = false;
+        for item in report
+            .items
+            .iter_mut()
+            .filter(|i| i.outcome == State::Created && i.name != "cluster-info")
+        {
+            let ok = if item.name == "anonymous-read" {
+                anonymous_read(anonymous).await?.0 == State::Present
+            } else {
+                let r = RIGHTS
+                    .iter()
+                    .find(|r| r.name == item.name)
+                    .expect("a right");
+                right(api, r).await?.0
+            };
+            if ok {
+                item.fix = None;
+                item.detail = format!("{}: now allowed", item.what);
+            } else {
+                pending = true;
             }
-            if !pending || Instant::now() >= deadline {
-                for item in report.items.iter_mut().filter(|i| {
-                    i.outcome == State::Created && i.fix.is_some() && i.name != "cluster-info"
-                }) {
-                    item.outcome = State::Failed;
-                    item.detail = format!(
-                        "still not allowed after creating {}: an existing object of that name grants something else",
-                        item.objects.join(", ")
-                    );
-                    item.fix = Some(format!(
-                        "compare {} with what `kubejoin cluster prepare --dry-run --output json` shows; delete it and run prepare again",
-                        item.objects.join(", ")
-                    ));
-                }
-                break;
+        }
+        if !pending || Instant::now() >= deadline {
+            for item in report.items.iter_mut().filter(|i| {
+                i.outcome == State::Created && i.fix.is_some() && i.name != "cluster-info"
+            }) {
+                item.outcome = State::Failed;
+                item.detail = format!(
+                    "still not allowed after creating {}: an existing object of that name grants something else",
+                    item.objects.join(", ")
+                );
+                item.fix = Some(format!(
+                    "compare {} with what `kubejoin cluster prepare --dry-run --output json` shows; delete it and run prepare again",
+                    item.objects.join(", ")
+                ));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            return Ok(());
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    for item in report.items.iter_mut() {
-        if item.outcome == State::Created && item.name != "cluster-info" {
-            item.fix = None;
-        }
-    }
+}
 
-    // The signer and the authenticator, with one probe token.
+/// The signer and the authenticator, with one probe token.
+async fn probe_signer_and_auth(
+    api: &Api,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), ApiError> {
     let [signer, auth] = probe(api, opts).await?;
     for (name, (outcome, detail, fix)) in
         [("bootstrap-signer", signer), ("bootstrap-token-auth", auth)]
@@ -482,7 +513,7 @@ pub async fn run(
         item.detail = detail;
         item.fix = fix;
     }
-    Ok(report)
+    Ok(())
 }
 
 fn resource(a: &super::Access) -> String {

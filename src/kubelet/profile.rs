@@ -1,6 +1,6 @@
 //! What this kubelet needs on this node: its container runtime's endpoint and the flags
 //! and KubeletConfiguration fields its version takes for it. Pure: the unit and the
-//! configuration are rendered from a [`Profile`] (`systemd/unit.rs`), and the tests
+//! configuration are rendered from a [`Profile`] (`kubelet/files.rs`), and the tests
 //! check every version without a kubelet.
 //!
 //! The facts, from each version's kubelet reference and changelog:
