@@ -6,10 +6,12 @@
 #   $CACHE/v1.36.2/  the same four from ../shared/kubernetes-src/ (OpenShift's fork of
 #                    upstream v1.36.2), skipped, saying why, where that tarball is absent
 #   $CACHE/etcd/etcd Debian 12's etcd-server 3.4, unpacked (installing it starts a service)
+#   $CACHE/v1.36.2/kubeadm  only when asked for (part kubeadm-1.36): the worker VMs beside
+#                    kubeadm (scripts/vm-beside-kubeadm.sh), not the tests CI runs
 # Facts behind every step: ../shared/real-kubernetes.md. Needs root (apt) and no network
 # beyond Debian's archive and PyPI. Cold: about 6 + 5 minutes on 2 cores; warm: seconds.
 #
-#   scripts/real-kubernetes.sh [--print-cache] [1.20|1.36|etcd]...
+#   scripts/real-kubernetes.sh [--print-cache] [1.20|1.36|etcd|kubeadm-1.36]...
 #
 # CACHE is $KUBEJOIN_KUBE_CACHE, else /var/cache/kubejoin-kubernetes.
 set -euo pipefail
@@ -176,12 +178,30 @@ EOF
   for b in "${bins[@]}"; do install -m 0755 "$src/_output/local/bin/linux/amd64/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"; done
 }
 
+# kubeadm v1.36.2 from the same unpacked source (build_136 first), for the VMs beside kubeadm.
+build_kubeadm_136() {
+  build_136
+  local out=$cache/v1.36.2 src=$cache/src/kubernetes-1.36.2
+  [ -x "$out/kubeadm" ] && return
+  [ -f "$src/Makefile" ] || return
+  local goroot
+  local venv=$cache/go1.27
+  goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
+  [ -x "$goroot/bin/go" ] || goroot=$(dirname "$(dirname "$(find "$venv" -path '*/go/bin/go' -type f | head -n1)")")
+  log "1.36: make cmd/kubeadm (about 4 minutes cold on 2 cores)"
+  (cd "$src" && PATH=$goroot/bin:$PATH GOTOOLCHAIN=local GOEXPERIMENT=nojsonv2 GOFLAGS=-mod=vendor \
+     GOPROXY=off CGO_ENABLED=0 GOMAXPROCS=2 KUBE_GIT_VERSION_FILE="$src/.kubejoin-version" \
+     make WHAT="cmd/kubeadm" >&2)
+  install -m 0755 "$src/_output/local/bin/linux/amd64/kubeadm" "$out/kubeadm.tmp" && mv "$out/kubeadm.tmp" "$out/kubeadm"
+}
+
 for w in "${wanted[@]}"; do
   case $w in
     etcd) build_etcd ;;
     1.20) build_120 ;;
     1.36) build_136 ;;
-    *) echo "unknown part: $w (etcd, 1.20, 1.36)" >&2; exit 2 ;;
+    kubeadm-1.36) build_kubeadm_136 ;;
+    *) echo "unknown part: $w (etcd, 1.20, 1.36, kubeadm-1.36)" >&2; exit 2 ;;
   esac
 done
 for v in v1.20.2 v1.36.2; do

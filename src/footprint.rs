@@ -14,6 +14,8 @@ pub struct Written {
     pub path: String,
     pub mode: &'static str,
     pub what: String,
+    /// Edited in place: its original is kept once beside it ([`BACKUP_SUFFIX`]).
+    pub backup: bool,
 }
 
 fn entry(path: &str, mode: &'static str, what: impl Into<String>) -> Written {
@@ -21,18 +23,23 @@ fn entry(path: &str, mode: &'static str, what: impl Into<String>) -> Written {
         path: path.into(),
         mode,
         what: what.into(),
+        backup: false,
     }
 }
 
 fn edited(path: &str, what: &str) -> Written {
-    entry(
+    let written = entry(
         path,
         "kept",
         format!(
             "{what}; edited in place (written when absent), the original kept once as \
              `{path}{BACKUP_SUFFIX}`"
         ),
-    )
+    );
+    Written {
+        backup: true,
+        ..written
+    }
 }
 
 /// The list, in the order a join writes.

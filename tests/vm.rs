@@ -329,27 +329,33 @@ fn cgroup_errors(vm: &Vm) -> String {
     )
 }
 
-/// Every file kubejoin writes on a containerd worker with swap in fstab.
-const WRITTEN: [&str; 12] = [
-    "/var/lib/kubelet/bootstrap-kubeconfig",
-    "/var/lib/kubelet/config.yaml",
-    "/etc/kubernetes/pki/ca.crt",
-    "/etc/systemd/system/kubelet.service",
-    "/etc/containerd/config.toml",
-    "/etc/containerd/config.toml.kubejoin-orig",
-    "/etc/fstab",
-    "/etc/fstab.kubejoin-orig",
-    "/etc/modules-load.d/kubejoin.conf",
-    "/etc/sysctl.d/90-kubejoin.conf",
-    "/var/lib/kubejoin/changes.json",
-    "/var/lib/kubejoin/state.json",
-];
+/// Every file kubejoin writes on a containerd worker with swap in fstab, from its own list
+/// (`kubejoin::footprint`): not the run lock (under /run, gone at boot), docker's file, the
+/// swap units' masks (links) or the static pods' directory; each edited file's backup too.
+fn written() -> Vec<String> {
+    let static_pods = kubejoin::kubelet::files::STATIC_POD_PATH;
+    let mut paths = Vec::new();
+    for w in kubejoin::footprint::written() {
+        if w.path.starts_with("/run/")
+            || w.path.contains('<')
+            || w.path.contains("docker")
+            || w.path == static_pods
+        {
+            continue;
+        }
+        if w.backup {
+            paths.push(format!("{}{}", w.path, kubejoin::ledger::BACKUP_SUFFIX));
+        }
+        paths.push(w.path);
+    }
+    paths
+}
 
-/// The files of [`WRITTEN`] in a running guest.
+/// The files of [`written`] in a running guest.
 fn files_in_guest(vm: &Vm) -> BTreeMap<String, Option<Vec<u8>>> {
     use base64::Engine;
-    WRITTEN
-        .iter()
+    written()
+        .into_iter()
         .map(|p| {
             let content = vm
                 .try_sh(&format!("base64 -w0 {p}"), Duration::from_secs(30))
@@ -501,7 +507,9 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result
     let Some((mut vm, token_id)) = w.worker(release, &hostname) else {
         return Ok("skipped".into());
     };
-    let before = vm::read_ext4(&vm::image(release).unwrap().join("root.img"), &WRITTEN);
+    let written = written();
+    let paths: Vec<&str> = written.iter().map(String::as_str).collect();
+    let before = vm::read_ext4(&vm::image(release).unwrap().join("root.img"), &paths);
     match cut {
         Cut::At(point) => {
             vm.boot(&format!(
@@ -520,7 +528,7 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result
             vm.power_cut();
         }
     }
-    let on_disk = vm.files_on_disk(&WRITTEN);
+    let on_disk = vm.files_on_disk(&paths);
     vm.boot("");
     w.wait_joined(&mut vm, &hostname)?;
     w.joined_right(&vm, &hostname, &token_id)?;
@@ -537,7 +545,7 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result
     let present = on_disk.values().filter(|v| v.is_some()).count();
     Ok(format!(
         "{release}: power cut {cut}: {present} of kubejoin's {} files on disk, none torn; converged, one CSR{}",
-        WRITTEN.len(),
+        written.len(),
         if pod { ", a pod keeps running" } else { "" }
     ))
 }
@@ -639,4 +647,235 @@ fn power_cut_matrix() {
         failures.extend(results);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// What a power cut is checked against is kubejoin's own list of what it writes.
+#[test]
+fn the_files_a_power_cut_is_checked_on_are_kubejoins_own_list() {
+    let mut got = written();
+    got.sort();
+    let mut want = [
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+        "/var/lib/kubelet/config.yaml",
+        "/etc/kubernetes/pki/ca.crt",
+        "/etc/systemd/system/kubelet.service",
+        "/etc/containerd/config.toml",
+        "/etc/containerd/config.toml.kubejoin-orig",
+        "/etc/fstab",
+        "/etc/fstab.kubejoin-orig",
+        "/etc/modules-load.d/kubejoin.conf",
+        "/etc/sysctl.d/90-kubejoin.conf",
+        "/var/lib/kubejoin/changes.json",
+        "/var/lib/kubejoin/state.json",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// kubeadm's objects on the cluster, made by kubeadm itself (`kubeadm init phase`): the
+/// kubeadm-config and kubelet-config ConfigMaps and the RBAC that lets tokens of group
+/// `system:bootstrappers:kubeadm:default-node-token` read them and join.
+fn kubeadm_objects(w: &World, kubeadm: &std::path::Path) {
+    let config = w.dir.join("kubeadm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  criSocket: unix:///run/containerd/containerd.sock\n---\n\
+             apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {KUBE}\ncontrolPlaneEndpoint: 10.0.2.2:6443\n\
+             networking:\n  serviceSubnet: 10.96.0.0/12\n  dnsDomain: cluster.local\n---\n\
+             apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
+        ),
+    )
+    .unwrap();
+    let admin = w.cp.admin_conf();
+    for phase in [
+        &["upload-config", "kubeadm"][..],
+        &["upload-config", "kubelet"],
+        &["bootstrap-token", "--skip-token-print"],
+    ] {
+        let out = cluster::run(
+            cluster::in_netns_of(cluster::Place::pid(&w.ns), kubeadm)
+                .args(["init", "phase"])
+                .args(phase)
+                .arg(format!("--config={}", config.display()))
+                .arg(format!("--kubeconfig={}", admin.display())),
+        );
+        assert!(
+            out.status.success(),
+            "kubeadm init phase {phase:?}: {}",
+            support::text(&out)
+        );
+    }
+}
+
+/// The user-data a kubeadm user writes for the same VM, following kubeadm's install guide:
+/// kubelet's unit and kubeadm's drop-in, the kernel prerequisites, swap off, containerd's
+/// runc on systemd's cgroup driver, then `kubeadm join` with the token and the pin.
+fn kubeadm_user_data(token: &str, pin: &str) -> String {
+    format!(
+        r#"#cloud-config
+write_files:
+  - path: /etc/systemd/system/kubelet.service
+    content: |
+      [Unit]
+      Description=kubelet: The Kubernetes Node Agent
+      Wants=network-online.target
+      After=network-online.target
+      [Service]
+      ExecStart=/usr/local/bin/kubelet
+      Restart=always
+      StartLimitInterval=0
+      RestartSec=10
+      [Install]
+      WantedBy=multi-user.target
+  - path: /etc/systemd/system/kubelet.service.d/10-kubeadm.conf
+    content: |
+      [Service]
+      Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+      Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+      EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+      EnvironmentFile=-/etc/default/kubelet
+      ExecStart=
+      ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+  - path: /etc/modules-load.d/k8s.conf
+    content: |
+      overlay
+      br_netfilter
+  - path: /etc/sysctl.d/k8s.conf
+    content: |
+      net.ipv4.ip_forward = 1
+runcmd:
+  - [sh, -c, "set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; install -m 0755 /run/seed/kubelet /run/seed/kubeadm /usr/local/bin/; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed"]
+  - [sh, -c, "swapoff -a; sed -i '/\sswap\s/ s/^/#/' /etc/fstab"]
+  - [sh, -c, "modprobe overlay; modprobe br_netfilter; sysctl --system >/dev/null"]
+  - [sh, -c, "containerd config default > /etc/containerd/config.toml; sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml; systemctl restart containerd"]
+  - [sh, -c, "systemctl daemon-reload; systemctl enable kubelet"]
+  - [sh, -c, "kubeadm join 10.0.2.2:6443 --token {token} --discovery-token-ca-cert-hash {pin} > /var/log/kubeadm-join.log 2>&1; echo $? > /var/log/kubeadm-join.status; sync"]
+"#
+    )
+}
+
+/// What a joined node ends up with: kubelet's configuration, the files under kubelet's
+/// and Kubernetes' directories, and a bootstrap credential left on disk or not.
+fn node_state(vm: &Vm) -> String {
+    vm.sh(
+        "echo '--- /var/lib/kubelet/config.yaml'; cat /var/lib/kubelet/config.yaml; \
+         echo '--- files'; find /etc/kubernetes /var/lib/kubelet /etc/systemd/system/kubelet.service* -maxdepth 2 \\( -type f -o -type l \\) 2>/dev/null | grep -v -e '/pods/' -e '/plugins' -e 'cpu_manager' -e 'memory_manager' -e 'dra_manager' | sort; \
+         echo '--- a bootstrap token on disk'; grep -rls 'token: ' /etc/kubernetes /var/lib/kubelet /etc/kubejoin 2>/dev/null || echo none",
+    )
+}
+
+/// Beside kubeadm: the same image, the same cluster (given kubeadm's objects), one worker
+/// joined by kubejoin from `token create --output cloud-init`, one by `kubeadm join`
+/// v1.36.2 with a token of kubeadm's group and the same pin, side by side. Prints boot to
+/// Node registered for each and what each node ends up with.
+#[test]
+#[ignore = "needs kubeadm v1.36.2 (scripts/real-kubernetes.sh kubeadm-1.36): scripts/vm-beside-kubeadm.sh"]
+fn beside_kubeadm() {
+    let Some(w) = World::new("kubeadm") else {
+        return;
+    };
+    let bin = cluster::binaries(KUBE).unwrap();
+    let kubeadm = bin.join("kubeadm");
+    assert!(
+        kubeadm.exists(),
+        "no {}: run scripts/real-kubernetes.sh kubeadm-1.36",
+        kubeadm.display()
+    );
+    kubeadm_objects(&w, &kubeadm);
+    let release = std::env::var("KUBEJOIN_VM_RELEASE").unwrap_or_else(|_| "bookworm".into());
+    let release = release.as_str();
+    let (kubejoin_side, kubeadm_side) = std::thread::scope(|s| {
+        let w = &w;
+        let ours = s.spawn(move || -> Result<String, String> {
+            let hostname = "kubejoin-worker";
+            let (mut vm, token_id) = w.worker(release, hostname).unwrap();
+            vm.boot("");
+            let at = w.wait_joined(&mut vm, hostname)?;
+            w.joined_right(&vm, hostname, &token_id)?;
+            let cost = vm.sh(
+                "journalctl --no-pager -o cat -u kubejoin | grep \"kubejoin's own cost\" | tail -n1",
+            );
+            let kubejoin_active = vm.sh(
+                "systemctl show -p ActiveEnterTimestampMonotonic --value kubejoin.service",
+            );
+            Ok(format!(
+                "kubejoin ({release}): boot to Node registered {:.0} s; {}; kubejoin.service active at {} s of the guest's clock\n{}",
+                at.as_secs_f64(),
+                cost.trim(),
+                kubejoin_active.trim().parse::<u64>().unwrap_or(0) / 1_000_000,
+                node_state(&vm)
+            ))
+        });
+        let theirs = s.spawn(move || -> Result<String, String> {
+            let hostname = "kubeadm-worker";
+            let out = w.cp.kubejoin(
+                &w.ns,
+                &[
+                    "token",
+                    "create",
+                    "--output",
+                    "json",
+                    "--groups",
+                    "system:bootstrappers:kubeadm:default-node-token",
+                ],
+            );
+            assert!(out.status.success(), "{}", support::text(&out));
+            let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let token = created["token"].as_str().unwrap();
+            let pin = created["ca_cert_hashes"][0].as_str().unwrap();
+            let dir = w.dir.join(hostname);
+            let seed = vm::seed_disk(
+                &dir,
+                &kubeadm_user_data(token, pin),
+                hostname,
+                &[
+                    ("kubeadm", &kubeadm),
+                    ("kubelet", &w.kubelet),
+                    ("images.tar", &w.images),
+                ],
+            );
+            let mut vm = Vm::create(hostname, &dir, &vm::image(release).unwrap(), &seed, &w.ns);
+            vm.boot("");
+            let registered = support::testbed::wait_for(JOIN_TIMEOUT, || {
+                (!w.kubectl(&["get", "node", hostname, "-o", "name"])
+                    .is_empty())
+                .then(|| vm.booted_at().elapsed())
+            });
+            let log = vm
+                .try_sh(
+                    "cat /var/log/kubeadm-join.status /var/log/kubeadm-join.log 2>&1 | tail -n 40",
+                    Duration::from_secs(30),
+                )
+                .map(|(_, o)| o)
+                .unwrap_or_else(|e| e);
+            let Some(at) = registered else {
+                return Err(format!("kubeadm's worker never registered:\n{log}"));
+            };
+            // kubeadm join returns once kubelet has its certificate; wait for its status file.
+            let done = support::testbed::wait_for(Duration::from_secs(300), || {
+                vm.try_sh("cat /var/log/kubeadm-join.status", Duration::from_secs(20))
+                    .ok()
+                    .filter(|(code, _)| *code == 0)
+                    .map(|(_, s)| s.trim().to_string())
+            });
+            Ok(format!(
+                "kubeadm join ({release}): boot to Node registered {:.0} s; exit status {}\n{}\n{}",
+                at.as_secs_f64(),
+                done.unwrap_or_else(|| "none".into()),
+                vm.sh("tail -n 12 /var/log/kubeadm-join.log"),
+                node_state(&vm)
+            ))
+        });
+        (ours.join().unwrap(), theirs.join().unwrap())
+    });
+    println!(
+        "=== kubejoin\n{}",
+        kubejoin_side.clone().unwrap_or_else(|e| e)
+    );
+    println!(
+        "=== kubeadm\n{}",
+        kubeadm_side.clone().unwrap_or_else(|e| e)
+    );
+    assert!(kubejoin_side.is_ok() && kubeadm_side.is_ok());
 }

@@ -445,7 +445,7 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
                 // The fix is logged when the error first appears, not on every retry.
                 let message = t.to_string();
                 if last_logged.as_ref() != Some(&message) {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, fix = %t.fix(), "cluster-info not usable yet: {t}; fix: {}", t.fix());
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, "cluster-info not usable yet: {t}; fix: {}", t.fix());
                 } else {
                     tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "cluster-info not usable yet: {t}");
                 }

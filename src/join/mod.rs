@@ -395,7 +395,7 @@ fn write_files(
                 ledger::Wrote::Whole,
                 None,
             )?;
-            tracing::info!(phase = Phase::Files.name(), path = %want.path.display(), action = ?change.action, "wrote {} ({:?}, mode {})", want.path.display(), change.action, change.mode);
+            tracing::info!(phase = Phase::Files.name(), path = %want.path.display(), action = %change.action, "wrote {} ({}, mode {})", want.path.display(), change.action, change.mode);
         }
     }
     Ok(())
@@ -411,7 +411,7 @@ async fn start_kubelet(
 ) -> Result<UnitStatus, Failure> {
     let mut status = kubelet;
     for action in &plan.systemd {
-        tracing::info!(phase = Phase::Kubelet.name(), call = ?action, "systemd: {action:?}");
+        tracing::info!(phase = Phase::Kubelet.name(), call = %action, "systemd: {action}");
         match action {
             SystemdAction::Reload { .. } => {
                 systemd.reload().await?;
@@ -550,7 +550,17 @@ async fn apiserver_version(found: &Discovered) -> Option<Version> {
         .filter(|r| r.status == 200)?;
     let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
     let version = Version::parse(v["gitVersion"].as_str()?);
-    tracing::info!(phase = "discovery", apiserver_version = ?version.as_ref().map(|v| v.to_string()), "the API server's version");
+    match &version {
+        Some(v) => tracing::info!(
+            phase = Phase::Discovery.name(),
+            apiserver_version = %v,
+            "the API server's version: {v}"
+        ),
+        None => tracing::info!(
+            phase = Phase::Discovery.name(),
+            "the API server's /version names no version kubejoin can read"
+        ),
+    }
     version
 }
 

@@ -35,6 +35,17 @@ pub enum FileAction {
     Unchanged,
 }
 
+impl std::fmt::Display for FileAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileAction::Create => "create",
+            FileAction::Update => "update",
+            FileAction::Chmod => "chmod",
+            FileAction::Unchanged => "unchanged",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileChange {
     pub path: PathBuf,
@@ -57,6 +68,18 @@ pub enum SystemdAction {
     Start { unit: String },
     /// `Manager.RestartUnit(replace)`
     Restart { unit: String, why: String },
+}
+
+/// The D-Bus call, as the plan and the log show it.
+impl std::fmt::Display for SystemdAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SystemdAction::Reload { why } => write!(f, "Reload ({why})"),
+            SystemdAction::Enable { unit } => write!(f, "EnableUnitFiles {unit}"),
+            SystemdAction::Start { unit } => write!(f, "StartUnit {unit} replace"),
+            SystemdAction::Restart { unit, why } => write!(f, "RestartUnit {unit} replace ({why})"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::phase::PhaseTime;
-use super::plan::{self, Plan, SystemdAction};
+use super::plan::Plan;
 use crate::discovery::Discovered;
 use crate::host;
 use crate::preflight;
@@ -127,12 +127,7 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
             let _ = writeln!(out, "dir:           {verb}create {} (0755)", d.display());
         }
         for f in &plan.files {
-            let action = match f.action {
-                plan::FileAction::Create => "create",
-                plan::FileAction::Update => "update",
-                plan::FileAction::Chmod => "chmod",
-                plan::FileAction::Unchanged => "unchanged",
-            };
+            let action = f.action;
             let _ = writeln!(
                 out,
                 "file:          {verb}{action} {} ({}, {})",
@@ -150,15 +145,7 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
             let _ = writeln!(out, "systemd:       nothing to do");
         }
         for a in &plan.systemd {
-            let text = match a {
-                SystemdAction::Reload { why } => format!("Reload ({why})"),
-                SystemdAction::Enable { unit } => format!("EnableUnitFiles {unit}"),
-                SystemdAction::Start { unit } => format!("StartUnit {unit} replace"),
-                SystemdAction::Restart { unit, why } => {
-                    format!("RestartUnit {unit} replace ({why})")
-                }
-            };
-            let _ = writeln!(out, "systemd:       {verb}{text}");
+            let _ = writeln!(out, "systemd:       {verb}{a}");
         }
     }
     if let Some(k) = &r.kubelet {
