@@ -555,15 +555,7 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
         },
         Err(e) => (Err(e.to_string()), false),
     };
-    let facts = crate::preflight::inspect(
-        &settings.kubelet,
-        &node.version,
-        node.profile.as_ref(),
-        settings.host.swap,
-        settings.host.swap_zram,
-        bus,
-        kubelet_active,
-    );
+    let facts = node.preflight_facts(settings, bus, kubelet_active);
     for c in crate::preflight::evaluate(&facts, &settings.kubelet, &[]) {
         let verdict = match (c.ok, c.severity) {
             (true, _) => Verdict::Ok,

@@ -21,15 +21,7 @@ pub async fn run(args: cli::JoinArgs) -> Result<(), Failure> {
         Err(e) => (Err(e.to_string()), false),
     };
     let node = join::node_kubelet(&settings)?;
-    let facts = preflight::inspect(
-        &settings.kubelet,
-        &node.version,
-        node.profile.as_ref(),
-        settings.host.swap,
-        settings.host.swap_zram,
-        bus,
-        kubelet_active,
-    );
+    let facts = node.preflight_facts(&settings, bus, kubelet_active);
     let checks = preflight::evaluate(&facts, &settings.kubelet, &args.ignore_preflight_errors);
     match args.output {
         Output::Json => println!(

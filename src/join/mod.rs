@@ -53,15 +53,7 @@ fn preflight(
     ignore: &[String],
     dry_run: bool,
 ) -> Result<Vec<preflight::Check>, Failure> {
-    let facts = preflight::inspect(
-        &settings.kubelet,
-        &node.version,
-        node.profile.as_ref(),
-        settings.host.swap,
-        settings.host.swap_zram,
-        Ok(()),
-        kubelet_active,
-    );
+    let facts = node.preflight_facts(settings, Ok(()), kubelet_active);
     let checks = preflight::evaluate(&facts, &settings.kubelet, ignore);
     for c in checks.iter().filter(|c| !c.ok) {
         let fix = c.fix.as_deref().unwrap_or_default();

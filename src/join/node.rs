@@ -20,6 +20,27 @@ pub struct NodeKubelet {
     pub profile: Option<Profile>,
 }
 
+impl NodeKubelet {
+    /// What preflight looks at on this node, with this kubelet (`bus`: whether systemd
+    /// answered over D-Bus).
+    pub fn preflight_facts(
+        &self,
+        settings: &Settings,
+        bus: Result<(), String>,
+        kubelet_active: bool,
+    ) -> crate::preflight::Facts {
+        crate::preflight::inspect(
+            &settings.kubelet,
+            &self.version,
+            self.profile.as_ref(),
+            settings.host.swap,
+            settings.host.swap_zram,
+            bus,
+            kubelet_active,
+        )
+    }
+}
+
 /// Reads kubelet's version and the host's cgroups, and chooses kubelet's settings for
 /// them. A `[kubelet]` key that cannot work with them is a configuration error.
 pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
