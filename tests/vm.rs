@@ -94,18 +94,25 @@ impl World {
     /// A new worker: a token of its own from `kubejoin token create --output cloud-init`,
     /// that user-data with the package installed from the seed disk, and the VM.
     fn worker(&self, release: &str, hostname: &str) -> Option<(Vm, String)> {
+        self.worker_in(release, hostname, &[])
+    }
+
+    /// [`World::worker`], its token in extra groups.
+    fn worker_in(&self, release: &str, hostname: &str, groups: &[&str]) -> Option<(Vm, String)> {
         let image = vm::image(release)?;
-        let out = self.cp.kubejoin(
-            &self.ns,
-            &[
-                "token",
-                "create",
-                "--output",
-                "cloud-init",
-                "--description",
-                hostname,
-            ],
-        );
+        let mut args = vec![
+            "token",
+            "create",
+            "--output",
+            "cloud-init",
+            "--description",
+            hostname,
+        ];
+        let groups = groups.join(",");
+        if !groups.is_empty() {
+            args.extend(["--groups", groups.as_str()]);
+        }
+        let out = self.cp.kubejoin(&self.ns, &args);
         assert!(
             out.status.success(),
             "token create: {}",
@@ -680,7 +687,7 @@ fn kubeadm_objects(w: &World, kubeadm: &std::path::Path) {
     std::fs::write(
         &config,
         format!(
-            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  criSocket: unix:///run/containerd/containerd.sock\n---\n\
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.2.2\n  bindPort: 6443\nnodeRegistration:\n  name: control-plane\n  criSocket: unix:///run/containerd/containerd.sock\n---\n\
              apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {KUBE}\ncontrolPlaneEndpoint: 10.0.2.2:6443\n\
              networking:\n  serviceSubnet: 10.96.0.0/12\n  dnsDomain: cluster.local\n---\n\
              apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"
@@ -706,7 +713,44 @@ fn kubeadm_objects(w: &World, kubeadm: &std::path::Path) {
             support::text(&out)
         );
     }
+    // kubeadm's bootstrap-token phase rewrites cluster-info with the admin kubeconfig's
+    // server (this machine's loopback, which no guest reaches), and rebinds
+    // kubeadm:kubelet-bootstrap and kubeadm:node-autoapprove-bootstrap to its own token
+    // group only: as an operator would, delete cluster-info and let `kubejoin cluster
+    // prepare` write it again with the workers' address; prepare then says, and fails on,
+    // the two bindings that no longer serve every bootstrap token (both workers' tokens
+    // carry kubeadm's group below).
+    let server = w.kubectl(&[
+        "-n",
+        "kube-public",
+        "get",
+        "configmap",
+        "cluster-info",
+        "-o",
+        "jsonpath={.data.kubeconfig}",
+    ]);
+    eprintln!(
+        "vm: cluster-info after kubeadm's phases names: {}",
+        server
+            .lines()
+            .find(|l| l.contains("server:"))
+            .unwrap_or("?")
+            .trim()
+    );
+    w.kubectl(&["-n", "kube-public", "delete", "configmap", "cluster-info"]);
+    let out =
+        w.cp.kubejoin(&w.ns, &["cluster", "prepare", "--server", SERVER]);
+    let said = support::text(&out);
+    assert!(
+        out.status.code() == Some(2)
+            && said.contains("cluster-info                 created")
+            && said.contains("bootstrappers-create-csr     FAILED"),
+        "cluster prepare after kubeadm's phases: {said}"
+    );
 }
+
+/// kubeadm's token group: the group its RBAC serves.
+const KUBEADM_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
 /// The user-data a kubeadm user writes for the same VM, following kubeadm's install guide:
 /// kubelet's unit and kubeadm's drop-in, the kernel prerequisites, swap off, containerd's
@@ -746,7 +790,7 @@ write_files:
       net.ipv4.ip_forward = 1
 runcmd:
   - [sh, -c, "set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; install -m 0755 /run/seed/kubelet /run/seed/kubeadm /usr/local/bin/; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed"]
-  - [sh, -c, "swapoff -a; sed -i '/\sswap\s/ s/^/#/' /etc/fstab"]
+  - [sh, -c, "swapoff -a; sed -i '/ swap / s/^/#/' /etc/fstab"]
   - [sh, -c, "modprobe overlay; modprobe br_netfilter; sysctl --system >/dev/null"]
   - [sh, -c, "containerd config default > /etc/containerd/config.toml; sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml; systemctl restart containerd"]
   - [sh, -c, "systemctl daemon-reload; systemctl enable kubelet"]
@@ -789,7 +833,7 @@ fn beside_kubeadm() {
         let w = &w;
         let ours = s.spawn(move || -> Result<String, String> {
             let hostname = "kubejoin-worker";
-            let (mut vm, token_id) = w.worker(release, hostname).unwrap();
+            let (mut vm, token_id) = w.worker_in(release, hostname, &[KUBEADM_GROUP]).unwrap();
             vm.boot("");
             let at = w.wait_joined(&mut vm, hostname)?;
             w.joined_right(&vm, hostname, &token_id)?;
@@ -817,7 +861,7 @@ fn beside_kubeadm() {
                     "--output",
                     "json",
                     "--groups",
-                    "system:bootstrappers:kubeadm:default-node-token",
+                    KUBEADM_GROUP,
                 ],
             );
             assert!(out.status.success(), "{}", support::text(&out));
