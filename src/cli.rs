@@ -20,6 +20,13 @@ pub enum Command {
     /// CA, a KubeletConfiguration and kubelet.service, then daemon-reload, enable and start
     /// over the system D-Bus. Everything is planned first; a second run on a joined node
     /// changes nothing.
+    ///
+    /// kubelet's configuration is, field by field: the cluster's (kube-system/kubelet-config
+    /// as kubeadm publishes it, read with the bootstrap token), else kubejoin's defaults;
+    /// then what this node needs (its runtime's endpoint and cgroup driver, kubelet's health
+    /// endpoint, resolvConf where systemd-resolved runs); then [kubelet.config] and
+    /// cluster_dns and cluster_domain in the configuration. `kubejoin plan` shows where
+    /// each field came from.
     #[command(after_help = crate::failure::exit::help())]
     Run(RunArgs),
     /// Print what `kubejoin run` would change (as `run --dry-run`) and change nothing

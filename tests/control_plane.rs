@@ -181,6 +181,10 @@ fn prepare_mint_join(version: &str) {
     );
     assert!(out.stdout.is_empty());
 
+    // The cluster runs its DNS (as CoreDNS's Service), and publishes no kubelet
+    // configuration yet.
+    cp.create_dns_service(&tb);
+
     // The plan, changing nothing.
     let out = cp.kubejoin(&tb, &["cluster", "prepare", "--dry-run"]);
     let plan = text(&out);
@@ -191,6 +195,8 @@ fn prepare_mint_join(version: &str) {
         "would create ClusterRoleBinding kubeadm:kubelet-bootstrap",
         "would create ClusterRoleBinding kubeadm:node-autoapprove-bootstrap",
         "would create ClusterRoleBinding kubeadm:node-autoapprove-certificate-rotation",
+        "would create ConfigMap kube-system/kubelet-config: clusterDNS 10.96.0.10 (Service kube-system/kube-dns)",
+        "would create Role kube-system/kubeadm:kubelet-config, RoleBinding kube-system/kubeadm:kubelet-config",
     ] {
         assert!(plan.contains(piece), "{piece}:\n{plan}");
     }
@@ -207,7 +213,7 @@ fn prepare_mint_join(version: &str) {
     let first = prepare(&cp, &tb);
     eprintln!("{plan}\n{first}");
     let result = first.split("result:").nth(1).expect("a result section");
-    assert_eq!(result.matches(" created ").count(), 5, "{first}");
+    assert_eq!(result.matches(" created ").count(), 7, "{first}");
     assert!(
         result.contains("bootstrap-signer             ok        signed a probe token in"),
         "{first}"
@@ -235,7 +241,7 @@ fn prepare_mint_join(version: &str) {
     let again = prepare(&cp, &tb);
     let result = again.split("result:").nth(1).unwrap();
     assert!(!result.contains("created"), "{again}");
-    assert_eq!(result.matches("\n  ").count(), 7 + 1, "{again}"); // 7 items + cluster-info's loopback fix
+    assert_eq!(result.matches("\n  ").count(), 9 + 1, "{again}"); // 9 items + cluster-info's loopback fix
 
     // Mint: the worker's configuration, its pin the cluster CA's.
     let printed = mint(&cp, &tb);
@@ -273,6 +279,17 @@ fn prepare_mint_join(version: &str) {
     let hostname = text(&tb.exec_ok(&["hostname"])).trim().to_string();
     let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
     assert_eq!(node["metadata"]["name"], hostname.as_str());
+    // kubelet runs with the configuration prepare published: the cluster's DNS.
+    assert!(
+        report.contains("kubelet conf:  the cluster's kube-system/kubelet-config"),
+        "{report}"
+    );
+    let configz = cp.configz(&tb);
+    assert_eq!(
+        configz["clusterDNS"],
+        serde_json::json!(["10.96.0.10"]),
+        "{configz}"
+    );
     let csrs = cp.kubectl_json(&tb, &["get", "csr"]).to_string();
     assert!(
         csrs.contains(&format!("system:bootstrap:{id}")) && csrs.contains("\"Approved\""),

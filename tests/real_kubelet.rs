@@ -95,7 +95,20 @@ fn joins(version: &str, runtime: &str) {
         prepare_pods(&tb);
     }
     let cp = ControlPlane::start(&tb, version, &bin);
-    configure(&tb, &cp, runtime, "");
+    // With containerd, the cluster is kubeadm's: it publishes its kubelet configuration,
+    // and the node adds a field of its own. With docker, the cluster publishes none.
+    let kubeadms = runtime == "containerd";
+    let configmap = kubeadms.then(|| cp.apply_kubeadm_kubelet_config(&tb));
+    configure(
+        &tb,
+        &cp,
+        runtime,
+        if kubeadms {
+            "\n[kubelet.config]\nmaxPods = 42\n"
+        } else {
+            ""
+        },
+    );
 
     let started = Instant::now();
     let out = tb.exec(&["kubejoin", "run"]);
@@ -141,6 +154,39 @@ fn joins(version: &str, runtime: &str) {
         report.contains(&format!("node:          {hostname}")),
         "{report}"
     );
+
+    // kubelet runs with the cluster's configuration and the node's own field, or, where
+    // the cluster has none, kubejoin's defaults and no clusterDNS, said once.
+    let configz = cp.configz(&tb);
+    match &configmap {
+        Some(name) => {
+            assert!(
+                report.contains(&format!("kubelet conf:  the cluster's kube-system/{name}")),
+                "{report}"
+            );
+            assert_eq!(
+                configz["clusterDNS"],
+                serde_json::json!(["10.96.0.10"]),
+                "{configz}"
+            );
+            assert_eq!(configz["maxPods"], 42, "{configz}");
+            assert_eq!(node["status"]["capacity"]["pods"], "42", "{node}");
+        }
+        None => {
+            assert!(
+                report.contains("kubelet conf:  kubejoin's defaults"),
+                "{report}"
+            );
+            assert_eq!(
+                report
+                    .matches("kubelet's configuration starts from kubejoin's defaults")
+                    .count(),
+                1,
+                "{report}"
+            );
+            assert!(configz.get("clusterDNS").is_none(), "{configz}");
+        }
+    }
 
     if runtime == "containerd" {
         static_pod_runs(&tb, &cp, &hostname);

@@ -5,6 +5,7 @@
 //! against the cluster CA.
 
 pub mod admin;
+pub mod kubelet_config;
 pub mod prepare;
 pub mod tokens;
 

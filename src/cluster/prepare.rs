@@ -241,6 +241,7 @@ pub async fn run(
     for r in &RIGHTS {
         items.push(right_item(api, r).await?);
     }
+    items.extend(super::kubelet_config::items(api).await?);
     items.extend(probe_items(existing.as_ref(), opts));
     let mut report = Report {
         server: api.base().to_string(),
@@ -256,7 +257,7 @@ pub async fn run(
         verify_rights(api, anonymous, &mut report).await?;
     }
     for item in report.items.iter_mut() {
-        if item.outcome == State::Created && item.name != "cluster-info" {
+        if item.outcome == State::Created && grants(item.name) {
             item.fix = None;
         }
     }
@@ -416,6 +417,9 @@ async fn create_missing(api: &Api, opts: &Options, report: &mut Report) -> Resul
         let objects: Vec<Value> = match item.name {
             "cluster-info" => vec![cluster_info::configmap(&opts.server, &opts.ca_pem)],
             "anonymous-read" => anonymous_read_objects().to_vec(),
+            "kubelet-config" | "kubelet-config-read" => {
+                super::kubelet_config::objects(api, item.name).await?
+            }
             name => RIGHTS
                 .iter()
                 .filter(|r| r.name == name)
@@ -441,7 +445,7 @@ async fn create_missing(api: &Api, opts: &Options, report: &mut Report) -> Resul
                 existed.join(", ")
             );
         }
-        rights_created |= item.name != "cluster-info";
+        rights_created |= grants(item.name);
     }
     Ok(rights_created)
 }
@@ -455,10 +459,12 @@ async fn verify_rights(api: &Api, anonymous: &Api, report: &mut Report) -> Resul
         for item in report
             .items
             .iter_mut()
-            .filter(|i| i.outcome == State::Created && i.name != "cluster-info")
+            .filter(|i| i.outcome == State::Created && grants(i.name))
         {
             let ok = if item.name == "anonymous-read" {
                 anonymous_read(anonymous).await?.0 == State::Present
+            } else if item.name == "kubelet-config-read" {
+                super::kubelet_config::read_allowed(api).await?
             } else {
                 let r = RIGHTS
                     .iter()
@@ -474,9 +480,11 @@ async fn verify_rights(api: &Api, anonymous: &Api, report: &mut Report) -> Resul
             }
         }
         if !pending || Instant::now() >= deadline {
-            for item in report.items.iter_mut().filter(|i| {
-                i.outcome == State::Created && i.fix.is_some() && i.name != "cluster-info"
-            }) {
+            for item in report
+                .items
+                .iter_mut()
+                .filter(|i| i.outcome == State::Created && i.fix.is_some() && grants(i.name))
+            {
                 item.outcome = State::Failed;
                 item.detail = format!(
                     "still not allowed after creating {}: an existing object of that name grants something else",
@@ -514,6 +522,12 @@ async fn probe_signer_and_auth(
         item.fix = fix;
     }
     Ok(())
+}
+
+/// Whether an item grants a right (verified after it is created), rather than being an
+/// object workers read.
+fn grants(item: &str) -> bool {
+    item != "cluster-info" && item != "kubelet-config"
 }
 
 fn resource(a: &super::Access) -> String {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::kubelet_fields as fields;
 use super::origin::{ConfigError, DEFAULT_PATH, Origin, parse_duration};
 
 /// The validated `[kubelet]` settings. Unset runtime keys are chosen for the node by
@@ -24,8 +25,9 @@ pub struct KubeletSettings {
     /// Explicit `After=` and `Requires=` unit (`Some(None)`: none); `None`: the runtime's.
     pub runtime_unit: Option<Option<String>>,
     pub cgroup_driver: String,
-    pub cluster_dns: Vec<String>,
-    pub cluster_domain: String,
+    /// Per-node KubeletConfiguration fields (`[kubelet.config]`, and `cluster_dns` and
+    /// `cluster_domain` as `clusterDNS` and `clusterDomain`), each type-checked.
+    pub config: BTreeMap<String, UserField>,
     /// Refuse a cgroup v1 host instead of letting kubelet >= 1.35 run on it.
     pub fail_cgroup_v1: bool,
 }
@@ -40,8 +42,7 @@ impl Default for KubeletSettings {
             container_runtime_endpoint: None,
             runtime_unit: None,
             cgroup_driver: "systemd".into(),
-            cluster_dns: Vec::new(),
-            cluster_domain: "cluster.local".into(),
+            config: BTreeMap::new(),
             fail_cgroup_v1: false,
         }
     }
@@ -66,13 +67,27 @@ pub struct KubeletFragment {
     pub wait_for_tls_bootstrap: Option<String>,
     pub join_timeout: Option<String>,
     pub fail_cgroup_v1: Option<bool>,
+    /// `[kubelet.config]`: KubeletConfiguration fields for this node.
+    pub config: Option<toml::Table>,
 }
 
-/// Merged `[kubelet]` keys, each with the file or flag that set it.
+/// A per-node KubeletConfiguration field: its value (as JSON), the key that set it and
+/// where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserField {
+    pub value: serde_json::Value,
+    /// `kubelet.config.maxPods`, `kubelet.cluster_dns`, ...
+    pub key: String,
+    pub origin: Origin,
+}
+
+/// Merged `[kubelet]` keys, each with the file or flag that set it; `[kubelet.config]`
+/// field by field.
 #[derive(Debug, Default)]
 pub struct KubeletMerged {
     values: KubeletFragment,
     origins: BTreeMap<&'static str, Origin>,
+    config: BTreeMap<String, (toml::Value, Origin)>,
 }
 
 macro_rules! merge_fields {
@@ -92,7 +107,10 @@ impl KubeletMerged {
         &self.origins
     }
 
-    pub fn add(&mut self, f: KubeletFragment, origin: &Origin) {
+    pub fn add(&mut self, mut f: KubeletFragment, origin: &Origin) {
+        for (k, v) in f.config.take().unwrap_or_default() {
+            self.config.insert(k, (v, origin.clone()));
+        }
         merge_fields!(
             self,
             f,
@@ -127,6 +145,32 @@ pub struct KubeletWaits {
 
 /// The default of `join_timeout`: kubeadm's `TLSBootstrapTimeout`.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// KubeletConfiguration fields kubejoin sets itself, and what to use instead.
+const OWNED_FIELDS: [(&str, &str); 7] = [
+    (
+        "healthzBindAddress",
+        "kubejoin waits for kubelet's health endpoint there",
+    ),
+    (
+        "healthzPort",
+        "kubejoin waits for kubelet's health endpoint there",
+    ),
+    (
+        "rotateCertificates",
+        "kubelet renews its client certificate with it",
+    ),
+    (
+        "cgroupDriver",
+        "use [kubelet] cgroup_driver, which the container runtime is set to match",
+    ),
+    (
+        "containerRuntimeEndpoint",
+        "use [kubelet] container_runtime_endpoint",
+    ),
+    ("registerWithTaints", "use [kubelet] register_with_taints"),
+    ("failCgroupV1", "use [kubelet] fail_cgroup_v1"),
+];
 
 /// Flags kubejoin manages itself: setting them in `extra_args` would fight it.
 const MANAGED_FLAGS: [&str; 6] = [
@@ -282,12 +326,38 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         }
         s.cgroup_driver = driver;
     }
+    s.config = per_node_fields(&m)?;
+    let mut shorthand = |key: &'static str, field: &str, value: serde_json::Value| {
+        let origin = m
+            .origins
+            .get(key)
+            .cloned()
+            .unwrap_or(default_origin.clone());
+        if let Some(other) = s.config.get(field) {
+            return Err(err(
+                key,
+                format!(
+                    "sets {field}, as does {} in {}: set it once",
+                    other.key, other.origin
+                ),
+            ));
+        }
+        s.config.insert(
+            field.to_string(),
+            UserField {
+                value,
+                key: format!("kubelet.{key}"),
+                origin,
+            },
+        );
+        Ok(())
+    };
     if let Some(dns) = v.cluster_dns {
         for ip in &dns {
             ip.parse::<IpAddr>()
                 .map_err(|_| err("cluster_dns", format!("{ip:?} is not an IP address")))?;
         }
-        s.cluster_dns = dns;
+        shorthand("cluster_dns", "clusterDNS", serde_json::json!(dns))?;
     }
     if let Some(domain) = v.cluster_domain {
         let ok = !domain.is_empty()
@@ -300,7 +370,7 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
                 format!("{domain:?} is not a DNS domain"),
             ));
         }
-        s.cluster_domain = domain;
+        shorthand("cluster_domain", "clusterDomain", serde_json::json!(domain))?;
     }
     let duration = |key: &'static str, value: Option<String>, default: Duration| match value {
         Some(t) => parse_duration(&t).map_err(|e| err(key, e)),
@@ -324,6 +394,40 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         join_timeout,
     };
     Ok((s, waits))
+}
+
+/// `[kubelet.config]`, field by field: a KubeletConfiguration field of the right type
+/// that kubejoin does not set itself.
+fn per_node_fields(m: &KubeletMerged) -> Result<BTreeMap<String, UserField>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, (value, origin)) in &m.config {
+        let key = format!("kubelet.config.{name}");
+        let fail = |message: String| ConfigError {
+            origin: origin.clone(),
+            key: Some(key.clone()),
+            message,
+        };
+        let Some((kind, _)) = fields::field(name) else {
+            return Err(fail(match fields::suggest(name) {
+                Some(s) => format!("is not a KubeletConfiguration field; did you mean {s}?"),
+                None => "is not a KubeletConfiguration field (names as in kubelet's configuration reference, e.g. maxPods)".into(),
+            }));
+        };
+        if let Some((_, why)) = OWNED_FIELDS.iter().find(|(f, _)| f == name) {
+            return Err(fail(format!("is set by kubejoin: {why}")));
+        }
+        let json = serde_json::to_value(value).map_err(|e| fail(e.to_string()))?;
+        fields::check(kind, &json).map_err(fail)?;
+        out.insert(
+            name.clone(),
+            UserField {
+                value: json,
+                key,
+                origin: origin.clone(),
+            },
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -388,5 +492,69 @@ mod tests {
         assert_eq!(s.runtime_unit, Some(None));
         assert_eq!(s.node_labels[0].0, "node.kubernetes.io/pool");
         assert_eq!(w.join_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn per_node_fields_are_checked_and_merged_field_by_field() {
+        let mut m =
+            merged("[config]\nmaxPods = 50\nevictionHard = { \"memory.available\" = \"200Mi\" }\n");
+        let f: KubeletFragment = toml::from_str("[config]\nmaxPods = 60\n").unwrap();
+        m.add(f, &Origin::File("/d/50-node.toml".into()));
+        let (s, _) = validate(m).unwrap();
+        assert_eq!(s.config["maxPods"].value, serde_json::json!(60));
+        assert_eq!(
+            s.config["maxPods"].origin,
+            Origin::File("/d/50-node.toml".into())
+        );
+        assert_eq!(
+            s.config["evictionHard"].origin,
+            Origin::File("/c.toml".into())
+        );
+        assert_eq!(s.config["evictionHard"].key, "kubelet.config.evictionHard");
+
+        for (text, want) in [
+            ("[config]\nmax_pods = 5\n", "did you mean maxPods?"),
+            (
+                "[config]\nnoSuchField = 5\n",
+                "is not a KubeletConfiguration field",
+            ),
+            ("[config]\nmaxPods = \"5\"\n", "must be an integer"),
+            (
+                "[config]\nshutdownGracePeriod = \"30\"\n",
+                "must be a duration",
+            ),
+            ("[config]\nhealthzPort = 1\n", "is set by kubejoin"),
+            (
+                "[config]\ncgroupDriver = \"systemd\"\n",
+                "use [kubelet] cgroup_driver",
+            ),
+        ] {
+            let e = validate(merged(text)).unwrap_err();
+            assert!(
+                e.key.as_deref().unwrap().starts_with("kubelet.config."),
+                "{e}"
+            );
+            assert!(e.message.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn shorthands_are_fields_set_once() {
+        let (s, _) = validate(merged(
+            "cluster_dns = [\"10.96.0.10\"]\ncluster_domain = \"k8s.example\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.config["clusterDNS"].value,
+            serde_json::json!(["10.96.0.10"])
+        );
+        assert_eq!(s.config["clusterDNS"].key, "kubelet.cluster_dns");
+        assert_eq!(s.config["clusterDomain"].value, "k8s.example");
+        let e = validate(merged(
+            "cluster_dns = [\"10.96.0.10\"]\n[config]\nclusterDNS = [\"10.0.0.10\"]\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("kubelet.cluster_dns"));
+        assert!(e.message.contains("set it once"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ use crate::pin::{self, CaPin};
 use crate::token::{self, BootstrapToken};
 
 pub mod kubelet;
+pub mod kubelet_fields;
 mod origin;
 pub use kubelet::{KubeletSettings, KubeletWaits};
 pub use origin::{ConfigError, DEFAULT_PATH, Origin, parse_duration};

@@ -4,6 +4,7 @@
 //! on the node. Everything it changes is planned first ([`plan`]); `--dry-run` prints the
 //! plan and changes nothing.
 
+mod cluster_config;
 mod node;
 mod phase;
 pub mod plan;
@@ -170,6 +171,7 @@ fn already_joined(mut phases: Phases, kubelet: UnitStatus, dry_run: bool) -> Rep
         host: Vec::new(),
         discovery: None,
         plan: None,
+        kubelet_config: None,
         kubelet: Some(kubelet),
         node: None,
         phases: phases.times,
@@ -232,15 +234,19 @@ async fn fresh(
         &format!("discovering the cluster at {}", servers.join(", ")),
     );
     let found = discovery::discover(&settings.cluster).await?;
-    check_skew(version, &found, ignore_preflight, dry_run).await?;
+    let api_version = apiserver_version(&found).await;
+    check_skew(version, api_version.as_ref(), ignore_preflight, dry_run)?;
+    let cluster = clusters_kubelet_config(settings, &found, api_version.as_ref()).await?;
 
     phases.start(Phase::Plan, "planning kubelet's files and unit");
+    let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
     let desired = files::desired(
         &settings.kubelet,
         profile,
         &found.server,
         &found.ca_pem,
         &settings.cluster.token,
+        &config,
     );
     let plan = plan_files(&desired, systemd, &kubelet).await?;
     let Some(recorder) = recorder.as_mut() else {
@@ -251,6 +257,7 @@ async fn fresh(
             host: host_changes,
             discovery: Some(found),
             plan: Some(plan),
+            kubelet_config: Some(config),
             kubelet: Some(kubelet),
             node: None,
             phases: phases.times,
@@ -288,6 +295,7 @@ async fn fresh(
         host: host_changes,
         discovery: Some(found),
         plan: Some(plan),
+        kubelet_config: Some(config),
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
         node: Some(node_in),
         phases: phases.times.clone(),
@@ -313,16 +321,74 @@ async fn prepare_host(
     Ok(changes)
 }
 
+/// The cluster's kubelet configuration, if it publishes one this token may read; said
+/// either way.
+async fn clusters_kubelet_config(
+    settings: &Settings,
+    found: &Discovered,
+    api_version: Option<&Version>,
+) -> Result<Option<kubelet::config::ClusterConfig>, Failure> {
+    let read = cluster_config::read(
+        &found.server.to_string(),
+        &found.ca_pem,
+        &settings.cluster.token,
+        api_version,
+    )
+    .await?;
+    Ok(match read {
+        cluster_config::Read::Found(c) => {
+            tracing::info!(
+                phase = Phase::Discovery.name(),
+                configmap = %c.configmap,
+                "kubelet's configuration starts from the cluster's {} ({} fields)",
+                c.configmap,
+                c.fields.len()
+            );
+            Some(c)
+        }
+        cluster_config::Read::NotRead { why, fix } => {
+            tracing::warn!(
+                phase = Phase::Discovery.name(),
+                "kubelet's configuration starts from kubejoin's defaults: {why}; fix: {fix}"
+            );
+            None
+        }
+    })
+}
+
+/// kubelet's configuration for this node: the cluster's, this node's needs, the user's.
+async fn kubelet_config(
+    settings: &Settings,
+    profile: &kubelet::profile::Profile,
+    cluster: Option<&kubelet::config::ClusterConfig>,
+    systemd: &Systemd,
+) -> Result<kubelet::config::Effective, Failure> {
+    let cluster_resolv = cluster
+        .and_then(|c| c.fields.get("resolvConf"))
+        .and_then(|v| v.as_str());
+    let resolver = kubelet::config::Resolver {
+        systemd_resolved: systemd.status(RESOLVED_UNIT).await?.is_active(),
+        cluster_file_exists: cluster_resolv.is_some_and(|p| Path::new(p).exists()),
+    };
+    Ok(kubelet::config::effective(
+        &settings.kubelet,
+        profile,
+        cluster,
+        resolver,
+    ))
+}
+
+const RESOLVED_UNIT: &str = "systemd-resolved.service";
+
 /// The version skew policy, once the API server's version is known: a kubelet the
 /// cluster will never accept stops the join before anything of kubelet's is written.
-async fn check_skew(
+fn check_skew(
     version: &Version,
-    found: &Discovered,
+    api: Option<&Version>,
     ignore_preflight: &[String],
     dry_run: bool,
 ) -> Result<(), Failure> {
-    let api = apiserver_version(found).await;
-    let Some((api, why)) = api.and_then(|a| kubelet::version::skew(version, &a).map(|w| (a, w)))
+    let Some((api, why)) = api.and_then(|a| kubelet::version::skew(version, a).map(|w| (a, w)))
     else {
         return Ok(());
     };
@@ -472,6 +538,7 @@ async fn finish_interrupted(
         host: Vec::new(),
         discovery: None,
         plan: None,
+        kubelet_config: None,
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
         node: Some(node_in),
         phases: phases.times.clone(),

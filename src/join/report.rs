@@ -10,6 +10,7 @@ use super::phase::PhaseTime;
 use super::plan::Plan;
 use crate::discovery::Discovered;
 use crate::host;
+use crate::kubelet::config::{Effective, Source};
 use crate::preflight;
 use crate::systemd::dbus::UnitStatus;
 
@@ -29,6 +30,9 @@ pub struct Report {
     pub discovery: Option<Discovered>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// kubelet's configuration, each field with where it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet_config: Option<Effective>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<UnitStatus>,
     /// What the node said when the join ended: the node is in.
@@ -93,6 +97,34 @@ pub fn render_node(n: &NodeIn) -> String {
     )
 }
 
+/// Where kubelet's configuration came from: one line, and with `--dry-run` (the plan)
+/// each field that is not the cluster's or kubejoin's default, with its source.
+fn render_config(out: &mut String, c: &Effective, dry_run: bool) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "kubelet conf:  {}",
+        match &c.cluster {
+            Some(cm) => format!("the cluster's {cm}, then this node's and yours"),
+            None =>
+                "kubejoin's defaults (the cluster's could not be read), then this node's and yours"
+                    .into(),
+        }
+    );
+    if !dry_run {
+        return;
+    }
+    for f in &c.fields {
+        if matches!(f.source, Source::Node { .. } | Source::User { .. }) {
+            let _ = writeln!(
+                out,
+                "                 {}: {} ({})",
+                f.name, f.value, f.source
+            );
+        }
+    }
+}
+
 /// The report as text.
 pub fn render_text(r: &Report, dry_run: bool) -> String {
     use std::fmt::Write;
@@ -147,6 +179,9 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
         for a in &plan.systemd {
             let _ = writeln!(out, "systemd:       {verb}{a}");
         }
+    }
+    if let Some(c) = &r.kubelet_config {
+        render_config(&mut out, c, dry_run);
     }
     if let Some(k) = &r.kubelet {
         let _ = writeln!(out, "kubelet:       {} ({})", k.active_state, k.sub_state);

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::config::Effective;
 use super::profile::{Cri, Profile};
 use crate::config::KubeletSettings;
 use crate::endpoint::Endpoint;
@@ -51,6 +52,7 @@ pub fn desired(
     server: &Endpoint,
     ca_pem: &[u8],
     token: &BootstrapToken,
+    config: &Effective,
 ) -> Vec<DesiredFile> {
     let bootstrap = kubeconfig::render_bootstrap(server, ca_pem, token);
     vec![
@@ -74,7 +76,7 @@ pub fn desired(
         },
         DesiredFile {
             path: KUBELET_CONFIG.into(),
-            contents: kubelet_config(settings, profile).into_bytes(),
+            contents: config.render().into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "KubeletConfiguration",
@@ -177,61 +179,6 @@ pub fn kubelet_unit(s: &KubeletSettings, p: &Profile) -> String {
     u
 }
 
-/// `/var/lib/kubelet/config.yaml`: a KubeletConfiguration as kubeadm writes it for a
-/// worker (webhook authentication and authorization, no anonymous access, the cluster
-/// CA for client certificates, certificate rotation), with what this version takes in
-/// its configuration rather than as flags.
-pub fn kubelet_config(s: &KubeletSettings, p: &Profile) -> String {
-    let mut c = String::from(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    cacheTTL: 0s\n    enabled: true\n  x509:\n",
-    );
-    let _ = writeln!(c, "    clientCAFile: {CLUSTER_CA}");
-    c.push_str("authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 0s\n    cacheUnauthorizedTTL: 0s\n");
-    let _ = writeln!(c, "cgroupDriver: {}", s.cgroup_driver);
-    if !s.cluster_dns.is_empty() {
-        c.push_str("clusterDNS:\n");
-        for ip in &s.cluster_dns {
-            let _ = writeln!(c, "- {ip}");
-        }
-    }
-    let _ = writeln!(c, "clusterDomain: {}", s.cluster_domain);
-    if let (Cri::Remote(ep), true) = (&p.cri, p.endpoint_in_config) {
-        let _ = writeln!(c, "containerRuntimeEndpoint: {ep}");
-    }
-    if p.allow_cgroup_v1 {
-        // kubelet >= 1.35 refuses cgroup v1 by default; preflight warns about it.
-        c.push_str("failCgroupV1: false\n");
-    }
-    let _ = writeln!(
-        c,
-        "healthzBindAddress: {HEALTHZ_ADDRESS}\nhealthzPort: {HEALTHZ_PORT}"
-    );
-    // The seed's --kubelet-cgroups, as the configuration field it is.
-    c.push_str("kubeletCgroups: /systemd/system.slice\n");
-    if !s.register_with_taints.is_empty() && p.taints_in_config {
-        c.push_str("registerWithTaints:\n");
-        for t in &s.register_with_taints {
-            let (kv, effect) = t.rsplit_once(':').unwrap_or((t, "NoSchedule"));
-            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-            let _ = writeln!(c, "- effect: {effect}\n  key: {}", yaml_str(key));
-            if !value.is_empty() {
-                let _ = writeln!(c, "  value: {}", yaml_str(value));
-            }
-        }
-    }
-    let _ = writeln!(
-        c,
-        "rotateCertificates: true\nstaticPodPath: {STATIC_POD_PATH}"
-    );
-    c
-}
-
-/// A YAML double-quoted scalar (label keys and values are plain ASCII already; quoting
-/// keeps values such as `true` or `1` strings).
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("a string serializes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +193,8 @@ mod tests {
             cgroup_v2: false,
         };
         let p = profile(s, &node).unwrap();
-        (kubelet_argv(s, &p), kubelet_config(s, &p))
+        let config = super::super::config::effective(s, &p, None, Default::default());
+        (kubelet_argv(s, &p), config.render())
     }
 
     fn labelled() -> KubeletSettings {
@@ -448,10 +396,15 @@ mod tests {
 
     #[test]
     fn kubelet_configuration() {
-        let s = KubeletSettings {
-            cluster_dns: vec!["10.96.0.10".into()],
-            ..Default::default()
-        };
+        let mut s = KubeletSettings::default();
+        s.config.insert(
+            "clusterDNS".into(),
+            crate::config::kubelet::UserField {
+                value: serde_json::json!(["10.96.0.10"]),
+                key: "kubelet.cluster_dns".into(),
+                origin: crate::config::Origin::Flag("test"),
+            },
+        );
         let (_, c) = rendered("v1.20.2", Runtime::Containerd, &s);
         let v: serde_json::Value = serde_saphyr::from_str(&c).unwrap();
         assert_eq!(v["kind"], "KubeletConfiguration");

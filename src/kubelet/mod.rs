@@ -2,6 +2,7 @@
 //! flags and settings they call for ([`profile`]), whether the node is in ([`ready`]),
 //! and why kubelet exited ([`fatal`], from its journal).
 
+pub mod config;
 pub mod fatal;
 pub mod files;
 pub mod profile;

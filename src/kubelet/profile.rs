@@ -87,6 +87,20 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
             fix: format!("install kubelet v1.{OLDEST_MINOR} or newer"),
         });
     }
+    if !v.at_least(21)
+        && let Some((name, f)) = s.config.iter().find(|(name, _)| {
+            crate::config::kubelet_fields::field(name).is_some_and(|(_, in_1_20)| !in_1_20)
+        })
+    {
+        return Err(Conflict {
+            key: "config",
+            message: format!(
+                "{} (in {}) is not a field of kubelet {v}'s configuration: it came in a later version",
+                f.key, f.origin
+            ),
+            fix: format!("remove {name} from [kubelet.config], or install a newer kubelet"),
+        });
+    }
     let dockershim = node.runtime == Runtime::Docker && !v.at_least(24);
     let cri = match (&s.container_runtime_endpoint, node.runtime) {
         (Some(ep), _) if dockershim => {
@@ -218,5 +232,26 @@ mod tests {
                 .unwrap()
                 .allow_cgroup_v1
         );
+    }
+
+    #[test]
+    fn kubelet_1_20_refuses_a_field_it_does_not_have() {
+        let mut s = KubeletSettings::default();
+        s.config.insert(
+            "seccompDefault".into(),
+            crate::config::kubelet::UserField {
+                value: serde_json::json!(true),
+                key: "kubelet.config.seccompDefault".into(),
+                origin: crate::config::Origin::File("/etc/kubejoin/config.toml".into()),
+            },
+        );
+        let node = |v: &str| Node {
+            version: Version::parse(v).unwrap(),
+            runtime: Runtime::Containerd,
+            cgroup_v2: true,
+        };
+        let c = profile(&s, &node("v1.20.2")).unwrap_err();
+        assert!(c.message.contains("kubelet.config.seccompDefault (in /etc/kubejoin/config.toml) is not a field of kubelet v1.20.2"), "{c}");
+        assert!(profile(&s, &node("v1.36.2")).is_ok());
     }
 }

@@ -371,6 +371,99 @@ impl ControlPlane {
         self.dir.join("pki/admin.conf")
     }
 
+    /// kubeadm's kubelet configuration, as `kubeadm init` of this version leaves it: the
+    /// ConfigMap (`kubelet-config`, `kubelet-config-1.20` for v1.20) holding kubeadm's
+    /// KubeletConfiguration (`tests/fixtures/kubeadm/`, clusterDNS 10.96.0.10), and the
+    /// Role and RoleBinding that let kubeadm's token group and nodes read it. Returns the
+    /// ConfigMap's name.
+    pub fn apply_kubeadm_kubelet_config(&self, tb: &impl Place) -> String {
+        let (name, file) = if self.version.starts_with("v1.20") {
+            ("kubelet-config-1.20", "kubelet-config-v1.20.yaml")
+        } else {
+            ("kubelet-config", "kubelet-config-v1.36.yaml")
+        };
+        let fixture = format!(
+            "{}/tests/fixtures/kubeadm/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let role = format!("kubeadm:{name}");
+        for args in [
+            vec![
+                "-n",
+                "kube-system",
+                "create",
+                "configmap",
+                name,
+                &format!("--from-file=kubelet={fixture}"),
+            ],
+            vec![
+                "-n",
+                "kube-system",
+                "create",
+                "role",
+                &role,
+                "--verb=get",
+                "--resource=configmaps",
+                &format!("--resource-name={name}"),
+            ],
+            vec![
+                "-n",
+                "kube-system",
+                "create",
+                "rolebinding",
+                &role,
+                &format!("--role={role}"),
+                "--group=system:bootstrappers:kubeadm:default-node-token",
+                "--group=system:nodes",
+            ],
+        ] {
+            let out = self.kubectl_out(tb, &args);
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                super::text(&out)
+            );
+        }
+        name.to_string()
+    }
+
+    /// The cluster's DNS Service as CoreDNS installs it: kube-system/kube-dns at
+    /// 10.96.0.10 (no pods behind it).
+    pub fn create_dns_service(&self, tb: &impl Place) {
+        let out = self.kubectl_out(
+            tb,
+            &[
+                "-n",
+                "kube-system",
+                "create",
+                "service",
+                "clusterip",
+                "kube-dns",
+                "--clusterip=10.96.0.10",
+                "--tcp=53:53",
+            ],
+        );
+        assert!(out.status.success(), "{}", super::text(&out));
+    }
+
+    /// The configuration kubelet runs with, from its own `/configz` on the testbed's
+    /// loopback, asked with the admin's client certificate (kubelet authenticates it with
+    /// the cluster CA and asks the API server whether it may).
+    pub fn configz(&self, tb: &impl Place) -> serde_json::Value {
+        let pki = self.dir.join("pki");
+        let out = in_netns(tb, Path::new("/usr/bin/curl"))
+            .args(["-sSfk", "--max-time", "10", "--cert"])
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .arg("https://127.0.0.1:10250/configz")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "/configz: {}", super::text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["kubeletconfig"].clone()
+    }
+
     /// Starts one of its processes, its output in `<name>.log`.
     fn spawn(&mut self, name: &'static str, mut cmd: Command) {
         let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();

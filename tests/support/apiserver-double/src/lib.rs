@@ -42,6 +42,22 @@ use tokio::sync::oneshot;
 pub mod secret;
 
 pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+/// The cluster's kubelet configuration under kubeadm v1.20's name (the double's /version
+/// is v1.20.2's).
+pub const KUBELET_CONFIG_PATH: &str =
+    "/api/v1/namespaces/kube-system/configmaps/kubelet-config-1.20";
+/// The group kubeadm's tokens carry.
+pub const KUBEADM_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// The ConfigMap kubeadm v1.20 stores (`tests/fixtures/kubeadm/kubelet-config-v1.20.yaml`).
+fn kubelet_config_json() -> String {
+    let text = std::fs::read_to_string(fixtures_dir().join("kubeadm/kubelet-config-v1.20.yaml"))
+        .unwrap_or_default();
+    format!(
+        r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"kubelet-config-1.20","namespace":"kube-system"}},"data":{{"kubelet":{}}}}}"#,
+        go_json(&text)
+    )
+}
 
 /// The project's test fixtures: `tests/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
@@ -897,6 +913,14 @@ async fn answer(
                 .find_map(|s| secret::authenticate(s, t, unix_now()))
         });
         return match user {
+            // kubeadm v1.20's Role kubeadm:kubelet-config-1.20 lets its token group read
+            // the cluster's kubelet configuration.
+            Some(user)
+                if path == KUBELET_CONFIG_PATH
+                    && user.groups.iter().any(|g| g == KUBEADM_TOKEN_GROUP) =>
+            {
+                respond(200, kubelet_config_json(), None, true)
+            }
             Some(user) => forbidden(&user.name),
             None => status(401, None),
         };
