@@ -470,9 +470,55 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
         });
     lines.push(signature_line(signature, c.token.id(), &auth));
     lines.push(clock_line(crate::clock::unix_now(), resp.date, &ca));
+    let tls_ok = tls_failure.is_none();
     lines.extend(tls_failure);
     lines.extend(token_lines(&auth, c.token.id()));
+    if trusted && tls_ok {
+        lines.push(kubelet_config_line(&target.to_string(), &info.ca_pem, &c.token).await);
+    }
     lines
+}
+
+/// Which kubelet configuration a join would start from: the cluster's (read as a join
+/// reads it) or kubejoin's defaults, and why.
+async fn kubelet_config_line(
+    server: &str,
+    ca_pem: &[u8],
+    token: &crate::token::BootstrapToken,
+) -> Line {
+    use crate::join::cluster_config::{Read, read};
+    let name = "kubelet-config";
+    let version = match Api::new(server, ca_pem, None) {
+        Ok(api) => api
+            .get_opt("/version")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| crate::kubelet::version::Version::parse(v["gitVersion"].as_str()?)),
+        Err(_) => None,
+    };
+    match read(server, ca_pem, token, version.as_ref()).await {
+        Ok(Read::Found(c)) => line(
+            name,
+            Verdict::Ok,
+            format!(
+                "a join starts kubelet's configuration from the cluster's {} (clusterDNS {})",
+                c.configmap,
+                c.fields
+                    .get("clusterDNS")
+                    .map(|v| v.to_string())
+                    .unwrap_or("not set".into())
+            ),
+            None,
+        ),
+        Ok(Read::NotRead { why, fix }) => line(
+            name,
+            Verdict::Warn,
+            format!("a join starts kubelet's configuration from kubejoin's defaults: {why}"),
+            Some(fix),
+        ),
+        Err(e) => line(name, Verdict::Fail, e.to_string(), e.fix()),
+    }
 }
 
 /// The line for a SelfSubjectAccessReview as the token that got no verdict, and why the

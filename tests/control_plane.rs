@@ -267,7 +267,12 @@ fn prepare_mint_join(version: &str) {
     // The worker: doctor says a join would succeed, then the join.
     configure_worker(&tb, &printed);
     doctor_names(&tb, &[]);
-    eprintln!("{}", text(&tb.exec(&["kubejoin", "doctor"])));
+    let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
+    eprintln!("{doctor}");
+    assert!(
+        doctor.contains("ok    kubelet-config       a join starts kubelet's configuration from the cluster's kube-system/kubelet-config (clusterDNS [\"10.96.0.10\"])"),
+        "{doctor}"
+    );
     let out = tb.exec(&["kubejoin", "run"]);
     let report = text(&out);
     assert!(
@@ -747,7 +752,8 @@ fn the_seeds_own_objects_count() {
         "{info}"
     );
 
-    // Deleted, it is written in kubeadm's shape; nothing else is created.
+    // Deleted, it is written in kubeadm's shape; of the rest, only the kubelet
+    // configuration the manual procedure does not publish is created.
     let out = cp.kubectl_out(
         &tb,
         &["-n", "kube-public", "delete", "configmap", "cluster-info"],
@@ -755,11 +761,10 @@ fn the_seeds_own_objects_count() {
     assert!(out.status.success());
     let all = prepare(&cp, &tb);
     let result = all.split("result:").nth(1).unwrap();
-    assert_eq!(result.matches(" created ").count(), 1, "{all}");
-    assert!(
-        result.contains("cluster-info                 created"),
-        "{all}"
-    );
+    assert_eq!(result.matches(" created ").count(), 3, "{all}");
+    for created in ["cluster-info", "kubelet-config", "kubelet-config-read"] {
+        assert!(result.contains(&format!("{created:<28} created")), "{all}");
+    }
     for kubeadm_name in [
         "kubeadm:kubelet-bootstrap",
         "kubeadm:node-autoapprove-bootstrap",

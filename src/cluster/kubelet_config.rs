@@ -6,7 +6,6 @@
 
 use serde_json::{Value, json};
 
-use super::prepare::{Item, State, describe};
 use super::{Access, Api, ApiError, tokens::DEFAULT_GROUP};
 use crate::kubelet::version::Version;
 
@@ -18,7 +17,7 @@ pub const DNS_SERVICE: &str = "/api/v1/namespaces/kube-system/services/kube-dns"
 
 /// The ConfigMap's name on this cluster: kubeadm 1.23 and older named it after the
 /// cluster's version, and a cluster made then still has that name.
-async fn existing(api: &Api) -> Result<Option<(String, Value)>, ApiError> {
+pub async fn existing(api: &Api) -> Result<Option<(String, Value)>, ApiError> {
     let version = api
         .get_opt("/version")
         .await?
@@ -37,7 +36,7 @@ async fn existing(api: &Api) -> Result<Option<(String, Value)>, ApiError> {
 }
 
 /// The cluster's DNS Service address, if it has one.
-async fn cluster_dns(api: &Api) -> Result<Option<String>, ApiError> {
+pub async fn cluster_dns(api: &Api) -> Result<Option<String>, ApiError> {
     Ok(api
         .get_opt(DNS_SERVICE)
         .await?
@@ -104,100 +103,6 @@ pub async fn read_allowed(api: &Api) -> Result<bool, ApiError> {
     Ok(token_may_read(api, &name).await?.0)
 }
 
-/// The two items: the ConfigMap and the right to read it.
-pub async fn items(api: &Api) -> Result<[Item; 2], ApiError> {
-    let found = existing(api).await?;
-    let name = found
-        .as_ref()
-        .map(|(n, _)| n.clone())
-        .unwrap_or(CONFIGMAP.to_string());
-    let config = match &found {
-        Some((name, cm)) => {
-            let text = cm["data"]["kubelet"].as_str().unwrap_or_default();
-            match crate::kubelet::config::parse_cluster(&format!("kube-system/{name}"), text) {
-                Ok(c) => {
-                    let dns = c.fields.get("clusterDNS").map(Value::to_string);
-                    (
-                        State::Present,
-                        format!(
-                            "kube-system/{name}: clusterDNS {}",
-                            dns.unwrap_or("not set".into())
-                        ),
-                        None,
-                    )
-                }
-                Err(why) => (
-                    State::Failed,
-                    format!("kube-system/{name} cannot be used: {why}; left as it is"),
-                    Some(format!(
-                        "fix its `kubelet` key, or delete it (kubectl -n kube-system delete configmap {name}) and run `kubejoin cluster prepare` again"
-                    )),
-                ),
-            }
-        }
-        None => {
-            let dns = cluster_dns(api).await?;
-            let detail = match &dns {
-                Some(ip) => format!("clusterDNS {ip} (Service kube-system/kube-dns)"),
-                None => "no clusterDNS: the cluster has no Service kube-system/kube-dns yet".into(),
-            };
-            (
-                State::Missing,
-                detail,
-                dns.is_none().then(|| {
-                    "install the cluster's DNS (CoreDNS, as Service kube-system/kube-dns), then add clusterDNS to kube-system/kubelet-config".to_string()
-                }),
-            )
-        }
-    };
-    let (allowed, reason) = token_may_read(api, &name).await?;
-    let read_state = if allowed {
-        State::Present
-    } else {
-        State::Missing
-    };
-    Ok([
-        Item {
-            name: "kubelet-config",
-            what: "the cluster's kubelet configuration, which workers start from".into(),
-            found: config.0,
-            outcome: config.0,
-            objects: vec![describe(&configmap(None))],
-            detail: config.1,
-            fix: config.2,
-        },
-        Item {
-            name: "kubelet-config-read",
-            what: format!("bootstrap tokens of group {DEFAULT_GROUP} and nodes may read it"),
-            found: read_state,
-            outcome: read_state,
-            objects: read_objects(&name).iter().map(describe).collect(),
-            detail: if allowed {
-                reason
-            } else {
-                format!("{DEFAULT_GROUP} may not get configmaps/{name} in kube-system")
-            },
-            fix: (!allowed).then(|| {
-                format!("bind {DEFAULT_GROUP} and system:nodes to a Role that may get it ({ROLE})")
-            }),
-        },
-    ])
-}
-
-/// The objects to create for a missing item.
-pub async fn objects(api: &Api, item: &str) -> Result<Vec<Value>, ApiError> {
-    Ok(match item {
-        "kubelet-config" => vec![configmap(cluster_dns(api).await?.as_deref())],
-        _ => {
-            let name = existing(api)
-                .await?
-                .map(|(n, _)| n)
-                .unwrap_or(CONFIGMAP.to_string());
-            read_objects(&name).to_vec()
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +110,7 @@ mod tests {
     #[test]
     fn what_is_published_reads_back() {
         let cm = configmap(Some("10.96.0.10"));
-        assert_eq!(describe(&cm), "ConfigMap kube-system/kubelet-config");
+        assert_eq!(cm["metadata"]["name"], "kubelet-config");
         let c = crate::kubelet::config::parse_cluster(
             "kube-system/kubelet-config",
             cm["data"]["kubelet"].as_str().unwrap(),
@@ -227,9 +132,5 @@ mod tests {
             json!(["kubelet-config-1.20"])
         );
         assert_eq!(binding["subjects"][1]["name"], "system:nodes");
-        assert_eq!(
-            super::super::prepare::collection(&role),
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles"
-        );
     }
 }

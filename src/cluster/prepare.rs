@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::kubelet_config as kc;
 use super::{Api, ApiError, CLUSTER_INFO, CLUSTER_INFO_ROLE, RIGHTS, tokens};
 use crate::cluster_info;
 use crate::discovery::status_fix;
@@ -241,7 +242,7 @@ pub async fn run(
     for r in &RIGHTS {
         items.push(right_item(api, r).await?);
     }
-    items.extend(super::kubelet_config::items(api).await?);
+    items.extend(kubelet_config_items(api).await?);
     items.extend(probe_items(existing.as_ref(), opts));
     let mut report = Report {
         server: api.base().to_string(),
@@ -365,6 +366,104 @@ async fn right_item(api: &Api, r: &super::Right) -> Result<Item, ApiError> {
     })
 }
 
+/// The two items: the ConfigMap and the right to read it.
+async fn kubelet_config_items(api: &Api) -> Result<[Item; 2], ApiError> {
+    let group = tokens::DEFAULT_GROUP;
+    let found = kc::existing(api).await?;
+    let name = found
+        .as_ref()
+        .map(|(n, _)| n.clone())
+        .unwrap_or(kc::CONFIGMAP.to_string());
+    let config = match &found {
+        Some((name, cm)) => {
+            let text = cm["data"]["kubelet"].as_str().unwrap_or_default();
+            match crate::kubelet::config::parse_cluster(&format!("kube-system/{name}"), text) {
+                Ok(c) => {
+                    let dns = c.fields.get("clusterDNS").map(Value::to_string);
+                    (
+                        State::Present,
+                        format!(
+                            "kube-system/{name}: clusterDNS {}",
+                            dns.unwrap_or("not set".into())
+                        ),
+                        None,
+                    )
+                }
+                Err(why) => (
+                    State::Failed,
+                    format!("kube-system/{name} cannot be used: {why}; left as it is"),
+                    Some(format!(
+                        "fix its `kubelet` key, or delete it (kubectl -n kube-system delete configmap {name}) and run `kubejoin cluster prepare` again"
+                    )),
+                ),
+            }
+        }
+        None => {
+            let dns = kc::cluster_dns(api).await?;
+            let detail = match &dns {
+                Some(ip) => format!("clusterDNS {ip} (Service kube-system/kube-dns)"),
+                None => "no clusterDNS: the cluster has no Service kube-system/kube-dns yet".into(),
+            };
+            (
+                State::Missing,
+                detail,
+                dns.is_none().then(|| {
+                    "install the cluster's DNS (CoreDNS, as Service kube-system/kube-dns), then add clusterDNS to kube-system/kubelet-config".to_string()
+                }),
+            )
+        }
+    };
+    let (allowed, reason) = kc::token_may_read(api, &name).await?;
+    let read_state = if allowed {
+        State::Present
+    } else {
+        State::Missing
+    };
+    Ok([
+        Item {
+            name: "kubelet-config",
+            what: "the cluster's kubelet configuration, which workers start from".into(),
+            found: config.0,
+            outcome: config.0,
+            objects: vec![describe(&kc::configmap(None))],
+            detail: config.1,
+            fix: config.2,
+        },
+        Item {
+            name: "kubelet-config-read",
+            what: format!("bootstrap tokens of group {group} and nodes may read it"),
+            found: read_state,
+            outcome: read_state,
+            objects: kc::read_objects(&name).iter().map(describe).collect(),
+            detail: if allowed {
+                reason
+            } else {
+                format!("{group} may not get configmaps/{name} in kube-system")
+            },
+            fix: (!allowed).then(|| {
+                format!(
+                    "bind {group} and system:nodes to a Role that may get it ({})",
+                    kc::ROLE
+                )
+            }),
+        },
+    ])
+}
+
+/// The objects to create for a missing item.
+async fn kubelet_config_objects(api: &Api, item: &str) -> Result<Vec<Value>, ApiError> {
+    Ok(match item {
+        "kubelet-config" => vec![kc::configmap(kc::cluster_dns(api).await?.as_deref())],
+        _ => {
+            let name = kc::existing(api)
+                .await?
+                .map(|(n, _)| n)
+                .unwrap_or(kc::CONFIGMAP.to_string());
+            kc::read_objects(&name).to_vec()
+        }
+    })
+}
+
 /// The signer and the authenticator, checked later with a probe token (never in a dry run).
 fn probe_items(existing: Option<&Value>, opts: &Options) -> [Item; 2] {
     let signed_now = existing
@@ -418,7 +517,7 @@ async fn create_missing(api: &Api, opts: &Options, report: &mut Report) -> Resul
             "cluster-info" => vec![cluster_info::configmap(&opts.server, &opts.ca_pem)],
             "anonymous-read" => anonymous_read_objects().to_vec(),
             "kubelet-config" | "kubelet-config-read" => {
-                super::kubelet_config::objects(api, item.name).await?
+                kubelet_config_objects(api, item.name).await?
             }
             name => RIGHTS
                 .iter()
@@ -464,7 +563,7 @@ async fn verify_rights(api: &Api, anonymous: &Api, report: &mut Report) -> Resul
             let ok = if item.name == "anonymous-read" {
                 anonymous_read(anonymous).await?.0 == State::Present
             } else if item.name == "kubelet-config-read" {
-                super::kubelet_config::read_allowed(api).await?
+                kc::read_allowed(api).await?
             } else {
                 let r = RIGHTS
                     .iter()

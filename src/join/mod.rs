@@ -4,7 +4,7 @@
 //! on the node. Everything it changes is planned first ([`plan`]); `--dry-run` prints the
 //! plan and changes nothing.
 
-mod cluster_config;
+pub mod cluster_config;
 mod node;
 mod phase;
 pub mod plan;
@@ -246,7 +246,7 @@ async fn fresh(
         &found.server,
         &found.ca_pem,
         &settings.cluster.token,
-        &config,
+        config.render(),
     );
     let plan = plan_files(&desired, systemd, &kubelet).await?;
     let Some(recorder) = recorder.as_mut() else {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use super::config::Effective;
 use super::profile::{Cri, Profile};
 use crate::config::KubeletSettings;
 use crate::endpoint::Endpoint;
@@ -52,7 +51,7 @@ pub fn desired(
     server: &Endpoint,
     ca_pem: &[u8],
     token: &BootstrapToken,
-    config: &Effective,
+    kubelet_config: String,
 ) -> Vec<DesiredFile> {
     let bootstrap = kubeconfig::render_bootstrap(server, ca_pem, token);
     vec![
@@ -76,7 +75,7 @@ pub fn desired(
         },
         DesiredFile {
             path: KUBELET_CONFIG.into(),
-            contents: config.render().into_bytes(),
+            contents: kubelet_config.into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "KubeletConfiguration",
@@ -193,7 +192,7 @@ mod tests {
             cgroup_v2: false,
         };
         let p = profile(s, &node).unwrap();
-        let config = super::super::config::effective(s, &p, None, Default::default());
+        let config = crate::kubelet::config::effective(s, &p, None, Default::default());
         (kubelet_argv(s, &p), config.render())
     }
 

@@ -374,9 +374,13 @@ impl Builder {
     }
 
     /// A bootstrap token, stored as `kubeadm token create` stores it: it signs
-    /// cluster-info and authenticates.
+    /// cluster-info and authenticates, in kubeadm's group.
     pub fn token(self, id: &str, secret: &str) -> Self {
-        self.secret(secret::BootstrapSecret::new(id, secret))
+        self.secret(secret::BootstrapSecret::new_in(
+            id,
+            secret,
+            &[KUBEADM_TOKEN_GROUP],
+        ))
     }
 
     /// A bootstrap-token Secret as written: the bootstrap signer and the authenticator

@@ -25,9 +25,15 @@ pub struct BootstrapSecret {
 impl BootstrapSecret {
     /// The Secret `kubeadm token create` writes for `id.secret` with both usages.
     pub fn new(id: &str, secret: &str) -> Self {
+        Self::new_in(id, secret, &[])
+    }
+
+    /// As [`BootstrapSecret::new`], with extra groups (`auth-extra-groups`).
+    pub fn new_in(id: &str, secret: &str, groups: &[&str]) -> Self {
         let token = format!("{id}.{secret}");
         let input = EncodeInput {
             usages: vec!["signing".into(), "authentication".into()],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
             ..Default::default()
         };
         BootstrapSecret {
