@@ -94,6 +94,10 @@ impl FromStr for Endpoint {
 }
 
 impl Endpoint {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The host as a TLS server name: a DNS name or an IP address (no brackets).
     pub fn host_name(&self) -> String {
         match &self.host {

@@ -69,7 +69,7 @@ pub fn written() -> Vec<Written> {
         entry(
             kernel::SYSCTL_FILE,
             "0644",
-            "ip_forward and bridge-nf-call-ip(6)tables at boot, set now through /proc/sys too (`[host] kernel`)",
+            "ip_forward and bridge-nf-call-ip(6)tables at boot (an IPv6 node: IPv6 forwarding, router advertisements kept), set now through /proc/sys too (`[host] kernel`)",
         ),
         edited(
             docker::DAEMON_JSON,
@@ -93,6 +93,11 @@ pub fn written() -> Vec<Written> {
             files::KUBELET_CONFIG,
             "0644",
             "kubelet's KubeletConfiguration",
+        ),
+        entry(
+            files::DROP_IN,
+            "0644",
+            "the per-node fields (`[kubelet.config]`), for kubelet >= 1.30 (`--config-dir`)",
         ),
         entry(files::KUBELET_UNIT_PATH, "0644", "kubelet.service"),
         entry(

@@ -160,6 +160,7 @@ fn join_a_worker_to_real_kubernetes() {
             seed: false,
             signer: true,
             token_auth: true,
+            bind_any: false,
         },
     );
     // The operator's half, on the control plane (here: this machine, on the testbed's

@@ -238,6 +238,82 @@ fn kernel_prerequisites_are_written_and_applied() {
     );
 }
 
+/// An IPv6 node (its address chosen in an IPv6 network): IPv6 forwarding, with router
+/// advertisements still accepted on the node's link (accept_ra 2, set before forwarding
+/// turns them off), now and in the sysctl file for every boot; container links untouched.
+#[test]
+fn an_ipv6_node_forwards_and_keeps_router_advertisements() {
+    if !testbed::available() {
+        return;
+    }
+    let present = std::path::Path::new("/sys/module/overlay").exists()
+        && std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists()
+        && std::path::Path::new("/proc/sys/net/ipv6").exists();
+    if !present && unsafe_here("overlay, br_netfilter or IPv6 is not in this kernel") {
+        return;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let tb = node(false, "node_ip_cidrs = [\"fd00:77::/64\"]\n")
+        .with_file(
+            "/etc/kubejoin/config.d/20-kernel.toml",
+            "[host]\nkernel = true\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let machines = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap();
+    // The node's link (kernel RA on, as ifupdown leaves it) and a container's veth.
+    let out = tb.sh("set -e
+         ip link add ens9 type veth peer name veth9; ip link set ens9 up; ip link set veth9 up
+         ip addr add fd00:77::2/64 dev ens9 nodad
+         echo 1 > /proc/sys/net/ipv6/conf/ens9/accept_ra
+         echo 1 > /proc/sys/net/ipv6/conf/veth9/accept_ra");
+    assert!(out.status.success(), "{}", text(&out));
+    let sysctl = |key: &str| {
+        let path = format!("/proc/sys/net/ipv6/conf/{key}");
+        text(&tb.exec(&["cat", &path])).trim().to_string()
+    };
+    assert_eq!(sysctl("all/forwarding"), "0");
+
+    let plan = text(&tb.exec_ok(&["kubejoin", "run", "--dry-run"]));
+    for line in [
+        "host:          would sysctl net.ipv6.conf.ens9.accept_ra = 2 (now 1)",
+        "host:          would sysctl net.ipv6.conf.all.forwarding = 1 (now 0)",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert!(!plan.contains("veth9"), "{plan}");
+
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("kubelet's node IP: fd00:77::2 (in node_ip_cidrs fd00:77::/64)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(sysctl("all/forwarding"), "1");
+    assert_eq!(sysctl("ens9/accept_ra"), "2");
+    assert_eq!(sysctl("veth9/accept_ra"), "1");
+    let file = String::from_utf8(tb.read("/etc/sysctl.d/90-kubejoin.conf").unwrap()).unwrap();
+    assert!(
+        file.ends_with("net.ipv6.conf.ens9.accept_ra = 2\nnet.ipv6.conf.all.forwarding = 1\n"),
+        "{file}"
+    );
+    // The machine's own IPv6 forwarding is untouched.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap(),
+        machines
+    );
+    // Joined now: nothing to do, the same file.
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// An operator's containerd configuration, comments and all.
 const CONTAINERD_CONFIG: &str = "# Managed by ops: containerd for workers\nversion = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    # our CNI lives here\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
 

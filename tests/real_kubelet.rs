@@ -104,7 +104,7 @@ fn joins(version: &str, runtime: &str) {
         &cp,
         runtime,
         if kubeadms {
-            "\n[kubelet.config]\nmaxPods = 42\n"
+            "\n[kubelet]\nreservations = \"gke\"\n\n[kubelet.config]\nmaxPods = 42\n"
         } else {
             ""
         },
@@ -171,6 +171,43 @@ fn joins(version: &str, runtime: &str) {
             );
             assert_eq!(configz["maxPods"], 42, "{configz}");
             assert_eq!(node["status"]["capacity"]["pods"], "42", "{node}");
+            // The node's field is where this kubelet reads it: a drop-in from 1.30.
+            let config = text(&tb.exec_ok(&["cat", "/var/lib/kubelet/config.yaml"]));
+            let drop_in = tb.exec(&["cat", "/etc/kubernetes/kubelet.conf.d/50-kubejoin.conf"]);
+            if version == "v1.20.2" {
+                assert!(config.contains("\nmaxPods: 42\n"), "{config}");
+                assert!(!drop_in.status.success(), "no drop-in for kubelet 1.20");
+            } else {
+                assert!(!config.contains("maxPods"), "{config}");
+                assert!(
+                    text(&drop_in).contains("\nmaxPods: 42\n"),
+                    "{}",
+                    text(&drop_in)
+                );
+            }
+            // kubeReserved sized by GKE's formula for this host, and held back from pods.
+            let (cpus, memory) = kubejoin::kubelet::reserve::host_size();
+            let want = kubejoin::kubelet::reserve::gke(cpus, memory);
+            assert_eq!(configz["kubeReserved"], want.kube_reserved(), "{configz}");
+            let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
+            let mib = |q: &serde_json::Value| -> u64 {
+                let q = q.as_str().unwrap();
+                let kib: u64 = q
+                    .strip_suffix("Ki")
+                    .expect("kubelet reports memory in Ki")
+                    .parse()
+                    .unwrap();
+                kib / 1024
+            };
+            let (capacity, allocatable) = (
+                mib(&node["status"]["capacity"]["memory"]),
+                mib(&node["status"]["allocatable"]["memory"]),
+            );
+            assert!(
+                capacity - allocatable >= want.memory_mib,
+                "allocatable {allocatable} MiB of {capacity} MiB holds back less than {} MiB",
+                want.memory_mib
+            );
         }
         None => {
             assert!(
@@ -314,4 +351,58 @@ fn a_broken_runtime_fails_the_join_with_kubelets_own_words() {
     let after = Duration::from_micros(returned.saturating_sub(exited));
     eprintln!("kubejoin failed {after:?} after kubelet's first exit:\n{msg}");
     assert!(after < Duration::from_secs(5), "{after:?}");
+}
+
+/// A host with two networks: a management network holding the default route (where
+/// kubelet would look for its address) and the cluster's network, where the API server is.
+/// kubelet is given the address on the route to the API server, and the Node says it.
+#[test]
+fn a_host_with_two_addresses_gets_the_one_on_the_route_to_the_api_server() {
+    let Some(bin) = cluster::binaries("v1.36.2") else {
+        return;
+    };
+    if !testbed::available() {
+        return;
+    }
+    let _lock = testbed::lock_swap().unwrap();
+    let tb = worker(&bin).boot().unwrap();
+    pin_sysctls(&tb);
+    let out = tb.sh("set -e
+         for n in kjmgmt kjclus; do
+           ip link add $n type veth peer name $n-peer; ip link set $n up; ip link set $n-peer up
+         done
+         ip addr add 192.168.77.2/24 dev kjmgmt; ip route add default dev kjmgmt
+         ip addr add 10.0.2.2/24 dev kjclus");
+    assert!(out.status.success(), "{}", text(&out));
+    let cp = ControlPlane::start_with(
+        &tb,
+        "v1.36.2",
+        &bin,
+        cluster::Setup {
+            bind_any: true,
+            ..Default::default()
+        },
+    );
+    configure(&tb, &cp, "containerd", "");
+    // cluster-info names the loopback; this worker uses the cluster network's address.
+    tb.write(
+        "/etc/kubejoin/config.d/50-server.toml",
+        "[cluster]\nserver = \"https://10.0.2.2:6443\"\nuse_configured_server = true\n",
+        0o600,
+    );
+    let out = tb.exec(&["kubejoin", "run"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("kubelet's node IP: 10.0.2.2 (the source address of the route to the API server, of 2 on this host)"),
+        "{report}"
+    );
+    let hostname = text(&tb.exec_ok(&["hostname"])).trim().to_string();
+    let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
+    let addresses = node["status"]["addresses"].to_string();
+    assert!(
+        addresses.contains(r#"{"address":"10.0.2.2","type":"InternalIP"}"#),
+        "{addresses}"
+    );
+    assert!(!addresses.contains("192.168.77.2"), "{addresses}");
 }

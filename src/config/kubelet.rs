@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::kubelet_fields as fields;
-use super::origin::{ConfigError, DEFAULT_PATH, Origin, parse_duration};
+use super::origin::{Cidr, ConfigError, DEFAULT_PATH, Origin, parse_duration};
 
 /// The validated `[kubelet]` settings. Unset runtime keys are chosen for the node by
 /// [`crate::kubelet::profile`].
@@ -30,6 +30,13 @@ pub struct KubeletSettings {
     pub config: BTreeMap<String, UserField>,
     /// Refuse a cgroup v1 host instead of letting kubelet >= 1.35 run on it.
     pub fail_cgroup_v1: bool,
+    /// `reservations = "gke"`: kubeReserved sized to this host by GKE's formula
+    /// ([`crate::kubelet::reserve`]), with where it was set; `None`: kubelet's default
+    /// (nothing reserved).
+    pub reservations: Option<Origin>,
+    /// The networks kubelet's node IP is chosen from (at most one IPv4 and one IPv6);
+    /// empty: the source of the route to the API server where the host has several.
+    pub node_ip_cidrs: Vec<Cidr>,
 }
 
 impl Default for KubeletSettings {
@@ -43,6 +50,8 @@ impl Default for KubeletSettings {
             runtime_unit: None,
             cgroup_driver: "systemd".into(),
             config: BTreeMap::new(),
+            reservations: None,
+            node_ip_cidrs: Vec::new(),
             fail_cgroup_v1: false,
         }
     }
@@ -67,6 +76,8 @@ pub struct KubeletFragment {
     pub wait_for_tls_bootstrap: Option<String>,
     pub join_timeout: Option<String>,
     pub fail_cgroup_v1: Option<bool>,
+    pub reservations: Option<String>,
+    pub node_ip_cidrs: Option<Vec<String>>,
     /// `[kubelet.config]`: KubeletConfiguration fields for this node.
     pub config: Option<toml::Table>,
 }
@@ -128,7 +139,9 @@ impl KubeletMerged {
             settle,
             wait_for_tls_bootstrap,
             join_timeout,
-            fail_cgroup_v1
+            fail_cgroup_v1,
+            reservations,
+            node_ip_cidrs
         );
     }
 }
@@ -385,6 +398,47 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         ));
     }
     s.fail_cgroup_v1 = v.fail_cgroup_v1.unwrap_or(false);
+    if let Some(cidrs) = &v.node_ip_cidrs {
+        let parsed = cidrs
+            .iter()
+            .map(|c| c.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err("node_ip_cidrs", e))?;
+        let v4 = parsed.iter().filter(|c| c.network.is_ipv4()).count();
+        if v4 > 1 || parsed.len() - v4 > 1 {
+            return Err(err(
+                "node_ip_cidrs",
+                "names more than one IPv4 or IPv6 network: a node has at most one address of each (dual-stack)".into(),
+            ));
+        }
+        s.node_ip_cidrs = parsed;
+    }
+    s.reservations = match v.reservations.as_deref() {
+        None | Some("none") => None,
+        Some("gke") => {
+            if let Some(f) = s.config.get("kubeReserved") {
+                return Err(err(
+                    "reservations",
+                    format!(
+                        "sets kubeReserved, as does {} in {}: set it once",
+                        f.key, f.origin
+                    ),
+                ));
+            }
+            Some(
+                m.origins
+                    .get("reservations")
+                    .cloned()
+                    .unwrap_or(default_origin.clone()),
+            )
+        }
+        Some(other) => {
+            return Err(err(
+                "reservations",
+                format!("{other:?} is not \"gke\" (GKE's published formula) or \"none\""),
+            ));
+        }
+    };
     let join_timeout = match (v.join_timeout, v.wait_for_tls_bootstrap) {
         (Some(t), _) => duration("join_timeout", Some(t), DEFAULT_JOIN_TIMEOUT)?,
         (None, t) => duration("wait_for_tls_bootstrap", t, DEFAULT_JOIN_TIMEOUT)?,
@@ -476,6 +530,16 @@ mod tests {
             ("cluster_domain = \"bad_domain\"", "kubelet.cluster_domain"),
             ("settle = \"3s\"", "kubelet.settle"),
             ("join_timeout = \"soon\"", "kubelet.join_timeout"),
+            ("reservations = \"eks\"", "kubelet.reservations"),
+            ("node_ip_cidrs = [\"10.0.0.0\"]", "kubelet.node_ip_cidrs"),
+            (
+                "node_ip_cidrs = [\"10.0.0.0/8\", \"192.168.0.0/16\"]",
+                "kubelet.node_ip_cidrs",
+            ),
+            (
+                "reservations = \"gke\"\n[config]\nkubeReserved = { cpu = \"1\" }",
+                "kubelet.reservations",
+            ),
         ] {
             let e = validate(merged(text)).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");

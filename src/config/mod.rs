@@ -18,7 +18,7 @@ pub mod kubelet;
 pub mod kubelet_fields;
 mod origin;
 pub use kubelet::{KubeletSettings, KubeletWaits};
-pub use origin::{ConfigError, DEFAULT_PATH, Origin, parse_duration};
+pub use origin::{Cidr, ConfigError, DEFAULT_PATH, Origin, parse_duration};
 
 /// kubeadm's JoinConfiguration `timeouts.discovery` default.
 pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -405,6 +405,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         swap_zram: m.host.swap_zram.unwrap_or(false),
         netfilter: m.host.netfilter.unwrap_or(true),
         docker0: m.host.docker0.unwrap_or(true),
+        ipv6: false,
     };
     Ok(Settings {
         kubelet,

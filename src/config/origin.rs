@@ -76,3 +76,50 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     Ok(total)
 }
+
+/// An IP network, `10.0.0.0/8` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a CIDR such as 10.0.0.0/8 or fd00::/64");
+        let (ip, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let network: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let bits = |ip: std::net::IpAddr| -> u128 {
+            match ip {
+                std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
+                std::net::IpAddr::V6(v6) => u128::from(v6),
+            }
+        };
+        if self.network.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        let width = if ip.is_ipv4() { 32 } else { 128 };
+        let shift = width - u32::from(self.prefix);
+        let mask = |v: u128| if shift >= 128 { 0 } else { v >> shift };
+        mask(bits(ip)) == mask(bits(self.network))
+    }
+}

@@ -13,6 +13,18 @@ use nix::sys::socket::{
 const NLMSG_HDR: usize = 16;
 const IFINFOMSG: usize = 16;
 
+/// Links that are not the node's own: container runtimes' and network plugins' bridges,
+/// veths and tunnels, virtual machines' bridges (name prefixes).
+pub const NOT_THE_NODES: [&str; 12] = [
+    "docker", "cni", "cbr", "veth", "cali", "flannel", "kube-", "virbr", "lxc", "tunl", "vxlan",
+    "weave",
+];
+
+/// Whether a link is the node's own (not a container or VM network's, not loopback).
+pub fn nodes_own(name: &str) -> bool {
+    name != "lo" && !NOT_THE_NODES.iter().any(|p| name.starts_with(p))
+}
+
 /// Whether a link of this name exists in this network namespace.
 pub fn exists(name: &str) -> bool {
     if_nametoindex(name).is_ok()

@@ -40,6 +40,10 @@ pub struct HostSettings {
     pub netfilter: bool,
     /// With docker: delete docker0.
     pub docker0: bool,
+    /// An IPv6 node (its address, or one of its two, is IPv6): with `kernel`, IPv6
+    /// forwarding, router advertisements still accepted. Decided by the join from the
+    /// node's address, not a key of its own.
+    pub ipv6: bool,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -109,6 +113,7 @@ impl Default for HostSettings {
             swap_zram: false,
             netfilter: true,
             docker0: true,
+            ipv6: false,
         }
     }
 }
@@ -137,7 +142,9 @@ pub struct Facts {
     /// Modules whose function is missing from the kernel.
     pub missing_modules: Vec<&'static str>,
     /// Sysctls and their current values (`None`: the key does not exist yet).
-    pub sysctls: Vec<(&'static str, Option<String>)>,
+    pub sysctls: Vec<(String, Option<String>)>,
+    /// An IPv6 node's links that accept router advertisements now ([`kernel::ra_links`]).
+    pub ra_links: Vec<String>,
     pub docker: Option<DockerFacts>,
     pub containerd: Option<ContainerdFacts>,
 }
@@ -270,9 +277,9 @@ pub enum Change {
     Restart { unit: String, why: String },
     /// A write to `/proc/sys`.
     Sysctl {
-        key: &'static str,
+        key: String,
         from: Option<String>,
-        to: &'static str,
+        to: String,
     },
     /// The host's `iptables` with these arguments.
     Iptables {
@@ -348,6 +355,11 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         }
     }
     if settings.kernel {
+        let ipv6 = if settings.ipv6 {
+            kernel::ipv6_sysctls(&facts.ra_links)
+        } else {
+            Vec::new()
+        };
         for (path, want, have, why) in [
             (
                 kernel::MODULES_FILE,
@@ -357,7 +369,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             ),
             (
                 kernel::SYSCTL_FILE,
-                kernel::sysctl_file(),
+                kernel::sysctl_file(&ipv6),
                 &facts.sysctl_file,
                 "forwarding and bridge netfilter at every boot",
             ),
@@ -378,14 +390,17 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             });
         }
         let loading_bridge = facts.missing_modules.contains(&"br_netfilter");
-        for (key, want) in kernel::SYSCTLS {
+        let every_node = kernel::SYSCTLS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        for (key, want) in every_node.chain(ipv6) {
             let have = facts
                 .sysctls
                 .iter()
                 .find(|(k, _)| *k == key)
                 .and_then(|(_, v)| v.clone());
             // The bridge keys appear with br_netfilter: set them after it loads.
-            if have.as_deref() != Some(want) && (have.is_some() || loading_bridge) {
+            if have.as_deref() != Some(want.as_str()) && (have.is_some() || loading_bridge) {
                 changes.push(Change::Sysctl {
                     key,
                     from: have,
@@ -564,13 +579,22 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
             .filter(|(_, present)| !Path::new(present).exists())
             .map(|(m, _)| *m)
             .collect();
-        facts.sysctls = kernel::SYSCTLS
+        if settings.ipv6 {
+            facts.ra_links = kernel::ra_links();
+        }
+        let ipv6 = if settings.ipv6 {
+            kernel::ipv6_sysctls(&facts.ra_links)
+        } else {
+            Vec::new()
+        };
+        let keys = kernel::SYSCTLS
             .iter()
-            .map(|(k, _)| {
-                (
-                    *k,
-                    read(&kernel::proc_path(k)).map(|v| v.trim().to_string()),
-                )
+            .map(|(k, _)| k.to_string())
+            .chain(ipv6.into_iter().map(|(k, _)| k));
+        facts.sysctls = keys
+            .map(|k| {
+                let now = read(&kernel::proc_path(&k)).map(|v| v.trim().to_string());
+                (k, now)
             })
             .collect();
     }
@@ -764,6 +788,7 @@ mod tests {
         swap_zram: false,
         netfilter: true,
         docker0: true,
+        ipv6: false,
     };
 
     #[test]
@@ -790,10 +815,10 @@ mod tests {
             fstab_backup_exists: true,
             masked: ["dev-loop3.swap".to_string()].into(),
             modules_file: Some(kernel::modules_file()),
-            sysctl_file: Some(kernel::sysctl_file()),
+            sysctl_file: Some(kernel::sysctl_file(&[])),
             sysctls: kernel::SYSCTLS
                 .iter()
-                .map(|(k, v)| (*k, Some(v.to_string())))
+                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
                 .collect(),
             ..Default::default()
         };
@@ -862,6 +887,7 @@ mod tests {
                     swap_zram: false,
                     netfilter: true,
                     docker0: true,
+                    ipv6: false,
                 },
                 &facts()
             )
@@ -899,6 +925,7 @@ mod tests {
         swap_zram: false,
         netfilter: true,
         docker0: true,
+        ipv6: false,
     };
 
     #[test]
@@ -1113,6 +1140,7 @@ mod tests {
             swap_zram: false,
             netfilter: true,
             docker0: true,
+            ipv6: false,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -1155,14 +1183,15 @@ mod tests {
             swap_zram: false,
             netfilter: true,
             docker0: true,
+            ipv6: false,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {
             missing_modules: vec!["br_netfilter"],
             sysctls: vec![
-                ("net.ipv4.ip_forward", Some("0".into())),
-                ("net.bridge.bridge-nf-call-iptables", None),
-                ("net.bridge.bridge-nf-call-ip6tables", None),
+                ("net.ipv4.ip_forward".into(), Some("0".into())),
+                ("net.bridge.bridge-nf-call-iptables".into(), None),
+                ("net.bridge.bridge-nf-call-ip6tables".into(), None),
             ],
             ..Default::default()
         };
@@ -1185,14 +1214,54 @@ mod tests {
         // Everything loaded and set but a sysctl key that does not exist: left alone.
         let f = Facts {
             modules_file: Some(kernel::modules_file()),
-            sysctl_file: Some(kernel::sysctl_file()),
+            sysctl_file: Some(kernel::sysctl_file(&[])),
             sysctls: vec![
-                ("net.ipv4.ip_forward", Some("1".into())),
-                ("net.bridge.bridge-nf-call-iptables", Some("1".into())),
-                ("net.bridge.bridge-nf-call-ip6tables", None),
+                ("net.ipv4.ip_forward".into(), Some("1".into())),
+                (
+                    "net.bridge.bridge-nf-call-iptables".into(),
+                    Some("1".into()),
+                ),
+                ("net.bridge.bridge-nf-call-ip6tables".into(), None),
             ],
             ..Default::default()
         };
         assert!(plan(&settings, &f).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_node_keeps_router_advertisements_before_it_forwards() {
+        let settings = HostSettings {
+            swap: false,
+            ipv6: true,
+            ..Default::default()
+        };
+        let every_node = kernel::SYSCTLS
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())));
+        let f = Facts {
+            modules_file: Some(kernel::modules_file()),
+            sysctl_file: Some(kernel::sysctl_file(&[])),
+            ra_links: vec!["ens3".into()],
+            sysctls: every_node
+                .chain([
+                    ("net.ipv6.conf.ens3.accept_ra".into(), Some("1".into())),
+                    ("net.ipv6.conf.all.forwarding".into(), Some("0".into())),
+                ])
+                .collect(),
+            ..Default::default()
+        };
+        let described: Vec<String> = plan(&settings, &f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "write /etc/sysctl.d/90-kubejoin.conf (forwarding and bridge netfilter at every boot)",
+                "sysctl net.ipv6.conf.ens3.accept_ra = 2 (now 1)",
+                "sysctl net.ipv6.conf.all.forwarding = 1 (now 0)",
+            ]
+        );
     }
 }

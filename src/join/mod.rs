@@ -240,13 +240,18 @@ async fn fresh(
 
     phases.start(Phase::Plan, "planning kubelet's files and unit");
     let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
+    let node_ip = node_ip(settings, &found.server)?;
     let desired = files::desired(
         &settings.kubelet,
         profile,
         &found.server,
         &found.ca_pem,
         &settings.cluster.token,
-        config.render(),
+        files::ConfigFiles {
+            config_yaml: config.render(),
+            drop_in: config.render_drop_in(),
+        },
+        &node_ip,
     );
     let plan = plan_files(&desired, systemd, &kubelet).await?;
     let Some(recorder) = recorder.as_mut() else {
@@ -310,8 +315,12 @@ async fn prepare_host(
     systemd: &Systemd,
     recorder: Option<&mut Recorder>,
 ) -> Result<Vec<host::Change>, Failure> {
-    let facts = host::inspect(&settings.host, systemd).await?;
-    let changes = host::plan(&settings.host, &facts).map_err(|e| Failure::NeedsPerson {
+    let host_settings = host::HostSettings {
+        ipv6: ipv6_node(settings),
+        ..settings.host.clone()
+    };
+    let facts = host::inspect(&host_settings, systemd).await?;
+    let changes = host::plan(&host_settings, &facts).map_err(|e| Failure::NeedsPerson {
         fix: e.fix(),
         message: e.to_string(),
     })?;
@@ -366,19 +375,61 @@ async fn kubelet_config(
     let cluster_resolv = cluster
         .and_then(|c| c.fields.get("resolvConf"))
         .and_then(|v| v.as_str());
-    let resolver = kubelet::config::Resolver {
+    let (cpus, memory_bytes) = kubelet::reserve::host_size();
+    let host = kubelet::config::Host {
         systemd_resolved: systemd.status(RESOLVED_UNIT).await?.is_active(),
         cluster_file_exists: cluster_resolv.is_some_and(|p| Path::new(p).exists()),
+        cpus,
+        memory_bytes,
     };
     Ok(kubelet::config::effective(
         &settings.kubelet,
         profile,
         cluster,
-        resolver,
+        host,
     ))
 }
 
 const RESOLVED_UNIT: &str = "systemd-resolved.service";
+
+/// kubelet's `--node-ip`: chosen where this host has several addresses (none: kubelet's
+/// own choice).
+fn node_ip(
+    settings: &Settings,
+    server: &crate::endpoint::Endpoint,
+) -> Result<Vec<std::net::IpAddr>, Failure> {
+    use kubelet::node_ip;
+    let addresses = node_ip::host_addresses();
+    let source = node_ip::route_source(&server.host_name(), server.port());
+    match node_ip::choose(&addresses, source, &settings.kubelet.node_ip_cidrs) {
+        Ok(Some((ips, why))) => {
+            let shown: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+            tracing::info!(
+                phase = Phase::Plan.name(),
+                "kubelet's node IP: {} ({why})",
+                shown.join(", ")
+            );
+            Ok(ips)
+        }
+        Ok(None) => Ok(Vec::new()),
+        Err(message) => Err(Failure::NeedsPerson {
+            message,
+            fix: "set [kubelet] node_ip_cidrs to networks this host has an address in (`ip -brief address` lists them), or remove it".into(),
+        }),
+    }
+}
+
+/// Whether this is an IPv6 (or dual-stack) node, from the configured API server (cluster-info
+/// may name another, but host preparation comes before discovery).
+fn ipv6_node(settings: &Settings) -> bool {
+    use kubelet::node_ip;
+    let source = settings
+        .cluster
+        .servers
+        .first()
+        .and_then(|s| node_ip::route_source(&s.host_name(), s.port()));
+    node_ip::ipv6_node(&settings.kubelet.node_ip_cidrs, source)
+}
 
 /// The version skew policy, once the API server's version is known: a kubelet the
 /// cluster will never accept stops the join before anything of kubelet's is written.

@@ -94,13 +94,16 @@ pub struct Field {
     pub source: Source,
 }
 
-/// What kubejoin knows of the node's resolver.
+/// What kubejoin knows of the host for kubelet's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Resolver {
+pub struct Host {
     /// systemd-resolved.service is active.
     pub systemd_resolved: bool,
     /// The cluster's `resolvConf` exists on this node (when the cluster sets one).
     pub cluster_file_exists: bool,
+    /// Online CPUs and memory in bytes, for `reservations`.
+    pub cpus: u64,
+    pub memory_bytes: u64,
 }
 
 /// The effective configuration: every field kubejoin writes, sorted by name.
@@ -112,6 +115,14 @@ pub struct Effective {
     /// The cluster's fields left out: this kubelet's configuration does not have them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// The per-node fields (`[kubelet.config]`) as written, in a drop-in of their own
+    /// ([`super::files::DROP_IN`]) where kubelet reads one; `None`: merged into config.yaml.
+    #[serde(skip)]
+    drop_in: Option<Map<String, Value>>,
+    /// config.yaml's fields when the per-node ones are in the drop-in: every layer below
+    /// them.
+    #[serde(skip)]
+    below_drop_in: Map<String, Value>,
 }
 
 impl Effective {
@@ -119,16 +130,58 @@ impl Effective {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    /// `config.yaml`: apiVersion and kind, then the fields by name.
+    /// `config.yaml`: apiVersion and kind, then the fields by name (without the per-node
+    /// ones where they have a drop-in).
     pub fn render(&self) -> String {
-        let mut out = format!("apiVersion: {API_VERSION}\nkind: {KIND}\n");
+        if self.drop_in.is_some() {
+            return document(&self.below_drop_in);
+        }
         let map: Map<String, Value> = self
             .fields
             .iter()
             .map(|f| (f.name.clone(), f.value.clone()))
             .collect();
-        write_map(&mut out, &map, 0);
-        out
+        document(&map)
+    }
+
+    /// The drop-in ([`super::files::DROP_IN`], kubelet >= 1.30): the per-node fields, which kubelet
+    /// merges over config.yaml as a JSON merge patch. Written even when there are none,
+    /// so that removing the last one removes it from kubelet's configuration too.
+    pub fn render_drop_in(&self) -> Option<String> {
+        self.drop_in.as_ref().map(|m| {
+            format!(
+                "# Written by kubejoin: [kubelet.config] from /etc/kubejoin/config.toml and \
+                 config.d; changes here are overwritten.\n{}",
+                document(m)
+            )
+        })
+    }
+}
+
+/// A KubeletConfiguration document.
+fn document(map: &Map<String, Value>) -> String {
+    let mut out = format!("apiVersion: {API_VERSION}\nkind: {KIND}\n");
+    write_map(&mut out, map, 0);
+    out
+}
+
+/// RFC 7386's JSON merge patch, as kubelet merges its drop-ins: objects merge key by
+/// key (`null` removes one), anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().expect("made an object above");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
     }
 }
 
@@ -172,9 +225,7 @@ pub fn published(cluster_dns: Option<&str>) -> String {
     fields.insert("healthzBindAddress".into(), json!(HEALTHZ_ADDRESS));
     fields.insert("healthzPort".into(), json!(HEALTHZ_PORT));
     fields.insert("rotateCertificates".into(), json!(true));
-    let mut out = format!("apiVersion: {API_VERSION}\nkind: {KIND}\n");
-    write_map(&mut out, &fields.into_iter().collect(), 0);
-    out
+    document(&fields.into_iter().collect())
 }
 
 /// The configuration for this node, layer over layer.
@@ -182,7 +233,7 @@ pub fn effective(
     s: &KubeletSettings,
     p: &Profile,
     cluster: Option<&ClusterConfig>,
-    resolver: Resolver,
+    host: Host,
 ) -> Effective {
     let mut fields: BTreeMap<String, (Value, Source)> = defaults()
         .into_iter()
@@ -202,10 +253,7 @@ pub fn effective(
             fields.insert(k.clone(), (v.clone(), source));
         }
     }
-    let resolv = resolv_conf(
-        fields.get("resolvConf").and_then(|(v, _)| v.as_str()),
-        resolver,
-    );
+    let resolv = resolv_conf(fields.get("resolvConf").and_then(|(v, _)| v.as_str()), host);
     let mut node = |name: &str, value: Value, why: &'static str| {
         fields.insert(name.to_string(), (value, Source::Node { why }));
     };
@@ -257,15 +305,53 @@ pub fn effective(
             ),
         );
     }
+    if let Some(origin) = &s.reservations {
+        let reserved = super::reserve::gke(host.cpus, host.memory_bytes);
+        fields.insert(
+            "kubeReserved".into(),
+            (
+                reserved.kube_reserved(),
+                Source::User {
+                    key: "kubelet.reservations (GKE's formula)".into(),
+                    origin: origin.to_string(),
+                },
+            ),
+        );
+    }
+    let below_drop_in: Map<String, Value> = fields
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
+    // Merged as kubelet merges a drop-in, so that both ways give the same configuration
+    // (but for kubelet's own defaults: a drop-in is merged over them, config.yaml not).
     for (name, f) in &s.config {
         let source = Source::User {
             key: f.key.clone(),
             origin: f.origin.to_string(),
         };
-        fields.insert(name.clone(), (f.value.clone(), source));
+        let value = match fields.remove(name) {
+            Some((mut below, _)) => {
+                merge_patch(&mut below, &f.value);
+                below
+            }
+            None => f.value.clone(),
+        };
+        fields.insert(name.clone(), (value, source));
     }
+    let drop_in = p.config_dir.then(|| {
+        s.config
+            .iter()
+            .map(|(name, f)| (name.clone(), f.value.clone()))
+            .collect()
+    });
     Effective {
         cluster: cluster.map(|c| c.configmap.clone()),
+        drop_in,
+        below_drop_in: if p.config_dir {
+            below_drop_in
+        } else {
+            Map::new()
+        },
         left_out,
         fields: fields
             .into_iter()
@@ -281,7 +367,7 @@ pub fn effective(
 /// `resolvConf` is this node's: systemd-resolved's upstream list where it runs (as
 /// kubeadm does), else the cluster's when this node has that file, else kubelet's default
 /// (`None`: leave what the cluster says, or nothing).
-fn resolv_conf(cluster: Option<&str>, r: Resolver) -> Option<(&'static str, &'static str)> {
+fn resolv_conf(cluster: Option<&str>, r: Host) -> Option<(&'static str, &'static str)> {
     if r.systemd_resolved {
         return (cluster != Some(SYSTEMD_RESOLV_CONF)).then_some((
             SYSTEMD_RESOLV_CONF,
@@ -438,7 +524,7 @@ mod tests {
     #[test]
     fn without_the_clusters_it_is_kubejoins_defaults_and_the_nodes_needs() {
         let s = KubeletSettings::default();
-        let e = effective(&s, &node_profile("v1.36.2", &s), None, Resolver::default());
+        let e = effective(&s, &node_profile("v1.36.2", &s), None, Host::default());
         assert_eq!(e.cluster, None);
         assert_eq!(e.get("clusterDomain").unwrap().source, Source::Default);
         assert_eq!(e.get("clusterDNS"), None);
@@ -460,7 +546,7 @@ mod tests {
             &s,
             &node_profile("v1.36.2", &s),
             Some(&cluster),
-            Resolver::default(),
+            Host::default(),
         );
         let dns = e.get("clusterDNS").unwrap();
         assert_eq!(dns.value, json!(["10.96.0.10"]));
@@ -496,7 +582,7 @@ mod tests {
             &s,
             &node_profile("v1.20.2", &s),
             Some(&cluster),
-            Resolver::default(),
+            Host::default(),
         );
         assert_eq!(
             e.left_out,
@@ -514,7 +600,7 @@ mod tests {
             &s,
             &node_profile("v1.20.2", &s),
             Some(&cluster),
-            Resolver::default(),
+            Host::default(),
         );
         assert!(e.left_out.is_empty());
         assert_eq!(e.get("cgroupDriver").unwrap().value, "systemd");
@@ -538,21 +624,159 @@ mod tests {
             &s,
             &node_profile("v1.36.2", &s),
             Some(&cluster),
-            Resolver::default(),
+            Host::default(),
         );
         assert_eq!(e.get("clusterDNS").unwrap().value, json!(["10.0.0.10"]));
         assert_eq!(
             e.get("maxPods").unwrap().source.to_string(),
             "kubelet.config.maxPods in /etc/kubejoin/config.d/50-node.toml"
         );
-        assert!(e.render().contains("maxPods: 50\n"));
+        // kubelet 1.36: config.yaml holds the layers below, the drop-in the node's fields.
+        let config = e.render();
+        assert!(!config.contains("maxPods"), "{config}");
+        assert!(config.contains("clusterDNS:\n- 10.96.0.10\n"), "{config}");
+        let drop_in = e.render_drop_in().unwrap();
+        assert!(
+            drop_in.ends_with(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                 clusterDNS:\n- 10.0.0.10\nmaxPods: 50\n"
+            ),
+            "{drop_in}"
+        );
+        // kubelet 1.29: no drop-ins; config.yaml holds everything.
+        let e = effective(
+            &s,
+            &node_profile("v1.29.0", &s),
+            Some(&cluster),
+            Host::default(),
+        );
+        assert_eq!(e.render_drop_in(), None);
+        let config = e.render();
+        assert!(config.contains("clusterDNS:\n- 10.0.0.10\n"), "{config}");
+        assert!(config.contains("maxPods: 50\n"), "{config}");
+        // No per-node fields: the drop-in is still written, empty, so that removing the
+        // last field removes it from kubelet's configuration too.
+        let none = KubeletSettings::default();
+        let e = effective(
+            &none,
+            &node_profile("v1.36.2", &none),
+            None,
+            Host::default(),
+        );
+        assert!(
+            e.render_drop_in()
+                .unwrap()
+                .ends_with("kind: KubeletConfiguration\n")
+        );
+    }
+
+    #[test]
+    fn a_users_table_merges_into_the_clusters_as_kubelet_merges_a_drop_in() {
+        let cluster = parse_cluster(
+            "kube-system/kubelet-config",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+             evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 10%\n\
+             clusterDNS: [10.96.0.10, 10.96.0.11]\n",
+        )
+        .unwrap();
+        let mut s = KubeletSettings::default();
+        for (name, value) in [
+            ("evictionHard", json!({"memory.available": "200Mi"})),
+            ("clusterDNS", json!(["10.0.0.10"])),
+        ] {
+            s.config.insert(
+                name.into(),
+                UserField {
+                    value,
+                    key: format!("kubelet.config.{name}"),
+                    origin: Origin::File("/etc/kubejoin/config.toml".into()),
+                },
+            );
+        }
+        for version in ["v1.29.0", "v1.36.2"] {
+            let e = effective(
+                &s,
+                &node_profile(version, &s),
+                Some(&cluster),
+                Host::default(),
+            );
+            assert_eq!(
+                e.get("evictionHard").unwrap().value,
+                json!({"memory.available": "200Mi", "nodefs.available": "10%"}),
+                "{version}"
+            );
+            assert_eq!(e.get("clusterDNS").unwrap().value, json!(["10.0.0.10"]));
+        }
+    }
+
+    #[test]
+    fn merge_patch_is_rfc_7386s() {
+        // RFC 7386's appendix A, a few of its cases.
+        for (target, patch, want) in [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ] {
+            let mut t = target.clone();
+            merge_patch(&mut t, &patch);
+            assert_eq!(t, want, "{target} + {patch}");
+        }
+    }
+
+    #[test]
+    fn reservations_are_sized_to_the_host() {
+        let s = KubeletSettings {
+            reservations: Some(Origin::File("/etc/kubejoin/config.toml".into())),
+            ..Default::default()
+        };
+        let host = Host {
+            cpus: 2,
+            memory_bytes: 8 << 30,
+            ..Default::default()
+        };
+        let e = effective(&s, &node_profile("v1.36.2", &s), None, host);
+        let f = e.get("kubeReserved").unwrap();
+        assert_eq!(f.value, json!({"cpu": "70m", "memory": "1844Mi"}));
+        assert_eq!(
+            f.source.to_string(),
+            "kubelet.reservations (GKE's formula) in /etc/kubejoin/config.toml"
+        );
+        assert!(
+            e.render()
+                .contains("kubeReserved:\n  cpu: 70m\n  memory: 1844Mi\n")
+        );
     }
 
     #[test]
     fn resolv_conf_is_this_nodes() {
-        let resolved = Resolver {
+        let resolved = Host {
             systemd_resolved: true,
-            cluster_file_exists: false,
+            ..Default::default()
         };
         assert_eq!(resolv_conf(None, resolved).unwrap().0, SYSTEMD_RESOLV_CONF);
         assert_eq!(
@@ -560,15 +784,15 @@ mod tests {
             SYSTEMD_RESOLV_CONF
         );
         assert_eq!(resolv_conf(Some(SYSTEMD_RESOLV_CONF), resolved), None);
-        let plain = Resolver::default();
+        let plain = Host::default();
         assert_eq!(resolv_conf(None, plain), None);
         assert_eq!(
             resolv_conf(Some(SYSTEMD_RESOLV_CONF), plain).unwrap().0,
             DEFAULT_RESOLV_CONF
         );
-        let has_it = Resolver {
-            systemd_resolved: false,
+        let has_it = Host {
             cluster_file_exists: true,
+            ..Default::default()
         };
         assert_eq!(resolv_conf(Some("/etc/k8s-resolv.conf"), has_it), None);
     }

@@ -16,6 +16,10 @@ pub const BOOTSTRAP_KUBECONFIG: &str = "/var/lib/kubelet/bootstrap-kubeconfig";
 pub const KUBELET_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 pub const CERT_DIR: &str = "/var/lib/kubelet/";
+/// kubelet's drop-in directory (`--config-dir`, kubelet >= 1.30; the path of Kubernetes'
+/// documentation) and kubejoin's drop-in there, for the per-node fields.
+pub const CONFIG_DIR: &str = "/etc/kubernetes/kubelet.conf.d";
+pub const DROP_IN: &str = "/etc/kubernetes/kubelet.conf.d/50-kubejoin.conf";
 /// Where kubeadm puts the cluster CA; kubelet authenticates the API server's client
 /// certificates with it.
 pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
@@ -43,6 +47,14 @@ pub struct DesiredFile {
     pub is_unit: bool,
 }
 
+/// kubelet's configuration, rendered: config.yaml and the drop-in of the per-node fields
+/// (kubelet >= 1.30).
+#[derive(Debug, Clone)]
+pub struct ConfigFiles {
+    pub config_yaml: String,
+    pub drop_in: Option<String>,
+}
+
 /// The files kubelet starts from, as they should be once discovery found the server and
 /// its CA: kubejoin owns each of them.
 pub fn desired(
@@ -51,10 +63,20 @@ pub fn desired(
     server: &Endpoint,
     ca_pem: &[u8],
     token: &BootstrapToken,
-    kubelet_config: String,
+    kubelet_config: ConfigFiles,
+    node_ip: &[std::net::IpAddr],
 ) -> Vec<DesiredFile> {
     let bootstrap = kubeconfig::render_bootstrap(server, ca_pem, token);
-    vec![
+    let drop_in = kubelet_config.drop_in.map(|text| DesiredFile {
+        path: DROP_IN.into(),
+        contents: text.into_bytes(),
+        mode: 0o644,
+        secret: false,
+        purpose: "KubeletConfiguration drop-in: the per-node fields",
+        restarts_kubelet: true,
+        is_unit: false,
+    });
+    let mut files = vec![
         DesiredFile {
             path: BOOTSTRAP_KUBECONFIG.into(),
             contents: bootstrap.as_bytes().to_vec(),
@@ -75,7 +97,7 @@ pub fn desired(
         },
         DesiredFile {
             path: KUBELET_CONFIG.into(),
-            contents: kubelet_config.into_bytes(),
+            contents: kubelet_config.config_yaml.into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "KubeletConfiguration",
@@ -84,20 +106,23 @@ pub fn desired(
         },
         DesiredFile {
             path: KUBELET_UNIT_PATH.into(),
-            contents: kubelet_unit(settings, profile).into_bytes(),
+            contents: kubelet_unit(settings, profile, node_ip).into_bytes(),
             mode: 0o644,
             secret: false,
             purpose: "kubelet's systemd unit",
             restarts_kubelet: true,
             is_unit: true,
         },
-    ]
+    ];
+    // Before the unit that names its directory.
+    files.splice(3..3, drop_in);
+    files
 }
 
 /// kubelet's command line: the seed's flags that are flags in every version, what this
 /// version needs for its runtime, then `extra_args`. Everything the version accepts in
 /// KubeletConfiguration goes there instead ([`kubelet_config`]): no deprecated flag.
-pub fn kubelet_argv(s: &KubeletSettings, p: &Profile) -> Vec<String> {
+pub fn kubelet_argv(s: &KubeletSettings, p: &Profile, node_ip: &[std::net::IpAddr]) -> Vec<String> {
     let mut argv = vec![
         s.binary.display().to_string(),
         format!("--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG}"),
@@ -105,6 +130,9 @@ pub fn kubelet_argv(s: &KubeletSettings, p: &Profile) -> Vec<String> {
         format!("--kubeconfig={KUBELET_KUBECONFIG}"),
         format!("--config={KUBELET_CONFIG}"),
     ];
+    if p.config_dir {
+        argv.push(format!("--config-dir={CONFIG_DIR}"));
+    }
     if p.remote_runtime_flag {
         argv.push("--container-runtime=remote".into());
     }
@@ -113,6 +141,15 @@ pub fn kubelet_argv(s: &KubeletSettings, p: &Profile) -> Vec<String> {
     }
     // The seed's; a flag in every version (not a KubeletConfiguration field).
     argv.push("--runtime-cgroups=/systemd/system.slice".into());
+    // A flag in every version (no KubeletConfiguration field); extra_args may set its own.
+    let own_node_ip = s
+        .extra_args
+        .iter()
+        .any(|a| a == "--node-ip" || a.starts_with("--node-ip="));
+    if !node_ip.is_empty() && !own_node_ip {
+        let ips: Vec<String> = node_ip.iter().map(|ip| ip.to_string()).collect();
+        argv.push(format!("--node-ip={}", ips.join(",")));
+    }
     if !s.node_labels.is_empty() {
         let labels: Vec<String> = s
             .node_labels
@@ -157,7 +194,7 @@ fn exec_word(w: &str) -> String {
 }
 
 /// `/etc/systemd/system/kubelet.service`. The token never appears here.
-pub fn kubelet_unit(s: &KubeletSettings, p: &Profile) -> String {
+pub fn kubelet_unit(s: &KubeletSettings, p: &Profile, node_ip: &[std::net::IpAddr]) -> String {
     let mut u = String::from(
         "# Written by kubejoin; changes are overwritten by the next `kubejoin run`.\n",
     );
@@ -172,7 +209,10 @@ pub fn kubelet_unit(s: &KubeletSettings, p: &Profile) -> String {
         None => u.push_str("After=network-online.target\n"),
     }
     u.push_str("\n[Service]\nExecStart=");
-    let words: Vec<String> = kubelet_argv(s, p).iter().map(|w| exec_word(w)).collect();
+    let words: Vec<String> = kubelet_argv(s, p, node_ip)
+        .iter()
+        .map(|w| exec_word(w))
+        .collect();
     u.push_str(&words.join(" \\\n    "));
     u.push_str("\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n");
     u
@@ -193,7 +233,7 @@ mod tests {
         };
         let p = profile(s, &node).unwrap();
         let config = crate::kubelet::config::effective(s, &p, None, Default::default());
-        (kubelet_argv(s, &p), config.render())
+        (kubelet_argv(s, &p, &[]), config.render())
     }
 
     fn labelled() -> KubeletSettings {
@@ -247,6 +287,7 @@ mod tests {
                 "--cert-dir=/var/lib/kubelet/",
                 "--kubeconfig=/var/lib/kubelet/kubeconfig",
                 "--config=/var/lib/kubelet/config.yaml",
+                "--config-dir=/etc/kubernetes/kubelet.conf.d",
                 "--runtime-cgroups=/systemd/system.slice",
                 "--node-labels=role=worker,zone=a",
                 "--v=2",
@@ -365,7 +406,7 @@ mod tests {
             runtime: Runtime::Containerd,
             cgroup_v2: true,
         };
-        let u = kubelet_unit(&s, &profile(&s, &node).unwrap());
+        let u = kubelet_unit(&s, &profile(&s, &node).unwrap(), &[]);
         assert!(
             u.contains(
                 "After=network-online.target containerd.service\nRequires=containerd.service\n"
@@ -379,8 +420,35 @@ mod tests {
             runtime_unit: Some(None),
             ..Default::default()
         };
-        let u = kubelet_unit(&none, &profile(&none, &node).unwrap());
+        let u = kubelet_unit(&none, &profile(&none, &node).unwrap(), &[]);
         assert!(!u.contains("Requires="), "{u}");
+    }
+
+    #[test]
+    fn the_node_ip_is_a_flag_unless_extra_args_set_it() {
+        let s = KubeletSettings::default();
+        let node = Node {
+            version: Version::parse("v1.36.2").unwrap(),
+            runtime: Runtime::Containerd,
+            cgroup_v2: true,
+        };
+        let p = profile(&s, &node).unwrap();
+        let ips = ["10.0.2.15".parse().unwrap(), "fd00::15".parse().unwrap()];
+        let argv = kubelet_argv(&s, &p, &ips);
+        assert!(
+            argv.contains(&"--node-ip=10.0.2.15,fd00::15".to_string()),
+            "{argv:?}"
+        );
+        let own = KubeletSettings {
+            extra_args: vec!["--node-ip=192.168.1.1".into()],
+            ..Default::default()
+        };
+        let argv = kubelet_argv(&own, &p, &ips);
+        assert_eq!(
+            argv.iter().filter(|a| a.starts_with("--node-ip")).count(),
+            1,
+            "{argv:?}"
+        );
     }
 
     #[test]

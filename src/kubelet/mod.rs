@@ -5,8 +5,10 @@
 pub mod config;
 pub mod fatal;
 pub mod files;
+pub mod node_ip;
 pub mod profile;
 pub mod ready;
+pub mod reserve;
 pub mod version;
 
 use std::path::Path;

@@ -14,6 +14,9 @@
 //!   the flag is deprecated since);
 //! - `failCgroupV1` exists from 1.31 and defaults to true from 1.35: such a kubelet
 //!   refuses a cgroup v1 host unless it is false;
+//! - `--config-dir` (a directory of KubeletConfiguration drop-ins, merged over
+//!   `--config` as JSON merge patches) is a flag of its own from 1.30 (KEP-3983; 1.28
+//!   and 1.29 also wanted an environment variable);
 //! - `rotateCertificates` and `kubeletCgroups` are KubeletConfiguration fields in every
 //!   supported version (their flags are deprecated).
 
@@ -60,6 +63,9 @@ pub struct Profile {
     pub taints_in_config: bool,
     /// `failCgroupV1: false` is written (cgroup v1 host, kubelet >= 1.31).
     pub allow_cgroup_v1: bool,
+    /// The per-node fields go into a drop-in in `--config-dir` (>= 1.30), else into
+    /// config.yaml.
+    pub config_dir: bool,
     /// `After=` and `Requires=` of kubelet.service.
     pub runtime_unit: Option<String>,
 }
@@ -152,6 +158,7 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
         endpoint_in_config: v.at_least(27),
         taints_in_config: v.at_least(23),
         allow_cgroup_v1: !node.cgroup_v2 && v.at_least(31) && !s.fail_cgroup_v1,
+        config_dir: v.at_least(30),
         cri_dockerd,
         cri,
         runtime_unit,
@@ -186,9 +193,9 @@ mod tests {
         assert_eq!(p.runtime_unit.as_deref(), Some("cri-docker.service"));
         let p = profile(&s, &node("v1.27.0", Runtime::Containerd)).unwrap();
         assert!(!p.remote_runtime_flag && p.endpoint_in_config && p.taints_in_config);
-        assert!(!p.allow_cgroup_v1);
+        assert!(!p.allow_cgroup_v1 && !p.config_dir);
         let p = profile(&s, &node("v1.36.2", Runtime::Containerd)).unwrap();
-        assert!(p.allow_cgroup_v1);
+        assert!(p.allow_cgroup_v1 && p.config_dir);
     }
 
     #[test]

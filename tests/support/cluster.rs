@@ -192,6 +192,9 @@ pub struct Setup {
     pub signer: bool,
     /// kube-apiserver authenticates bootstrap tokens (`--enable-bootstrap-token-auth`).
     pub token_auth: bool,
+    /// kube-apiserver listens on every address of the namespace, not only its loopback
+    /// (its certificate also names 10.0.2.2).
+    pub bind_any: bool,
 }
 
 impl Default for Setup {
@@ -200,6 +203,7 @@ impl Default for Setup {
             seed: true,
             signer: true,
             token_auth: true,
+            bind_any: false,
         }
     }
 }
@@ -275,8 +279,12 @@ impl ControlPlane {
         ]);
         cp.spawn("etcd", etcd);
         let mut apiserver = in_netns(tb, &bin.join("kube-apiserver"));
+        apiserver.arg(if setup.bind_any {
+            "--bind-address=0.0.0.0"
+        } else {
+            "--bind-address=127.0.0.1"
+        });
         apiserver.args([
-            "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             "--secure-port=6443",
             "--etcd-servers=http://127.0.0.1:2379",
