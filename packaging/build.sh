@@ -9,8 +9,8 @@ out=target/packaging
 mkdir -p "$out"
 bin=target/release/kubejoin
 rm -rf "$out/man"
-"$bin" manpage --dir "$out/man"   # kubejoin(8) and one page per command
-gzip -9n "$out"/man/*.8
+"$bin" manpage --dir "$out/man"   # kubejoin(8), one page per command, kubejoin-config.toml(5)
+gzip -9n "$out"/man/*.8 "$out"/man/*.5
 "$bin" completions bash >"$out/kubejoin.bash"
 "$bin" completions zsh >"$out/_kubejoin"
 "$bin" completions fish >"$out/kubejoin.fish"

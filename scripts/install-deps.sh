@@ -25,3 +25,15 @@ fi
 for tool in cargo-deb cargo-generate-rpm cargo-fuzz; do
   command -v "$tool" >/dev/null || { echo "== cargo install $tool"; cargo install --locked --quiet "$tool"; }
 done
+
+# systemd-resolved for a testbed (tests/run.rs: kubelet's resolvConf under it), as a .deb of
+# this machine's systemd version, installed only inside testbeds: installing it here would
+# take over this machine's /etc/resolv.conf. Cached in $KUBEJOIN_DEB_CACHE.
+debs=${KUBEJOIN_DEB_CACHE:-/var/cache/kubejoin-debs}
+systemd_version=$(dpkg-query -W -f='${Version}' systemd)
+if ! ls "$debs"/systemd-resolved_"${systemd_version/:/%3a}"_*.deb >/dev/null 2>&1; then
+  echo "== apt-get download systemd-resolved=$systemd_version into $debs"
+  mkdir -p "$debs"
+  (cd "$debs" && apt-get download -q "systemd-resolved=$systemd_version" 2>&1 | grep -v '^W: Download is performed unsandboxed') ||
+    echo "== systemd-resolved $systemd_version is not in the archive: its testbed test will skip, saying so"
+fi

@@ -63,8 +63,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), kubejoin(8); with --dir, write it and one page per
-    /// command (kubejoin-run(8), kubejoin-reset(8), ...) into DIR
+    /// Print the man page (roff), kubejoin(8); with --dir, write it, one page per command
+    /// (kubejoin-run(8), kubejoin-reset(8), ...) and the configuration's,
+    /// kubejoin-config.toml(5), into DIR
     Manpage {
         #[arg(long, value_name = "DIR")]
         dir: Option<std::path::PathBuf>,

@@ -45,8 +45,8 @@ pub mod exit {
         ExitStatus {
             code: NEEDS_PERSON,
             kind: "needs-person",
-            meaning: "needs a person (a configuration error, a failed preflight check, an argument \
-                      or object that cannot be used): fix what the error names, then run kubejoin \
+            meaning: "needs a person (a configuration error, a failed preflight check, a bootstrap \
+                      token the cluster does not know, an argument or object that cannot be used): fix what the error names, then run kubejoin \
                       again; never retried",
             retried: false,
         },
@@ -111,7 +111,7 @@ pub mod exit {
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error("configuration error: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     #[error(transparent)]
     Discovery(Box<DiscoveryError>),
     #[error(transparent)]
@@ -125,6 +125,23 @@ pub enum Failure {
     NeedsPerson { message: String, fix: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    /// A configuration error needs a person, but for a `token_command` that failed or
+    /// timed out: running it again may work.
+    fn from(e: ConfigError) -> Self {
+        if e.transient {
+            Failure::Transient {
+                message: e.to_string(),
+                fix: "kubejoin runs it again when systemd restarts kubejoin.service; if it keeps failing, run \
+                      the command as root by hand to see why (its output, the token, is never logged)"
+                    .into(),
+            }
+        } else {
+            Failure::Config(e)
+        }
+    }
 }
 
 impl From<DiscoveryError> for Failure {
@@ -151,6 +168,9 @@ impl Failure {
         match self {
             Failure::Config(_) | Failure::NeedsPerson { .. } => exit::NEEDS_PERSON,
             Failure::Discovery(d) if matches!(**d, DiscoveryError::Trust(_)) => exit::TRUST,
+            Failure::Discovery(d) if matches!(**d, DiscoveryError::TokenRefused { .. }) => {
+                exit::NEEDS_PERSON
+            }
             Failure::Discovery(_)
             | Failure::Systemd(_)
             | Failure::Transient { .. }
@@ -219,6 +239,7 @@ mod tests {
             origin: config::Origin::Flag("--server"),
             key: None,
             message: "x".into(),
+            transient: false,
         });
         assert_eq!(config.exit_code(), exit::NEEDS_PERSON);
         let usage = Failure::NeedsPerson {

@@ -571,6 +571,21 @@ fn doctor_names_each_missing_piece() {
     assert!(out.status.success(), "{}", text(&out));
     let json = doctor_names(&tb, &["signature", "token"]);
     assert!(json.contains("unknown, expired or deleted"), "{json}");
+    // Discovery with it ends at once, as needing a person: systemd does not restart it.
+    let started = std::time::Instant::now();
+    let out = tb.exec(&["kubejoin", "discover"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("refuses the token (401 Unauthorized): it is unknown, expired or deleted"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A token that may authenticate but not sign: the signature is missing although the
     // API server accepts the token.

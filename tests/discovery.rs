@@ -263,10 +263,16 @@ fn waits_for_the_bootstrap_signer() {
     assert!(!r.stderr.contains("again over TLS pinned"), "{}", r.stderr);
 }
 
+/// The API server knows the token (it authenticates it) but its Secret may not sign: the
+/// signer may yet sign, so discovery waits, until its timeout.
 #[test]
 fn a_signature_that_never_comes_times_out_with_the_seed_fix() {
+    let mut may_not_sign =
+        apiserver_double::secret::BootstrapSecret::new(REAL_TOKEN_ID, REAL_TOKEN_SECRET);
+    may_not_sign.data.remove("usage-bootstrap-signing");
     let api = ApiServer::builder()
         .token("c46dzr", "hk5w0sqna1wokaou")
+        .secret(may_not_sign)
         .start()
         .unwrap();
     let node = Node::new();
@@ -282,8 +288,68 @@ fn a_signature_that_never_comes_times_out_with_the_seed_fix() {
             "bootstrap-token-0ve35r",
         ],
     );
+    assert!(
+        r.stderr
+            .contains("the API server accepts token id 0ve35r: waiting for the bootstrap signer"),
+        "{}",
+        r.stderr
+    );
     assert!(!node.kubeconfig().exists());
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}
+
+/// A token the API server does not know (mistyped, expired, deleted: its signature is gone
+/// too) ends discovery at once, as needing a person: systemd does not restart kubejoin
+/// for it. The token went to the API server once, to /version, over TLS trusting only
+/// the CA the pin vouches for.
+#[test]
+fn a_token_the_cluster_does_not_know_ends_discovery_at_once() {
+    let api = ApiServer::builder()
+        .token("c46dzr", "hk5w0sqna1wokaou")
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover_pinned(&api, &["--timeout", "60s"]);
+    assert_exit(
+        &r,
+        EXIT_CONFIG,
+        &[
+            "cluster-info has no signature for token id 0ve35r, and the API server at",
+            "refuses the token (401 Unauthorized): it is unknown, expired or deleted",
+            "kubejoin token create",
+            "bootstrap-token-0ve35r",
+            "--enable-bootstrap-token-auth=true",
+        ],
+    );
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    let with_token: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|q| q.authorization.is_some())
+        .map(|q| q.path)
+        .collect();
+    assert_eq!(with_token, ["/version"]);
+    assert!(!r.stderr.contains(REAL_TOKEN_SECRET) && !r.stdout.contains(REAL_TOKEN_SECRET));
+}
+
+/// Without a pin nothing vouches for the server before the signature does: the token is
+/// never sent to ask about it, and discovery waits for the signature until its timeout.
+#[test]
+fn without_a_pin_the_token_is_never_sent_to_ask_about_it() {
+    let api = ApiServer::builder()
+        .token("c46dzr", "hk5w0sqna1wokaou")
+        .start()
+        .unwrap();
+    let node = Node::new();
+    let r = node.discover(&[
+        "--server",
+        &api.url(),
+        "--unsafe-skip-ca-verification",
+        "--timeout",
+        "2s",
+    ]);
+    assert_exit(&r, EXIT_TRANSIENT, &["no signature for token id 0ve35r"]);
+    assert!(api.requests().iter().all(|q| q.authorization.is_none()));
 }
 
 #[test]
@@ -1031,7 +1097,7 @@ fn the_real_servers_captured_answer_is_accepted_byte_for_byte() {
 }
 
 #[test]
-fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
+fn tokens_the_signer_will_not_sign_for_wait_and_expired_ones_stop() {
     use apiserver_double::secret::BootstrapSecret;
     // As captures 05 and 07: usage-bootstrap-signing "false", and an expired token.
     let mut no_signing = BootstrapSecret::new(REAL_TOKEN_ID, REAL_TOKEN_SECRET);
@@ -1042,7 +1108,12 @@ fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
     expired
         .data
         .insert("expiration".into(), "2026-11-29T05:49:07Z".into());
-    for secret in [no_signing, expired] {
+    // A token that authenticates and may not sign: the signer may yet be told to.
+    // An expired one the API server refuses too: no waiting, a person must give a new one.
+    for (secret, code, said) in [
+        (no_signing, EXIT_TRANSIENT, "usage-bootstrap-signing"),
+        (expired, EXIT_CONFIG, "it is unknown, expired or deleted"),
+    ] {
         let api = ApiServer::builder()
             .secret(secret)
             .token("c46dzr", "hk5w0sqna1wokaou")
@@ -1050,15 +1121,7 @@ fn tokens_the_signer_will_not_sign_for_time_out_with_the_seed_fix() {
             .unwrap();
         let node = Node::new();
         let r = node.discover_pinned(&api, &["--timeout", "1s"]);
-        assert_exit(
-            &r,
-            EXIT_TRANSIENT,
-            &[
-                "no signature for token id 0ve35r",
-                "usage-bootstrap-signing",
-                "expired",
-            ],
-        );
+        assert_exit(&r, code, &["no signature for token id 0ve35r", said]);
         assert!(!node.kubeconfig().exists());
     }
 }
@@ -1084,4 +1147,113 @@ fn a_clock_an_hour_off_is_reported_before_tls_errors_confuse() {
     let r = node.discover_pinned(&api, &["--output", "json"]);
     assert_exit(&r, 0, &[]);
     assert!(!r.stderr.contains("clock"), "{}", r.stderr);
+}
+
+/// `token_command`: the token from a program (a secret store's CLI), so that an image need
+/// not hold one. Discovery succeeds with it; a program that fails or hangs is retried by
+/// systemd (exit 1) with its own last words; output that is not a token needs a person
+/// (exit 2) and is never echoed; a file that others may write cannot name a program
+/// kubejoin runs as root.
+#[test]
+fn a_token_from_a_program() {
+    let api = double().start().unwrap();
+    let node = Node::new();
+    let script = node.path("print-token");
+    let program = |text: &str| {
+        node.write_private("print-token", &format!("#!/bin/sh\n{text}\n"));
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
+    let config = node.path("etc/kubejoin/config.toml");
+    let configure = |extra: &str| {
+        node.write_private(
+            "etc/kubejoin/config.toml",
+            &format!(
+                "[cluster]\ntoken_command = [\"{}\", \"--cluster\", \"prod\"]\n{extra}",
+                script.display()
+            ),
+        )
+    };
+    let (url, pin, kubeconfig) = (api.url(), pin(), node.kubeconfig());
+    let discover = || {
+        run(
+            &[
+                "discover",
+                "--config",
+                config.to_str().unwrap(),
+                "--server",
+                &url,
+                "--ca-cert-hash",
+                &pin,
+                "--write-kubeconfig",
+                kubeconfig.to_str().unwrap(),
+            ],
+            &[],
+            None,
+        )
+    };
+
+    program(&format!(
+        "[ \"$*\" = \"--cluster prod\" ] || exit 9\ncat {}",
+        node.path("token").display()
+    ));
+    configure("");
+    assert_exit(&discover(), 0, &["signature of token id 0ve35r verified"]);
+
+    program(
+        "echo 'fetching...' >&2\necho 'AccessDenied: not authorized to read join-token' >&2\nexit 5",
+    );
+    let r = discover();
+    assert_exit(
+        &r,
+        EXIT_TRANSIENT,
+        &[
+            "cluster.token_command",
+            "failed (exit status: 5): AccessDenied: not authorized to read join-token",
+            "run the command as root by hand",
+        ],
+    );
+
+    program("exec sleep 60");
+    configure("token_command_timeout = \"500ms\"\n");
+    let r = discover();
+    assert_exit(&r, EXIT_TRANSIENT, &["did not finish within 0.5s"]);
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+
+    program("echo 'password: hunter2'");
+    configure("");
+    let r = discover();
+    assert_exit(
+        &r,
+        EXIT_CONFIG,
+        &["cluster.token_command", "print-token's output"],
+    );
+    assert!(
+        !r.stderr.contains("hunter2") && !r.stdout.contains("hunter2"),
+        "{}",
+        r.stderr
+    );
+
+    // A configuration others may write must not name what root runs.
+    configure("");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let r = discover();
+    assert_exit(
+        &r,
+        EXIT_CONFIG,
+        &[
+            "names a program kubejoin runs as root, but others may write it",
+            "chmod go-w",
+        ],
+    );
+
+    // One source of the token per file.
+    node.write_private(
+        "etc/kubejoin/config.toml",
+        "[cluster]\ntoken_file = \"/t\"\ntoken_command = [\"/bin/true\"]\n",
+    );
+    assert_exit(
+        &discover(),
+        EXIT_CONFIG,
+        &["set one of cluster.token, cluster.token_file and cluster.token_command"],
+    );
 }

@@ -425,3 +425,67 @@ fn one_run_at_a_time() {
     let out = tb.exec(&["kubejoin", "plan", "--lock-timeout", "0s"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// This machine's systemd-resolved package (scripts/install-deps.sh downloads it), or why
+/// there is none.
+fn systemd_resolved_deb() -> Result<std::path::PathBuf, String> {
+    let out = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "systemd"])
+        .output()
+        .map_err(|e| format!("dpkg-query: {e}"))?;
+    let version = String::from_utf8_lossy(&out.stdout).replace(':', "%3a");
+    let dir = std::env::var("KUBEJOIN_DEB_CACHE").unwrap_or("/var/cache/kubejoin-debs".into());
+    let path = std::path::Path::new(&dir).join(format!("systemd-resolved_{version}_amd64.deb"));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is absent (scripts/install-deps.sh downloads it when the archive has this systemd's version)",
+            path.display()
+        ))
+    }
+}
+
+/// systemd-resolved runs on the node (installed in the testbed, a real one on real
+/// systemd and D-Bus): kubelet's resolvConf is its upstream list, not its stub at
+/// 127.0.0.53, which pods cannot reach.
+#[test]
+fn under_systemd_resolved_kubelet_gets_its_upstream_servers() {
+    if !testbed::available() {
+        return;
+    }
+    let deb = match systemd_resolved_deb() {
+        Ok(deb) => deb,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let tb = node(false, "")
+        .with_file(
+            "/root/systemd-resolved.deb",
+            std::fs::read(&deb).unwrap(),
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let out = tb.exec(&["dpkg", "-i", "/root/systemd-resolved.deb"]);
+    assert!(out.status.success(), "{}", text(&out));
+    tb.exec_ok(&["systemctl", "start", "systemd-resolved.service"]);
+    assert_eq!(tb.unit_state("systemd-resolved.service"), "active running");
+
+    let plan = text(&tb.exec_ok(&["kubejoin", "run", "--dry-run"]));
+    assert!(
+        plan.contains(
+            "resolvConf: \"/run/systemd/resolve/resolv.conf\" (this node: systemd-resolved runs here"
+        ),
+        "{plan}"
+    );
+    tb.exec_ok(&["kubejoin", "run"]);
+    let config = String::from_utf8(tb.read("/var/lib/kubelet/config.yaml").unwrap()).unwrap();
+    assert!(
+        config.contains("\nresolvConf: /run/systemd/resolve/resolv.conf\n"),
+        "{config}"
+    );
+}

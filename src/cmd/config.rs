@@ -12,6 +12,7 @@ pub fn init(args: cli::InitArgs) -> Result<(), Failure> {
             origin: config::Origin::Flag(flag),
             key: None,
             message,
+            transient: false,
         })
     };
     let servers = args

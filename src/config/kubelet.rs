@@ -266,6 +266,7 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
             .unwrap_or(default_origin.clone()),
         key: Some(format!("kubelet.{key}")),
         message,
+        transient: false,
     };
     let v = m.values.clone();
     let mut s = KubeletSettings::default();
@@ -460,6 +461,7 @@ fn per_node_fields(m: &KubeletMerged) -> Result<BTreeMap<String, UserField>, Con
             origin: origin.clone(),
             key: Some(key.clone()),
             message,
+            transient: false,
         };
         let Some((kind, _)) = fields::field(name) else {
             return Err(fail(match fields::suggest(name) {

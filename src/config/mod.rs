@@ -17,6 +17,7 @@ use crate::token::{self, BootstrapToken};
 pub mod kubelet;
 pub mod kubelet_fields;
 mod origin;
+pub mod token_command;
 pub use kubelet::{KubeletSettings, KubeletWaits};
 pub use origin::{Cidr, ConfigError, DEFAULT_PATH, Origin, parse_duration};
 
@@ -60,6 +61,8 @@ pub struct ClusterFragment {
     pub servers: Option<Vec<String>>,
     pub token: Option<Zeroizing<String>>,
     pub token_file: Option<PathBuf>,
+    pub token_command: Option<Vec<String>>,
+    pub token_command_timeout: Option<String>,
     pub ca_cert_hashes: Option<Vec<String>>,
     pub unsafe_skip_ca_verification: Option<bool>,
     pub discovery_timeout: Option<String>,
@@ -74,6 +77,8 @@ impl fmt::Debug for ClusterFragment {
             .field("servers", &self.servers)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
+            .field("token_command", &self.token_command)
+            .field("token_command_timeout", &self.token_command_timeout)
             .field("ca_cert_hashes", &self.ca_cert_hashes)
             .field(
                 "unsafe_skip_ca_verification",
@@ -109,6 +114,11 @@ pub enum TokenSource {
     Inline(Zeroizing<String>),
     File(PathBuf),
     Stdin,
+    /// A program's standard output (`cluster.token_command`), run with this timeout.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
 }
 
 impl fmt::Debug for TokenSource {
@@ -117,6 +127,11 @@ impl fmt::Debug for TokenSource {
             TokenSource::Inline(_) => f.write_str("Inline(<redacted>)"),
             TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
             TokenSource::Stdin => f.write_str("Stdin"),
+            TokenSource::Command { argv, timeout } => f
+                .debug_struct("Command")
+                .field("argv", argv)
+                .field("timeout", timeout)
+                .finish(),
         }
     }
 }
@@ -138,6 +153,7 @@ pub struct Merged {
     host_runtime_origin: Option<Origin>,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
+    token_command_timeout: Option<Sourced<String>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
     unsafe_skip_ca_verification: Option<Sourced<bool>>,
     discovery_timeout: Option<Sourced<String>>,
@@ -184,17 +200,45 @@ impl Merged {
                 "set either cluster.server or cluster.servers, not both",
             ));
         }
-        if c.token.is_some() && c.token_file.is_some() {
+        let sources = [
+            c.token.is_some(),
+            c.token_file.is_some(),
+            c.token_command.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
             return Err(ConfigError::new(
                 origin,
-                Some("cluster.token_file"),
-                "set either cluster.token or cluster.token_file, not both",
+                Some(if c.token_command.is_some() {
+                    "cluster.token_command"
+                } else {
+                    "cluster.token_file"
+                }),
+                "set one of cluster.token, cluster.token_file and cluster.token_command, not several",
+            ));
+        }
+        if let Some(argv) = &c.token_command
+            && argv.first().is_none_or(|p| p.is_empty())
+        {
+            return Err(ConfigError::new(
+                origin,
+                Some("cluster.token_command"),
+                "is empty: give the program and its arguments, e.g. [\"/usr/local/bin/get-join-token\", \"--cluster\", \"prod\"]",
             ));
         }
         set(&mut self.servers, c.server.map(|s| vec![s]), origin);
         set(&mut self.servers, c.servers, origin);
         set(&mut self.token, c.token.map(TokenSource::Inline), origin);
         set(&mut self.token, c.token_file.map(TokenSource::File), origin);
+        let command = c.token_command.map(|argv| TokenSource::Command {
+            argv,
+            timeout: token_command::DEFAULT_TIMEOUT,
+        });
+        set(&mut self.token, command, origin);
+        set(
+            &mut self.token_command_timeout,
+            c.token_command_timeout,
+            origin,
+        );
         set(&mut self.ca_cert_hashes, c.ca_cert_hashes, origin);
         set(
             &mut self.unsafe_skip_ca_verification,
@@ -315,6 +359,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         ),
         key: Some(key.to_string()),
         message: format!("is required: {what}"),
+        transient: false,
     };
     let servers = m.servers.ok_or_else(|| {
         missing(
@@ -343,12 +388,18 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let token = m.token.ok_or_else(|| {
+    let mut token = m.token.ok_or_else(|| {
         missing(
             "cluster.token",
-            "the bootstrap token, as cluster.token, cluster.token_file, a systemd credential named \"token\", or --token-file",
+            "the bootstrap token, as cluster.token, cluster.token_file, cluster.token_command, a systemd credential named \"token\", or --token-file",
         )
     })?;
+    if let (TokenSource::Command { timeout, .. }, Some(t)) =
+        (&mut token.value, &m.token_command_timeout)
+    {
+        *timeout = parse_duration(&t.value)
+            .map_err(|e| ConfigError::new(&t.origin, Some("cluster.token_command_timeout"), e))?;
+    }
     let token = tokens.read(&token.value, &token.origin)?;
 
     let unsafe_skip = m
@@ -461,6 +512,37 @@ pub fn check_private(
     Ok(())
 }
 
+/// The check for a file that names a program kubejoin runs as root (`token_command`):
+/// owned by root and writable by no one else.
+pub fn check_root_only(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    origin: &Origin,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    if meta.uid() != 0 || mode & 0o022 != 0 {
+        return Err(ConfigError::new(
+            origin,
+            Some("cluster.token_command"),
+            format!(
+                "{} names a program kubejoin runs as root, but {} (owner uid {}, mode {:04o}); run: chown root: {} && chmod go-w {}",
+                path.display(),
+                if meta.uid() != 0 {
+                    "is not owned by root"
+                } else {
+                    "others may write it"
+                },
+                meta.uid(),
+                mode & 0o7777,
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the configuration from disk: the main file (missing is fine unless it was named
 /// with `--config`), the drop-ins, the systemd credential and the flags.
 pub fn load(
@@ -492,6 +574,11 @@ pub fn load(
             Err(e) => return Err(ConfigError::new(&origin, None, format!("cannot read: {e}"))),
         };
         let fragment = parse_fragment(&text, &origin)?;
+        if fragment.cluster.token_command.is_some() {
+            let meta = std::fs::metadata(path)
+                .map_err(|e| ConfigError::new(&origin, None, format!("cannot stat: {e}")))?;
+            check_root_only(path, &meta, &origin)?;
+        }
         if fragment.cluster.token.is_some() {
             let mode = std::fs::metadata(path)
                 .map_err(|e| ConfigError::new(&origin, None, format!("cannot stat: {e}")))?
@@ -534,6 +621,17 @@ impl TokenReader for DiskTokens {
             _ => "token",
         };
         let contents = match source {
+            TokenSource::Command { argv, timeout } => {
+                let key = Some("cluster.token_command");
+                let out = token_command::run(argv, *timeout).map_err(|e| ConfigError {
+                    transient: e.transient,
+                    ..ConfigError::new(origin, key, e.message)
+                })?;
+                return token::parse_file_contents(&out).map_err(|e| {
+                    let program = argv.first().map(String::as_str).unwrap_or_default();
+                    ConfigError::new(origin, key, format!("{program}'s output: {e}"))
+                });
+            }
             TokenSource::Inline(t) => {
                 return t.parse().map_err(|e: token::TokenError| {
                     ConfigError::new(origin, Some("cluster.token"), e.to_string())

@@ -33,6 +33,9 @@ pub struct ConfigError {
     pub origin: Origin,
     pub key: Option<String>,
     pub message: String,
+    /// Trying again can fix it (`token_command` failed or timed out): exit status 1,
+    /// not 2.
+    pub transient: bool,
 }
 
 impl ConfigError {
@@ -41,6 +44,7 @@ impl ConfigError {
             origin: origin.clone(),
             key: key.map(str::to_string),
             message: message.into(),
+            transient: false,
         }
     }
 }

@@ -200,6 +200,11 @@ pub enum DiscoveryError {
     Trust(#[from] TrustFailure),
     #[error("cluster-info is signed but unusable: {0}")]
     Unusable(String),
+    #[error(
+        "cluster-info has no signature for token id {token_id}, and the API server at {server} refuses the token \
+             (401 Unauthorized): it is unknown, expired or deleted"
+    )]
+    TokenRefused { server: String, token_id: String },
 }
 
 impl DiscoveryError {
@@ -212,6 +217,13 @@ impl DiscoveryError {
                  embedded certificate-authority-data (`kubectl config set-cluster --embed-certs=true`)"
                     .into()
             }
+            DiscoveryError::TokenRefused { token_id, .. } => format!(
+                "create a new token on the control plane (`kubejoin token create`, or `kubeadm token create`) \
+                 and give it to this node (token_file or token in /etc/kubejoin/config.toml), then start kubejoin \
+                 again; if `kubectl -n kube-system get secret bootstrap-token-{token_id}` still shows this one, \
+                 check its expiration and usage-bootstrap-authentication: \"true\", and that kube-apiserver runs \
+                 with --enable-bootstrap-token-auth=true"
+            ),
         }
     }
 }
@@ -356,6 +368,39 @@ pub fn check_second(
     }
 }
 
+/// Whether the API server refuses the token, asked once cluster-info turned out to have no
+/// signature for it (a deleted or expired token loses its signature; a new one waits for
+/// the signer): `Some(true)` on a 401, `Some(false)` when it authenticates the token (the
+/// signer lags), `None` when it cannot be asked safely. The token is only ever sent over
+/// TLS trusting cluster-info's CA, and only when that CA matches a configured pin: never
+/// to a server not proven to be the cluster's.
+pub async fn token_refused(
+    server: &Endpoint,
+    resp: &Response,
+    token: &BootstrapToken,
+    pins: &[CaPin],
+) -> Option<bool> {
+    if pins.is_empty() {
+        return None;
+    }
+    let data = configmap_data(server, resp).ok()?;
+    let cluster = kubeconfig::parse_cluster_info(data.get("kubeconfig")?).ok()?;
+    let ca = x509::parse_pem_bundle(&cluster.ca_pem).ok()?;
+    pin::find_match(pins, &ca)?;
+    let ders: Vec<Vec<u8>> = ca.iter().map(|c| c.der.clone()).collect();
+    let client = http::pinned_client(&ders).ok()?;
+    let url = format!("{server}/version");
+    let bearer = token.expose();
+    let req = http::Request {
+        bearer: Some(&bearer),
+        ..http::Request::get(&url)
+    };
+    let answer = http::request(&client, req, Duration::from_secs(10))
+        .await
+        .ok()?;
+    Some(answer.status == 401)
+}
+
 /// A CA certificate, as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaSummary {
@@ -428,13 +473,37 @@ pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, Discover
 
     // Phase 1: the untrusted fetch, verified by signature and pin.
     let mut last_logged: Option<String> = None;
+    // Whether the API server was asked about the token (once, on the first missing
+    // signature whose CA a pin vouches for).
+    let mut token_asked = false;
     let (server, verified, server_date, presented) = loop {
         let server = &settings.servers[attempts as usize % settings.servers.len()];
         attempts += 1;
         tracing::info!(phase = "discovery", server = %server, attempt = attempts, "fetching cluster-info from {server} (untrusted TLS, anonymous), attempt {attempts}");
         let outcome = match http::get_cluster_info(&untrusted, server, remaining(deadline)).await {
             Ok(resp) => {
-                check_first(server, &resp, token, pins).map(|v| (v, resp.date, resp.presented))
+                let checked = check_first(server, &resp, token, pins);
+                if !token_asked
+                    && matches!(
+                        checked,
+                        Err(Rejection::Retry(Transient::NoSignature { .. }))
+                    )
+                {
+                    match token_refused(server, &resp, token, pins).await {
+                        Some(true) => {
+                            return Err(DiscoveryError::TokenRefused {
+                                server: server.to_string(),
+                                token_id: token.id().to_string(),
+                            });
+                        }
+                        Some(false) => {
+                            token_asked = true;
+                            tracing::info!(phase = "discovery", server = %server, "the API server accepts token id {}: waiting for the bootstrap signer to sign cluster-info for it", token.id());
+                        }
+                        None => {}
+                    }
+                }
+                checked.map(|v| (v, resp.date, resp.presented))
             }
             Err(e) => Err(Rejection::Retry(e.into())),
         };

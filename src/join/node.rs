@@ -61,6 +61,7 @@ pub fn node_kubelet(settings: &Settings) -> Result<NodeKubelet, Failure> {
                             ),
                             key: Some(format!("kubelet.{}", c.key)),
                             message: format!("{}; fix: {}", c.message, c.fix),
+                            transient: false,
                         })
                     })?,
                 )
