@@ -40,8 +40,12 @@ install_tools() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   local utils=qemu-utils
-  if apt-cache policy qemu-utils | grep -q 'Installed: .*bpo' && ! apt-cache policy qemu-system-x86 | grep -q 'Candidate: .*bpo'; then
-    utils="qemu-utils=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')"
+  # Read whole before grep -q: under pipefail, grep -q quitting early fails the pipe.
+  local utils_policy system_policy
+  utils_policy=$(apt-cache policy qemu-utils)
+  system_policy=$(apt-cache policy qemu-system-x86)
+  if grep -q 'Installed: .*bpo' <<<"$utils_policy" && ! grep -q 'Candidate: .*bpo' <<<"$system_policy"; then
+    utils="qemu-utils=$(awk '/Candidate:/ {print $2}' <<<"$system_policy")"
   fi
   apt-get install -y -q --allow-downgrades qemu-system-x86 "$utils" mmdebstrap genisoimage e2fsprogs >/dev/null
 }

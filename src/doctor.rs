@@ -364,6 +364,32 @@ pub fn render_text(report: &Report) -> String {
 }
 
 /// The cluster's side, as this worker sees it.
+/// No token on this node: fine once it has joined (kubejoin removes the token's file then),
+/// a failure before.
+pub fn no_token_line(why: &crate::config::ConfigError, joined: bool) -> Line {
+    if joined {
+        line(
+            "token",
+            Verdict::Ok,
+            "none on this node, which has joined: kubelet has its own client certificate (kubejoin \
+             removes the token's file after the join; keep_token = true keeps it)",
+            None,
+        )
+    } else {
+        line(
+            "token",
+            Verdict::Fail,
+            why.to_string(),
+            Some(
+                "give this node a bootstrap token: token_file, token or token_command in \
+                 /etc/kubejoin/config.toml, or a systemd credential named \"token\" (`kubejoin token create` \
+                 on the control plane makes one)"
+                    .into(),
+            ),
+        )
+    }
+}
+
 pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let c = &settings.cluster;
     let mut lines = Vec::new();
@@ -432,6 +458,13 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let pin = pin_line(&ca, &c.ca_cert_hashes, c.unsafe_skip_ca_verification);
     let trusted = pin.verdict != Verdict::Fail;
     lines.push(pin);
+    let token = match c.token() {
+        Ok(t) => t,
+        Err(e) => {
+            lines.push(no_token_line(&e, crate::join::has_client_certificate()));
+            return lines;
+        }
+    };
 
     // The token's own requests, over TLS trusting only the (pinned) CA, to the server a
     // join would use.
@@ -444,7 +477,7 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let auth = if !trusted {
         TokenAuth::NotChecked("cluster-info's CA is not pinned".into())
     } else {
-        match Api::new(&target.to_string(), &info.ca_pem, Some(c.token.expose())) {
+        match Api::new(&target.to_string(), &info.ca_pem, Some(token.expose())) {
             Err(e) => TokenAuth::NotChecked(e),
             Ok(api) => match token_auth(&api).await {
                 Ok(auth) => auth,
@@ -457,24 +490,24 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
         }
     };
     let signature = data
-        .get(&crate::cluster_info::signature_key(c.token.id()))
+        .get(&crate::cluster_info::signature_key(token.id()))
         .filter(|s| !s.is_empty())
         .map(|s| {
             crate::jws::verify_detached(
                 s,
                 kubeconfig.as_bytes(),
-                c.token.id(),
-                c.token.secret().as_bytes(),
+                token.id(),
+                token.secret().as_bytes(),
             )
             .map_err(|e| e.to_string())
         });
-    lines.push(signature_line(signature, c.token.id(), &auth));
+    lines.push(signature_line(signature, token.id(), &auth));
     lines.push(clock_line(crate::clock::unix_now(), resp.date, &ca));
     let tls_ok = tls_failure.is_none();
     lines.extend(tls_failure);
-    lines.extend(token_lines(&auth, c.token.id()));
+    lines.extend(token_lines(&auth, token.id()));
     if trusted && tls_ok {
-        lines.push(kubelet_config_line(&target.to_string(), &info.ca_pem, &c.token).await);
+        lines.push(kubelet_config_line(&target.to_string(), &info.ca_pem, token).await);
     }
     lines
 }

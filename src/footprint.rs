@@ -82,7 +82,7 @@ pub fn written() -> Vec<Written> {
         entry(
             files::BOOTSTRAP_KUBECONFIG,
             "0600",
-            "kubelet's bootstrap kubeconfig: the server, the cluster CA and the token",
+            "kubelet's bootstrap kubeconfig: the server, the cluster CA and the token; removed once the node is in, with the token's file (`keep_token` keeps both)",
         ),
         entry(
             files::CLUSTER_CA,

@@ -171,6 +171,23 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
     result.map(|()| Outcome::Written)
 }
 
+/// Removes the file at `path` and syncs its directory, so that a power cut does not bring
+/// it back; `Ok(false)`: it was not there.
+pub fn remove_durably(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        r => r.map_err(failed("remove", path))?,
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed("sync the directory", dir))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

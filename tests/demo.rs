@@ -108,13 +108,8 @@ fn join_a_worker_in_a_testbed() {
     );
     show(
         &tb,
-        "kubelet's bootstrap kubeconfig",
-        &[
-            "stat",
-            "-c",
-            "%A %n",
-            "/var/lib/kubelet/bootstrap-kubeconfig",
-        ],
+        "kubelet's own credentials; the bootstrap kubeconfig and the token's file are gone",
+        &["sh", "-c", "ls -l /var/lib/kubelet/ /etc/kubejoin/"],
     );
     show(
         &tb,

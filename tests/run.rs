@@ -78,10 +78,20 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
         ])
     );
     assert_eq!(inv["bootstrap"]["token_id"], REAL_TOKEN_ID);
-    // The token is in the 0600 kubeconfig only: not in the unit, argv or environment.
-    let stat = text(&tb.exec(&["stat", "-c", "%a", "/var/lib/kubelet/bootstrap-kubeconfig"]));
-    assert_eq!(stat.trim(), "600");
+    // The token was in the 0600 kubeconfig only (the dry run's test checks its mode): not
+    // in the unit, argv or environment. The node in, the kubeconfig and the token's file
+    // are gone: kubelet has its own credentials.
     assert!(!inv.to_string().contains(REAL_TOKEN_SECRET));
+    assert!(
+        report.contains("credentials:   removed /var/lib/kubelet/bootstrap-kubeconfig, /etc/kubejoin/token (kubelet has its own)"),
+        "{report}"
+    );
+    for gone in [
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+        "/etc/kubejoin/token",
+    ] {
+        assert!(tb.read(gone).is_err(), "{gone} is still there");
+    }
     let unit = String::from_utf8(tb.read("/etc/systemd/system/kubelet.service").unwrap()).unwrap();
     assert!(unit.contains("Requires=containerd.service"), "{unit}");
     assert!(!unit.contains(REAL_TOKEN_SECRET));
@@ -98,6 +108,10 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
         "{status}"
     );
     assert!(status.contains("registered:    at 20"), "{status}");
+    assert!(
+        status.contains("credentials:   removed /var/lib/kubelet/bootstrap-kubeconfig"),
+        "{status}"
+    );
 
     // Again: nothing rewritten, no reload, kubelet not restarted.
     let (files, reload_count) = (mtimes(&tb), reloads(&tb));
@@ -488,4 +502,97 @@ fn under_systemd_resolved_kubelet_gets_its_upstream_servers() {
         config.contains("\nresolvConf: /run/systemd/resolve/resolv.conf\n"),
         "{config}"
     );
+}
+
+/// Once the node is in, the bootstrap credentials go (the bootstrap kubeconfig and the
+/// token's file), and the node needs no token any more: doctor says so, a stopped kubelet
+/// is started with its own credentials, reset still undoes the join. `keep_token` keeps
+/// them. A join that fails for good removes a bootstrap kubeconfig it finds.
+#[test]
+fn the_bootstrap_credentials_go_once_the_node_is_in() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "").boot().unwrap();
+    let double = api(&tb, ApiServer::builder());
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       joined"),
+        "{}",
+        text(&out)
+    );
+    for gone in [
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+        "/etc/kubejoin/token",
+    ] {
+        assert!(tb.read(gone).is_err(), "{gone} is still there");
+    }
+
+    // No token on a joined node: fine, and doctor says why.
+    let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
+    assert!(
+        doctor.contains(
+            "none on this node, which has joined: kubelet has its own client certificate"
+        ),
+        "{doctor}"
+    );
+    // kubelet stopped: started again with its own credentials, no discovery.
+    let fetched = double.requests().len();
+    tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       started"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    assert_eq!(
+        double.requests().len(),
+        fetched + 1,
+        "only the Node, read as the node"
+    );
+    // A joined node is left alone, with no token; reset undoes the join.
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+    let out = tb.exec(&["kubejoin", "reset"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
+
+    // keep_token: both stay, and the report says so.
+    let tb = node(false, "")
+        .with_file(
+            "/etc/kubejoin/config.d/50-keep.toml",
+            "[cluster]\nkeep_token = true\n",
+            0o600,
+        )
+        .boot()
+        .unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains(
+            "credentials:   kept /var/lib/kubelet/bootstrap-kubeconfig (keep_token = true); /etc/kubejoin/token (keep_token = true)"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_ok());
+    assert!(tb.read("/etc/kubejoin/token").is_ok());
+
+    // A join that fails for good (a trust failure) leaves no bootstrap kubeconfig behind.
+    let tb = node(false, "").boot().unwrap();
+    let _api = api(&tb, ApiServer::builder().forge_signatures());
+    tb.write(
+        "/var/lib/kubelet/bootstrap-kubeconfig",
+        "left by an earlier run\n",
+        0o600,
+    );
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err());
 }

@@ -10,21 +10,21 @@ use crate::kubeconfig;
 pub async fn run(args: DiscoverArgs) -> Result<(), Failure> {
     let settings = settings(args.cluster)?;
     let cluster = &settings.cluster;
+    let token = cluster.token()?;
     tracing::info!(
         phase = "discovery",
-        token_id = cluster.token.id(),
+        token_id = token.id(),
         servers = %cluster.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","),
         pins = cluster.ca_cert_hashes.len(),
         unsafe_skip_ca_verification = cluster.unsafe_skip_ca_verification,
         timeout_s = cluster.discovery_timeout.as_secs(),
         "discovery starting"
     );
-    let found = discovery::discover(cluster).await?;
+    let found = discovery::discover(cluster, token).await?;
 
     let written = match &args.write_kubeconfig {
         Some(path) => {
-            let contents =
-                kubeconfig::render_bootstrap(&found.server, &found.ca_pem, &cluster.token);
+            let contents = kubeconfig::render_bootstrap(&found.server, &found.ca_pem, token);
             let outcome = fsutil::write_atomic(path, contents.as_bytes(), 0o600)?;
             tracing::info!(phase = "bootstrap-kubeconfig", path = %path.display(), changed = outcome == fsutil::Outcome::Written, "bootstrap kubeconfig in place");
             Some((path.clone(), outcome))

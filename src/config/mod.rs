@@ -63,6 +63,7 @@ pub struct ClusterFragment {
     pub token_file: Option<PathBuf>,
     pub token_command: Option<Vec<String>>,
     pub token_command_timeout: Option<String>,
+    pub keep_token: Option<bool>,
     pub ca_cert_hashes: Option<Vec<String>>,
     pub unsafe_skip_ca_verification: Option<bool>,
     pub discovery_timeout: Option<String>,
@@ -79,6 +80,7 @@ impl fmt::Debug for ClusterFragment {
             .field("token_file", &self.token_file)
             .field("token_command", &self.token_command)
             .field("token_command_timeout", &self.token_command_timeout)
+            .field("keep_token", &self.keep_token)
             .field("ca_cert_hashes", &self.ca_cert_hashes)
             .field(
                 "unsafe_skip_ca_verification",
@@ -154,6 +156,7 @@ pub struct Merged {
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     token_command_timeout: Option<Sourced<String>>,
+    keep_token: Option<Sourced<bool>>,
     ca_cert_hashes: Option<Sourced<Vec<String>>>,
     unsafe_skip_ca_verification: Option<Sourced<bool>>,
     discovery_timeout: Option<Sourced<String>>,
@@ -239,6 +242,7 @@ impl Merged {
             c.token_command_timeout,
             origin,
         );
+        set(&mut self.keep_token, c.keep_token, origin);
         set(&mut self.ca_cert_hashes, c.ca_cert_hashes, origin);
         set(
             &mut self.unsafe_skip_ca_verification,
@@ -320,7 +324,19 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub servers: Vec<Endpoint>,
-    pub token: BootstrapToken,
+    /// The bootstrap token, or why there is none: a node that has joined needs none (and
+    /// kubejoin removes the token's file once it has joined), so its absence is an error
+    /// only where a token is used ([`ClusterSettings::token`]).
+    pub bootstrap_token: Result<BootstrapToken, ConfigError>,
+    /// The token's file as the configuration names it (`token_file`, or the default file
+    /// beside it), which kubejoin removes once the node has joined; not a systemd
+    /// credential, not `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `keep_token`: keep that file and the bootstrap kubeconfig after the join.
+    pub keep_token: bool,
+    /// Where else the token is on this node, which kubejoin does not remove: `cluster.token`
+    /// in a file, a systemd credential, a file given with `--token-file`.
+    pub token_elsewhere: Option<String>,
     pub ca_cert_hashes: Vec<CaPin>,
     pub unsafe_skip_ca_verification: bool,
     pub discovery_timeout: Duration,
@@ -346,6 +362,17 @@ pub struct Settings {
 /// Reads token files; injected so that [`validate`] stays testable without a disk.
 pub trait TokenReader {
     fn read(&self, source: &TokenSource, origin: &Origin) -> Result<BootstrapToken, ConfigError>;
+    /// Whether a token file exists (a missing one is an error only where a token is used).
+    fn exists(&self, _path: &Path) -> bool {
+        true
+    }
+}
+
+impl ClusterSettings {
+    /// The bootstrap token, for what needs one (discovery, a join, doctor's checks).
+    pub fn token(&self) -> Result<&BootstrapToken, ConfigError> {
+        self.bootstrap_token.as_ref().map_err(Clone::clone)
+    }
 }
 
 /// Turns the merged configuration into settings, naming the file and key of any error.
@@ -388,19 +415,56 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut token = m.token.ok_or_else(|| {
+    let none = || {
         missing(
             "cluster.token",
             "the bootstrap token, as cluster.token, cluster.token_file, cluster.token_command, a systemd credential named \"token\", or --token-file",
         )
-    })?;
-    if let (TokenSource::Command { timeout, .. }, Some(t)) =
-        (&mut token.value, &m.token_command_timeout)
-    {
-        *timeout = parse_duration(&t.value)
-            .map_err(|e| ConfigError::new(&t.origin, Some("cluster.token_command_timeout"), e))?;
-    }
-    let token = tokens.read(&token.value, &token.origin)?;
+    };
+    let token_file = match &m.token {
+        Some(Sourced {
+            value: TokenSource::File(path),
+            origin: Origin::File(_),
+        }) => Some(path.clone()),
+        _ => None,
+    };
+    let token_elsewhere = m.token.as_ref().and_then(|t| match (&t.value, &t.origin) {
+        (TokenSource::Inline(_), origin) => Some(format!("cluster.token in {origin}")),
+        (TokenSource::File(_), Origin::Credential(path)) => Some(format!(
+            "the systemd credential \"token\" ({}; systemd's: remove its LoadCredential= line)",
+            path.display()
+        )),
+        (TokenSource::File(path), Origin::Flag(flag)) => {
+            Some(format!("{} (given with {flag})", path.display()))
+        }
+        _ => None,
+    });
+    // No token, or its file gone: an error only where a token is used.
+    let bootstrap_token = match m.token {
+        None => Err(none()),
+        Some(Sourced {
+            value: TokenSource::File(path),
+            origin,
+        }) if !tokens.exists(&path) => Err(ConfigError::new(
+            &origin,
+            Some("cluster.token_file"),
+            format!(
+                "{} does not exist (kubejoin removes the token's file once the node has joined; \
+                 a new join needs a new token)",
+                path.display()
+            ),
+        )),
+        Some(mut token) => {
+            if let (TokenSource::Command { timeout, .. }, Some(t)) =
+                (&mut token.value, &m.token_command_timeout)
+            {
+                *timeout = parse_duration(&t.value).map_err(|e| {
+                    ConfigError::new(&t.origin, Some("cluster.token_command_timeout"), e)
+                })?;
+            }
+            Ok(tokens.read(&token.value, &token.origin)?)
+        }
+    };
 
     let unsafe_skip = m
         .unsafe_skip_ca_verification
@@ -465,7 +529,10 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         host,
         cluster: ClusterSettings {
             servers: endpoints,
-            token,
+            bootstrap_token,
+            token_file,
+            keep_token: m.keep_token.map(|k| k.value).unwrap_or(false),
+            token_elsewhere,
             ca_cert_hashes: pins,
             unsafe_skip_ca_verification: unsafe_skip,
             discovery_timeout,
@@ -612,6 +679,11 @@ pub fn load(
 pub struct DiskTokens;
 
 impl TokenReader for DiskTokens {
+    fn exists(&self, path: &Path) -> bool {
+        // A path that cannot be checked (permissions) counts as there: reading it says why.
+        !matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+
     fn read(&self, source: &TokenSource, origin: &Origin) -> Result<BootstrapToken, ConfigError> {
         use std::io::Read;
         use std::os::unix::fs::PermissionsExt;

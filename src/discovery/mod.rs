@@ -441,13 +441,15 @@ fn remaining(deadline: Instant) -> Duration {
 
 /// Fetches and checks cluster-info until it succeeds, fails for good, or the timeout
 /// passes. Servers are tried in turn.
-pub async fn discover(settings: &ClusterSettings) -> Result<Discovered, DiscoveryError> {
+pub async fn discover(
+    settings: &ClusterSettings,
+    token: &BootstrapToken,
+) -> Result<Discovered, DiscoveryError> {
     let started = Instant::now();
     let deadline = started + settings.discovery_timeout;
     let mut backoff = retry::Backoff::for_discovery();
     let mut attempts = 0u32;
     let untrusted = http::untrusted_client();
-    let token = &settings.token;
     let pins = &settings.ca_cert_hashes;
 
     // Sleeps before the next try; gives up with the last error once the deadline is near.

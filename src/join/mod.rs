@@ -5,6 +5,7 @@
 //! plan and changes nothing.
 
 pub mod cluster_config;
+pub mod credentials;
 mod node;
 mod phase;
 pub mod plan;
@@ -92,6 +93,21 @@ pub async fn run(
     ignore_preflight: &[String],
     dry_run: bool,
 ) -> Result<Report, Failure> {
+    let result = run_from_its_start(load, ignore_preflight, dry_run).await;
+    if let Err(f) = &result
+        && !dry_run
+        && f.exit_code() != crate::failure::exit::TRANSIENT
+    {
+        credentials::remove_after_failure();
+    }
+    result
+}
+
+async fn run_from_its_start(
+    load: impl FnOnce() -> Result<Settings, Failure>,
+    ignore_preflight: &[String],
+    dry_run: bool,
+) -> Result<Report, Failure> {
     let mut phases = Phases::new(Notifier::from_env());
     phases.start(Phase::Preflight, "checking this host");
     let systemd = Systemd::connect().await?;
@@ -101,6 +117,9 @@ pub async fn run(
         Start::AlreadyJoined => Ok(already_joined(phases, kubelet, dry_run)),
         Start::Fresh => {
             let mut settings = load()?;
+            if !dry_run && settings.cluster.token().is_err() && has_client_certificate() {
+                return start_joined(settings, &systemd, phases).await;
+            }
             resolve_runtime(&mut settings, &systemd).await?;
             fresh(
                 &settings,
@@ -113,6 +132,11 @@ pub async fn run(
             .await
         }
     }
+}
+
+/// kubelet's kubeconfig names a client certificate: its TLS bootstrap is done.
+pub fn has_client_certificate() -> bool {
+    start::on_disk().0
 }
 
 /// What the start is decided from: kubelet's unit as it is now, and the disk.
@@ -174,6 +198,7 @@ fn already_joined(mut phases: Phases, kubelet: UnitStatus, dry_run: bool) -> Rep
         kubelet_config: None,
         kubelet: Some(kubelet),
         node: None,
+        credentials: None,
         phases: phases.times,
         finished: now(),
     }
@@ -233,7 +258,8 @@ async fn fresh(
         Phase::Discovery,
         &format!("discovering the cluster at {}", servers.join(", ")),
     );
-    let found = discovery::discover(&settings.cluster).await?;
+    let token = settings.cluster.token()?;
+    let found = discovery::discover(&settings.cluster, token).await?;
     let api_version = apiserver_version(&found).await;
     check_skew(version, api_version.as_ref(), ignore_preflight, dry_run)?;
     let cluster = clusters_kubelet_config(settings, &found, api_version.as_ref()).await?;
@@ -246,7 +272,7 @@ async fn fresh(
         profile,
         &found.server,
         &found.ca_pem,
-        &settings.cluster.token,
+        token,
         files::ConfigFiles {
             config_yaml: config.render(),
             drop_in: config.render_drop_in(),
@@ -265,6 +291,7 @@ async fn fresh(
             kubelet_config: Some(config),
             kubelet: Some(kubelet),
             node: None,
+            credentials: None,
             phases: phases.times,
             finished: now(),
         });
@@ -288,6 +315,7 @@ async fn fresh(
         Instant::now() + waits.join_timeout,
     )
     .await?;
+    let credentials = credentials::remove(&settings.cluster)?;
     phases.end();
     let outcome = if plan.is_empty() && host_changes.is_empty() {
         "unchanged"
@@ -303,6 +331,7 @@ async fn fresh(
         kubelet_config: Some(config),
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
         node: Some(node_in),
+        credentials: Some(credentials),
         phases: phases.times.clone(),
         finished: now(),
     };
@@ -340,7 +369,7 @@ async fn clusters_kubelet_config(
     let read = cluster_config::read(
         &found.server.to_string(),
         &found.ca_pem,
-        &settings.cluster.token,
+        settings.cluster.token()?,
         api_version,
     )
     .await?;
@@ -554,7 +583,7 @@ async fn start_kubelet(
 async fn finish_interrupted(
     settings: Settings,
     systemd: &Systemd,
-    mut phases: Phases,
+    phases: Phases,
     kubelet: UnitStatus,
 ) -> Result<Report, Failure> {
     tracing::info!(
@@ -562,6 +591,36 @@ async fn finish_interrupted(
         "kubelet.service is active with its client certificate but the run that started it \
          ended before the node was in: waiting for the node"
     );
+    until_in(settings, systemd, phases, kubelet, "joined").await
+}
+
+/// A node that has joined and has no token any more (kubejoin removed it after the
+/// join), whose kubelet is not running: kubelet has its own credentials, so it is started
+/// as it is, without discovery or a token.
+async fn start_joined(
+    settings: Settings,
+    systemd: &Systemd,
+    phases: Phases,
+) -> Result<Report, Failure> {
+    tracing::info!(
+        phase = Phase::Kubelet.name(),
+        "this node has joined (kubelet has its client certificate) and has no bootstrap token: \
+         starting kubelet.service with its own credentials"
+    );
+    let kubelet = systemd
+        .start(KUBELET_UNIT, false, settings.kubelet_waits.start_timeout)
+        .await?;
+    until_in(settings, systemd, phases, kubelet, "started").await
+}
+
+/// Waits until the node is in, then removes the bootstrap credentials and records the run.
+async fn until_in(
+    settings: Settings,
+    systemd: &Systemd,
+    mut phases: Phases,
+    kubelet: UnitStatus,
+    outcome: &'static str,
+) -> Result<Report, Failure> {
     let version =
         kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::NeedsPerson {
             message: format!("kubelet's version: {e}"),
@@ -582,9 +641,10 @@ async fn finish_interrupted(
         Instant::now() + settings.kubelet_waits.join_timeout,
     )
     .await?;
+    let credentials = credentials::remove(&settings.cluster)?;
     phases.end();
     let report = Report {
-        outcome: "joined",
+        outcome,
         preflight: Vec::new(),
         host: Vec::new(),
         discovery: None,
@@ -592,6 +652,7 @@ async fn finish_interrupted(
         kubelet_config: None,
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
         node: Some(node_in),
+        credentials: Some(credentials),
         phases: phases.times.clone(),
         finished: now(),
     };

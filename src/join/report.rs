@@ -19,7 +19,8 @@ pub const STATE_FILE: &str = "/var/lib/kubejoin/state.json";
 /// What a run did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `joined`, `unchanged`, `already-joined` or `dry-run`.
+    /// `joined`, `unchanged`, `started` (a joined node's kubelet started with its own
+    /// credentials), `already-joined` or `dry-run`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub preflight: Vec<preflight::Check>,
@@ -38,6 +39,9 @@ pub struct Report {
     /// What the node said when the join ended: the node is in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeIn>,
+    /// What became of the bootstrap credentials once the node was in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<super::credentials::Credentials>,
     pub phases: Vec<PhaseTime>,
     /// Seconds since the epoch when the run finished.
     pub finished: u64,
@@ -188,6 +192,9 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     }
     if let Some(n) = &r.node {
         let _ = write!(out, "{}", render_node(n));
+    }
+    if let Some(c) = &r.credentials {
+        let _ = writeln!(out, "credentials:   {}", c.describe());
     }
     let phases: Vec<String> = r
         .phases

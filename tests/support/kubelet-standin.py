@@ -8,7 +8,9 @@ really started and supervised by systemd. It exits 1 with the reason on stderr (
 unit's journal) when the kubeconfig is wrong, and with the code in
 /etc/kubelet-standin/exit-code when that file exists (a kubelet that dies at once).
 
-Like kubelet, it then TLS-bootstraps, unless /etc/kubelet-standin/no-tls-bootstrap exists:
+Like kubelet, it does not read the bootstrap kubeconfig at all when --kubeconfig names a
+client certificate that exists and has not expired: it serves its health endpoint with it.
+Otherwise, like kubelet, it then TLS-bootstraps, unless /etc/kubelet-standin/no-tls-bootstrap exists:
 with the cluster CA's key in /etc/kubelet-standin/ca.key (the test's stand-in for the
 controller-manager's signer) it issues itself a client certificate for
 system:node:<hostname> into --cert-dir and writes --kubeconfig pointing at it. Then it
@@ -70,6 +72,19 @@ def check_bootstrap_kubeconfig(path):
     if not TOKEN.match(str(user.get("token", ""))):
         raise ValueError("the user has no bootstrap token")
     return {"server": cluster["server"], "token_id": user["token"].split(".")[0]}
+
+
+def own_credentials(kubeconfig):
+    """Whether kubeconfig names a client certificate that exists and has not expired."""
+    try:
+        with open(kubeconfig) as f:
+            config = yaml.safe_load(f)
+        cert = config["users"][0]["user"]["client-certificate"]
+    except Exception:
+        return False
+    valid = subprocess.run(["openssl", "x509", "-checkend", "0", "-noout", "-in", cert],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return valid.returncode == 0
 
 
 def tls_bootstrap(bootstrap_path, kubeconfig, cert_dir):
@@ -156,10 +171,17 @@ def main():
         f.write(str(starts + 1))
 
     path = flag("bootstrap-kubeconfig")
+    kubeconfig = flag("kubeconfig")
+    # As kubelet: a --kubeconfig whose client certificate exists and is still valid is
+    # used as it is, and the bootstrap kubeconfig is not read at all.
+    own = bool(kubeconfig) and own_credentials(kubeconfig)
     try:
-        if path is None:
+        if own:
+            record["own_credentials"] = True
+        elif path is None:
             raise ValueError("no --bootstrap-kubeconfig flag")
-        record["bootstrap"] = check_bootstrap_kubeconfig(path)
+        else:
+            record["bootstrap"] = check_bootstrap_kubeconfig(path)
     except Exception as e:  # any failure is the kubeconfig's
         record["error"] = str(e)
         write(record)
@@ -173,16 +195,19 @@ def main():
         return code
     except FileNotFoundError:
         pass
-    kubeconfig = flag("kubeconfig")
     bootstraps = os.path.exists("/etc/kubelet-standin/ca.key") and not os.path.exists(
         "/etc/kubelet-standin/no-tls-bootstrap"
     )
-    if kubeconfig and bootstraps:
+    if own:
+        print("kubelet-standin: running with its own client certificate", flush=True)
+        serve_healthz(flag("config"))
+    elif kubeconfig and bootstraps:
         # As kubelet does once its CSR is approved: a kubeconfig with a client certificate.
         tls_bootstrap(path, kubeconfig, flag("cert-dir") or "/var/lib/kubelet/pki")
         print("kubelet-standin: TLS bootstrap done, wrote %s" % kubeconfig, flush=True)
         serve_healthz(flag("config"))
-    print("kubelet-standin: running, bootstrap kubeconfig %s is valid" % path, flush=True)
+    if not own:
+        print("kubelet-standin: running, bootstrap kubeconfig %s is valid" % path, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         signal.pause()
