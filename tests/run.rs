@@ -596,3 +596,87 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err());
 }
+
+/// A client certificate kubelet cannot use is not a join: another node's (as a disk cloned
+/// from it brings) or an expired one (a node off longer than its certificate's life).
+/// Without a token the run stops as needing a person, naming why; with one, kubelet
+/// bootstraps anew for this node.
+#[test]
+fn a_certificate_kubelet_cannot_use_is_bootstrapped_anew() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "").boot().unwrap();
+    let _api = api(&tb, ApiServer::builder());
+    tb.exec_ok(&["kubejoin", "run"]);
+    let hostname = text(&tb.exec_ok(&["hostname"])).trim().to_lowercase();
+    let token = format!("{REAL_TOKEN_ID}.{REAL_TOKEN_SECRET}\n");
+    // Certificates from the cluster CA (the stand-in's signer key), with `openssl ca` for
+    // validity dates in the past.
+    let setup = tb.sh(
+        "set -e; mkdir -p /root/ca/new; cd /root/ca; : > index.txt; echo 1000 > serial
+         cp /etc/kubernetes/pki/ca.crt ca.crt
+         printf '%s\\n' '[ca]' 'default_ca = d' '[d]' 'dir = /root/ca' 'database = /root/ca/index.txt' \
+           'new_certs_dir = /root/ca/new' 'serial = /root/ca/serial' 'default_md = sha256' 'policy = p' \
+           'x509_extensions = e' 'unique_subject = no' '[p]' 'organizationName = supplied' 'commonName = supplied' \
+           '[e]' 'extendedKeyUsage = clientAuth' 'keyUsage = critical,digitalSignature,keyEncipherment' > cnf",
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+    let issue = |cn: &str, dates: &str| {
+        let out = tb.sh(&format!(
+            "set -e; cd /root/ca
+             openssl ecparam -name prime256v1 -genkey -noout -out k.pem
+             openssl req -new -key k.pem -subj '/O=system:nodes/CN=system:node:{cn}' -out r.csr
+             openssl ca -batch -notext -config cnf -cert ca.crt -keyfile /etc/kubelet-standin/ca.key {dates} -in r.csr -out c.pem 2>/dev/null
+             cat c.pem k.pem > /var/lib/kubelet/kubelet-client-current.pem"
+        ));
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    for (cn, dates, why) in [
+        (
+            "another-node",
+            "-days 30",
+            "is for node another-node, and this node is",
+        ),
+        (
+            hostname.as_str(),
+            "-startdate 20200101000000Z -enddate 20200102000000Z",
+            "not a client certificate of the cluster CA",
+        ),
+    ] {
+        issue(cn, dates);
+        let out = tb.exec(&["kubejoin", "run"]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        for needle in [
+            "kubelet's client certificate cannot be used",
+            why,
+            "has no bootstrap token to join again",
+            "give this node a new bootstrap token",
+        ] {
+            assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+        }
+        // With a token, kubelet bootstraps anew: a certificate for this node, the token gone again.
+        tb.write("/etc/kubejoin/token", &token, 0o600);
+        let starts = tb.kubelet_starts();
+        let out = tb.exec(&["kubejoin", "run"]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("outcome:       joined"), "{said}");
+        assert!(said.contains("to bootstrap again: "), "{said}");
+        assert_eq!(tb.kubelet_starts(), starts + 1);
+        let subject = text(&tb.exec_ok(&[
+            "openssl",
+            "x509",
+            "-noout",
+            "-subject",
+            "-in",
+            "/var/lib/kubelet/kubelet-client-current.pem",
+        ]));
+        assert!(
+            subject.contains(&format!("system:node:{hostname}")),
+            "{subject}"
+        );
+        assert!(tb.read("/etc/kubejoin/token").is_err());
+    }
+}

@@ -117,8 +117,26 @@ async fn run_from_its_start(
         Start::AlreadyJoined => Ok(already_joined(phases, kubelet, dry_run)),
         Start::Fresh => {
             let mut settings = load()?;
-            if !dry_run && settings.cluster.token().is_err() && has_client_certificate() {
-                return start_joined(settings, &systemd, phases).await;
+            if settings.cluster.token().is_err() {
+                match start::certificate() {
+                    Ok(Some(_)) if !dry_run => {
+                        return start_joined(settings, &systemd, phases).await;
+                    }
+                    Err(why) => {
+                        return Err(Failure::NeedsPerson {
+                            message: format!(
+                                "kubelet's client certificate cannot be used ({why}), and this node \
+                                 has no bootstrap token to join again"
+                            ),
+                            fix: "give this node a new bootstrap token (`kubejoin token create` on the \
+                                  control plane; token_file, token or token_command in \
+                                  /etc/kubejoin/config.toml, or a systemd credential named \"token\"), \
+                                  then run kubejoin again: it bootstraps kubelet anew"
+                                .into(),
+                        });
+                    }
+                    _ => {}
+                }
             }
             resolve_runtime(&mut settings, &systemd).await?;
             fresh(
@@ -279,7 +297,14 @@ async fn fresh(
         },
         &node_ip,
     );
-    let plan = plan_files(&desired, systemd, &kubelet).await?;
+    let bootstrap_again = start::certificate().err();
+    if let Some(why) = &bootstrap_again {
+        tracing::warn!(
+            phase = Phase::Plan.name(),
+            "kubelet's client certificate cannot be used ({why}): kubelet bootstraps again with the token"
+        );
+    }
+    let plan = plan_files(&desired, systemd, &kubelet, bootstrap_again.clone()).await?;
     let Some(recorder) = recorder.as_mut() else {
         phases.end();
         return Ok(Report {
@@ -301,6 +326,17 @@ async fn fresh(
         Phase::Files,
         "writing kubelet's bootstrap kubeconfig and configuration",
     );
+    if bootstrap_again.is_some() {
+        // kubelet uses --kubeconfig while its certificate looks valid to it: without it,
+        // kubelet bootstraps with the bootstrap kubeconfig.
+        if crate::fsutil::remove_durably(Path::new(files::KUBELET_KUBECONFIG))? {
+            tracing::info!(
+                phase = Phase::Files.name(),
+                "removed {}: kubelet bootstraps again",
+                files::KUBELET_KUBECONFIG
+            );
+        }
+    }
     write_files(&desired, &plan, recorder)?;
 
     phases.start(Phase::Kubelet, "starting kubelet.service");
@@ -497,6 +533,7 @@ async fn plan_files(
     desired: &[files::DesiredFile],
     systemd: &Systemd,
     kubelet: &UnitStatus,
+    bootstrap_again: Option<String>,
 ) -> Result<Plan, Failure> {
     let facts = Facts {
         missing_dirs: [STATIC_POD_PATH]
@@ -510,6 +547,7 @@ async fn plan_files(
             .collect::<anyhow::Result<_>>()?,
         kubelet_enabled: systemd.is_enabled(KUBELET_UNIT).await?,
         kubelet_active: kubelet.is_active(),
+        bootstrap_again,
     };
     Ok(plan::plan(desired, &facts, KUBELET_UNIT))
 }
@@ -591,26 +629,35 @@ async fn finish_interrupted(
         "kubelet.service is active with its client certificate but the run that started it \
          ended before the node was in: waiting for the node"
     );
-    until_in(settings, systemd, phases, kubelet, "joined").await
+    until_in(settings, systemd, phases, kubelet, "joined", Vec::new()).await
 }
 
 /// A node that has joined and has no token any more (kubejoin removed it after the
 /// join), whose kubelet is not running: kubelet has its own credentials, so it is started
 /// as it is, without discovery or a token.
 async fn start_joined(
-    settings: Settings,
+    mut settings: Settings,
     systemd: &Systemd,
-    phases: Phases,
+    mut phases: Phases,
 ) -> Result<Report, Failure> {
     tracing::info!(
-        phase = Phase::Kubelet.name(),
+        phase = Phase::Preflight.name(),
         "this node has joined (kubelet has its client certificate) and has no bootstrap token: \
-         starting kubelet.service with its own credentials"
+         preparing the host and starting kubelet.service with its own credentials"
     );
+    resolve_runtime(&mut settings, systemd).await?;
+    phases.start(
+        Phase::Host,
+        "preparing this host: swap, kernel prerequisites, container runtime",
+    );
+    let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
+    let host = prepare_host(&settings, systemd, Some(&mut recorder)).await?;
+    drop(recorder);
+    phases.start(Phase::Kubelet, "starting kubelet.service");
     let kubelet = systemd
         .start(KUBELET_UNIT, false, settings.kubelet_waits.start_timeout)
         .await?;
-    until_in(settings, systemd, phases, kubelet, "started").await
+    until_in(settings, systemd, phases, kubelet, "started", host).await
 }
 
 /// Waits until the node is in, then removes the bootstrap credentials and records the run.
@@ -620,6 +667,7 @@ async fn until_in(
     mut phases: Phases,
     kubelet: UnitStatus,
     outcome: &'static str,
+    host: Vec<host::Change>,
 ) -> Result<Report, Failure> {
     let version =
         kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::NeedsPerson {
@@ -646,7 +694,7 @@ async fn until_in(
     let report = Report {
         outcome,
         preflight: Vec::new(),
-        host: Vec::new(),
+        host,
         discovery: None,
         plan: None,
         kubelet_config: None,

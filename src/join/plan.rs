@@ -23,6 +23,9 @@ pub struct Facts {
     pub kubelet_active: bool,
     /// Directories kubelet expects that do not exist yet.
     pub missing_dirs: Vec<PathBuf>,
+    /// kubelet's client certificate cannot be used (why): kubelet must bootstrap again,
+    /// so it is (re)started whatever else changed.
+    pub bootstrap_again: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,12 +149,19 @@ pub fn plan(desired: &[DesiredFile], facts: &Facts, unit: &str) -> Plan {
     if !facts.kubelet_enabled {
         systemd.push(SystemdAction::Enable { unit: unit.into() });
     }
+    let mut why = Vec::new();
+    if !restart.is_empty() {
+        why.push(format!("{} changed", restart.join(", ")));
+    }
+    if let Some(w) = &facts.bootstrap_again {
+        why.push(format!("to bootstrap again: {w}"));
+    }
     if !facts.kubelet_active {
         systemd.push(SystemdAction::Start { unit: unit.into() });
-    } else if !restart.is_empty() {
+    } else if !why.is_empty() {
         systemd.push(SystemdAction::Restart {
             unit: unit.into(),
-            why: format!("{} changed", restart.join(", ")),
+            why: why.join("; "),
         });
     }
     Plan {
