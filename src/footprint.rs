@@ -71,6 +71,11 @@ pub fn written() -> Vec<Written> {
             "0644",
             "ip_forward and bridge-nf-call-ip(6)tables at boot (an IPv6 node: IPv6 forwarding, router advertisements kept), set now through /proc/sys too (`[host] kernel`)",
         ),
+        entry(
+            host::logind::DROP_IN,
+            "0644",
+            "logind's InhibitDelayMaxSec, kubelet's shutdownGracePeriod (`[kubelet] shutdown_grace_period`)",
+        ),
         edited(
             docker::DAEMON_JSON,
             "docker's bridge, iptables and masquerading off, its cgroup driver (runtime docker)",

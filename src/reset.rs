@@ -320,6 +320,25 @@ pub struct Report {
     /// `reset`, `nothing-to-reset` or `dry-run`.
     pub outcome: &'static str,
     pub steps: Vec<Change>,
+    /// What the join removed once the node was in (the bootstrap credentials), which a
+    /// reset does not bring back: the token is spent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_restored: Vec<String>,
+}
+
+/// The bootstrap credentials the last join removed, from its record.
+fn removed_by_the_join() -> Vec<String> {
+    crate::join::load_state()
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            serde_json::from_value::<crate::join::credentials::Credentials>(
+                s["credentials"].clone(),
+            )
+            .ok()
+        })
+        .map(|c| c.removed)
+        .unwrap_or_default()
 }
 
 /// Plans and (unless `dry_run`) carries out the reset.
@@ -329,21 +348,25 @@ pub async fn run(dry_run: bool, force: bool) -> Result<Report, crate::failure::F
         return Ok(Report {
             outcome: "nothing-to-reset",
             steps: Vec::new(),
+            not_restored: Vec::new(),
         });
     };
     let systemd = Systemd::connect().await?;
     let facts = inspect(&ledger, &systemd).await?;
     let steps = plan(&ledger, &facts, force, path);
+    let not_restored = removed_by_the_join();
     if dry_run {
         return Ok(Report {
             outcome: "dry-run",
             steps,
+            not_restored,
         });
     }
     apply(&steps, &systemd).await?;
     Ok(Report {
         outcome: "reset",
         steps,
+        not_restored,
     })
 }
 
@@ -363,6 +386,12 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
             Change::Leave { .. } => out.push_str(&format!("reset:         {text}\n")),
             _ => out.push_str(&format!("reset:         {verb}{text}\n")),
         }
+    }
+    if !r.not_restored.is_empty() {
+        out.push_str(&format!(
+            "not restored:  {}, removed by the join once the node was in: a new join needs a new token\n",
+            r.not_restored.join(", ")
+        ));
     }
     out
 }

@@ -17,6 +17,21 @@ fn unsafe_here(why: &str) -> bool {
     true
 }
 
+/// A testbed whose configuration turns `[host] kernel` on, with `kubelet` keys, and the
+/// double serving it.
+fn with_kernel_step(kubelet: &str) -> (testbed::Testbed, ApiServer) {
+    let tb = node(false, kubelet)
+        .with_file(
+            "/etc/kubejoin/config.d/20-kernel.toml",
+            "[host]\nkernel = true\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let api = api(&tb, ApiServer::builder());
+    (tb, api)
+}
+
 /// The seed's worker preparation in one run: a testbed with docker running (docker0,
 /// docker's nat rules; dockerd turned forwarding on itself) and a loop-device swap on
 /// and in /etc/fstab.
@@ -193,15 +208,7 @@ fn kernel_prerequisites_are_written_and_applied() {
     }
     // Swaps are global: keep the swap test's from showing up in this run's preflight.
     let _swap = testbed::lock_swap().unwrap();
-    let tb = node(false, "")
-        .with_file(
-            "/etc/kubejoin/config.d/20-kernel.toml",
-            "[host]\nkernel = true\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
-    let _api = api(&tb, ApiServer::builder());
+    let (tb, _api) = with_kernel_step("");
     // A new network namespace starts without forwarding (per namespace, like these
     // sysctls: read them from inside, /proc/sys/net answers for the reader's namespace).
     let forwarding = || text(&tb.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]));
@@ -254,15 +261,7 @@ fn an_ipv6_node_forwards_and_keeps_router_advertisements() {
         return;
     }
     let _swap = testbed::lock_swap().unwrap();
-    let tb = node(false, "node_ip_cidrs = [\"fd00:77::/64\"]\n")
-        .with_file(
-            "/etc/kubejoin/config.d/20-kernel.toml",
-            "[host]\nkernel = true\n",
-            0o644,
-        )
-        .boot()
-        .unwrap();
-    let _api = api(&tb, ApiServer::builder());
+    let (tb, _api) = with_kernel_step("node_ip_cidrs = [\"fd00:77::/64\"]\n");
     let machines = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap();
     // The node's link (kernel RA on, as ifupdown leaves it) and a container's veth.
     let out = tb.sh("set -e

@@ -103,10 +103,16 @@ fn joins(version: &str, runtime: &str) {
         &tb,
         &cp,
         runtime,
-        if kubeadms {
-            "\n[kubelet]\nreservations = \"gke\"\n\n[kubelet.config]\nmaxPods = 42\n"
-        } else {
-            ""
+        &match (kubeadms, version) {
+            (false, _) => String::new(),
+            // Graceful node shutdown is on by default from kubelet 1.21.
+            (true, "v1.20.2") => {
+                "\n[kubelet]\nreservations = \"gke\"\n\n[kubelet.config]\nmaxPods = 42\n"
+                    .to_string()
+            }
+            (true, _) => "\n[kubelet]\nreservations = \"gke\"\nshutdown_grace_period = \"45s\"\n\n\
+                          [kubelet.config]\nmaxPods = 42\n"
+                .to_string(),
         },
     );
 
@@ -171,6 +177,29 @@ fn joins(version: &str, runtime: &str) {
             );
             assert_eq!(configz["maxPods"], 42, "{configz}");
             assert_eq!(node["status"]["capacity"]["pods"], "42", "{node}");
+            if version != "v1.20.2" {
+                // Graceful node shutdown: kubelet's periods, logind's delay, kubelet's lock.
+                assert_eq!(configz["shutdownGracePeriod"], "45s", "{configz}");
+                assert_eq!(
+                    configz["shutdownGracePeriodCriticalPods"], "15s",
+                    "{configz}"
+                );
+                let delay = text(&tb.exec_ok(&[
+                    "busctl",
+                    "get-property",
+                    "org.freedesktop.login1",
+                    "/org/freedesktop/login1",
+                    "org.freedesktop.login1.Manager",
+                    "InhibitDelayMaxUSec",
+                ]));
+                assert_eq!(delay.trim(), "t 45000000");
+                let mut locks = String::new();
+                let held = testbed::wait_for(Duration::from_secs(20), || {
+                    locks = text(&tb.exec(&["systemd-inhibit", "--list", "--no-pager"]));
+                    (locks.contains("kubelet") && locks.contains("delay")).then_some(())
+                });
+                assert!(held.is_some(), "no delay lock of kubelet's:\n{locks}");
+            }
             // The node's field is where this kubelet reads it: a drop-in from 1.30.
             let config = text(&tb.exec_ok(&["cat", "/var/lib/kubelet/config.yaml"]));
             let drop_in = tb.exec(&["cat", "/etc/kubernetes/kubelet.conf.d/50-kubejoin.conf"]);

@@ -78,6 +78,8 @@ pub struct KubeletFragment {
     pub fail_cgroup_v1: Option<bool>,
     pub reservations: Option<String>,
     pub node_ip_cidrs: Option<Vec<String>>,
+    pub shutdown_grace_period: Option<String>,
+    pub shutdown_grace_period_critical_pods: Option<String>,
     /// `[kubelet.config]`: KubeletConfiguration fields for this node.
     pub config: Option<toml::Table>,
 }
@@ -141,7 +143,9 @@ impl KubeletMerged {
             join_timeout,
             fail_cgroup_v1,
             reservations,
-            node_ip_cidrs
+            node_ip_cidrs,
+            shutdown_grace_period,
+            shutdown_grace_period_critical_pods
         );
     }
 }
@@ -255,6 +259,23 @@ fn check_taint(t: &str) -> Result<(), String> {
     check_label(k, v).map_err(|_| bad())
 }
 
+/// A duration as Go writes one (`45s`, `1m30s` as `90s`, `500ms`), for KubeletConfiguration.
+pub fn go_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// How long logind lets an inhibitor delay a shutdown for this node's kubelet: its
+/// `shutdownGracePeriod`, when this node sets one (`None`: kubelet's default, no graceful
+/// shutdown, or a value this cannot read).
+pub fn inhibit_delay(s: &KubeletSettings) -> Option<Duration> {
+    let value = s.config.get("shutdownGracePeriod")?.value.as_str()?;
+    parse_duration(value).ok()
+}
+
 /// Validates the merged `[kubelet]` table.
 pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), ConfigError> {
     let default_origin = Origin::File(PathBuf::from(DEFAULT_PATH));
@@ -341,6 +362,17 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         s.cgroup_driver = driver;
     }
     s.config = per_node_fields(&m)?;
+    if v.shutdown_grace_period.is_some()
+        && let Some(other) = s.config.get("shutdownGracePeriodByPodPriority")
+    {
+        return Err(err(
+            "shutdown_grace_period",
+            format!(
+                "and shutdownGracePeriodByPodPriority ({} in {}) exclude each other in kubelet: set one",
+                other.key, other.origin
+            ),
+        ));
+    }
     let mut shorthand = |key: &'static str, field: &str, value: serde_json::Value| {
         let origin = m
             .origins
@@ -385,6 +417,47 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
             ));
         }
         shorthand("cluster_domain", "clusterDomain", serde_json::json!(domain))?;
+    }
+    match (
+        v.shutdown_grace_period.as_deref(),
+        v.shutdown_grace_period_critical_pods.as_deref(),
+    ) {
+        (Some(total), critical) => {
+            let total = parse_duration(total).map_err(|e| err("shutdown_grace_period", e))?;
+            // A third for the critical pods by default, as the whole's last part.
+            let critical = match critical {
+                Some(c) => {
+                    parse_duration(c).map_err(|e| err("shutdown_grace_period_critical_pods", e))?
+                }
+                None => Duration::from_secs(total.as_secs() / 3),
+            };
+            if critical > total {
+                return Err(err(
+                    "shutdown_grace_period_critical_pods",
+                    format!(
+                        "is longer than shutdown_grace_period ({}): the critical pods' time is the last part of it",
+                        go_duration(total)
+                    ),
+                ));
+            }
+            shorthand(
+                "shutdown_grace_period",
+                "shutdownGracePeriod",
+                serde_json::json!(go_duration(total)),
+            )?;
+            shorthand(
+                "shutdown_grace_period",
+                "shutdownGracePeriodCriticalPods",
+                serde_json::json!(go_duration(critical)),
+            )?;
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "shutdown_grace_period_critical_pods",
+                "needs shutdown_grace_period, the whole time of which it is a part".into(),
+            ));
+        }
+        (None, None) => {}
     }
     let duration = |key: &'static str, value: Option<String>, default: Duration| match value {
         Some(t) => parse_duration(&t).map_err(|e| err(key, e)),
@@ -533,6 +606,22 @@ mod tests {
             ("settle = \"3s\"", "kubelet.settle"),
             ("join_timeout = \"soon\"", "kubelet.join_timeout"),
             ("reservations = \"eks\"", "kubelet.reservations"),
+            (
+                "shutdown_grace_period = \"30s\"\nshutdown_grace_period_critical_pods = \"1m\"",
+                "kubelet.shutdown_grace_period_critical_pods",
+            ),
+            (
+                "shutdown_grace_period_critical_pods = \"10s\"",
+                "kubelet.shutdown_grace_period_critical_pods",
+            ),
+            (
+                "shutdown_grace_period = \"30s\"\n[config]\nshutdownGracePeriod = \"20s\"",
+                "kubelet.shutdown_grace_period",
+            ),
+            (
+                "shutdown_grace_period = \"soon\"",
+                "kubelet.shutdown_grace_period",
+            ),
             ("node_ip_cidrs = [\"10.0.0.0\"]", "kubelet.node_ip_cidrs"),
             (
                 "node_ip_cidrs = [\"10.0.0.0/8\", \"192.168.0.0/16\"]",
@@ -622,5 +711,27 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("kubelet.cluster_dns"));
         assert!(e.message.contains("set it once"), "{e}");
+    }
+
+    #[test]
+    fn shutdown_grace_period_is_both_fields_and_loginds_delay() {
+        let (s, _) = validate(merged("shutdown_grace_period = \"45s\"")).unwrap();
+        assert_eq!(s.config["shutdownGracePeriod"].value, "45s");
+        assert_eq!(s.config["shutdownGracePeriodCriticalPods"].value, "15s");
+        assert_eq!(
+            s.config["shutdownGracePeriod"].key,
+            "kubelet.shutdown_grace_period"
+        );
+        assert_eq!(inhibit_delay(&s), Some(Duration::from_secs(45)));
+        let (s, _) = validate(merged(
+            "shutdown_grace_period = \"2m\"\nshutdown_grace_period_critical_pods = \"500ms\"",
+        ))
+        .unwrap();
+        assert_eq!(s.config["shutdownGracePeriod"].value, "120s");
+        assert_eq!(s.config["shutdownGracePeriodCriticalPods"].value, "500ms");
+        // Set as a field of [kubelet.config]: logind's delay follows it too.
+        let (s, _) = validate(merged("[config]\nshutdownGracePeriod = \"1m30s\"")).unwrap();
+        assert_eq!(inhibit_delay(&s), Some(Duration::from_secs(90)));
+        assert_eq!(inhibit_delay(&KubeletSettings::default()), None);
     }
 }

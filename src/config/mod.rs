@@ -521,6 +521,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         netfilter: m.host.netfilter.unwrap_or(true),
         docker0: m.host.docker0.unwrap_or(true),
         ipv6: false,
+        inhibit_delay: kubelet::inhibit_delay(&kubelet),
     };
     Ok(Settings {
         kubelet,

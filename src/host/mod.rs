@@ -9,6 +9,7 @@ pub mod containerd;
 pub mod docker;
 pub mod kernel;
 pub mod link;
+pub mod logind;
 pub mod netfilter;
 pub mod swap;
 
@@ -44,6 +45,9 @@ pub struct HostSettings {
     /// forwarding, router advertisements still accepted. Decided by the join from the
     /// node's address, not a key of its own.
     pub ipv6: bool,
+    /// kubelet's `shutdownGracePeriod`, when this node sets one: logind must let kubelet
+    /// delay a shutdown that long ([`logind`]).
+    pub inhibit_delay: Option<std::time::Duration>,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -114,6 +118,7 @@ impl Default for HostSettings {
             netfilter: true,
             docker0: true,
             ipv6: false,
+            inhibit_delay: None,
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct Facts {
     pub sysctls: Vec<(String, Option<String>)>,
     /// An IPv6 node's links that accept router advertisements now ([`kernel::ra_links`]).
     pub ra_links: Vec<String>,
+    /// kubejoin's logind drop-in, as it is.
+    pub logind_drop_in: Option<String>,
     pub docker: Option<DockerFacts>,
     pub containerd: Option<ContainerdFacts>,
 }
@@ -288,6 +295,12 @@ pub enum Change {
     },
     /// `RTM_DELLINK`.
     DeleteLink { name: String, why: &'static str },
+    /// `Manager.KillUnit(main)` with a signal, for a daemon to read its configuration again.
+    Signal {
+        unit: &'static str,
+        signal: i32,
+        why: &'static str,
+    },
 }
 
 impl Change {
@@ -313,6 +326,9 @@ impl Change {
             ),
             Change::Iptables { args, why } => format!("iptables {} ({why})", args.join(" ")),
             Change::DeleteLink { name, why } => format!("delete link {name} ({why})"),
+            Change::Signal { unit, signal, why } => {
+                format!("KillUnit {unit} main signal {signal} ({why})")
+            }
         }
     }
 }
@@ -407,6 +423,25 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
                     to: want,
                 });
             }
+        }
+    }
+    if let Some(delay) = settings.inhibit_delay {
+        let want = logind::drop_in(delay);
+        if facts.logind_drop_in.as_deref() != Some(want.as_str()) {
+            changes.push(Change::Write {
+                path: logind::DROP_IN.into(),
+                why: "logind lets kubelet delay a shutdown by its shutdownGracePeriod",
+                diff: crate::diff::lines(
+                    facts.logind_drop_in.as_deref().unwrap_or_default(),
+                    &want,
+                ),
+                contents: want,
+            });
+            changes.push(Change::Signal {
+                unit: logind::UNIT,
+                signal: logind::RELOAD_SIGNAL,
+                why: "logind reads its configuration again",
+            });
         }
     }
     match settings.runtime {
@@ -598,6 +633,9 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
             })
             .collect();
     }
+    if settings.inhibit_delay.is_some() {
+        facts.logind_drop_in = std::fs::read_to_string(logind::DROP_IN).ok();
+    }
     match settings.runtime {
         Runtime::Docker => facts.docker = Some(inspect_docker(systemd).await?),
         Runtime::Containerd => {
@@ -739,6 +777,17 @@ pub async fn apply(
                     );
                 }
             }
+            Change::Signal { unit, signal, .. } => {
+                // Not running: it reads its configuration when it starts.
+                if systemd.status(unit).await?.is_active() {
+                    systemd.signal(unit, *signal).await?;
+                } else {
+                    tracing::info!(
+                        phase = "host",
+                        "{unit} is not running: it reads its configuration when it starts"
+                    );
+                }
+            }
             Change::DeleteLink { name, .. } => {
                 // Planned before docker restarted; it may have gone with the restart.
                 if link::exists(name) {
@@ -780,6 +829,15 @@ mod tests {
         }
     }
 
+    /// The plan's changes, as the report shows them.
+    fn described(settings: &HostSettings, f: &Facts) -> Vec<String> {
+        plan(settings, f)
+            .unwrap()
+            .iter()
+            .map(Change::describe)
+            .collect()
+    }
+
     const SWAP_ONLY: HostSettings = HostSettings {
         swap: true,
         kernel: false,
@@ -789,6 +847,7 @@ mod tests {
         netfilter: true,
         docker0: true,
         ipv6: false,
+        inhibit_delay: None,
     };
 
     #[test]
@@ -854,11 +913,7 @@ mod tests {
             swap_zram: true,
             ..SWAP_ONLY
         };
-        let described: Vec<String> = plan(&all, &f)
-            .unwrap()
-            .iter()
-            .map(Change::describe)
-            .collect();
+        let described = described(&all, &f);
         assert_eq!(
             described[0],
             "swapoff /dev/zram0 (kubelet does not run with swap on)"
@@ -888,6 +943,7 @@ mod tests {
                     netfilter: true,
                     docker0: true,
                     ipv6: false,
+                    inhibit_delay: None,
                 },
                 &facts()
             )
@@ -926,6 +982,7 @@ mod tests {
         netfilter: true,
         docker0: true,
         ipv6: false,
+        inhibit_delay: None,
     };
 
     #[test]
@@ -934,11 +991,7 @@ mod tests {
             docker: Some(docker_facts()),
             ..Default::default()
         };
-        let described: Vec<String> = plan(&DOCKER, &f)
-            .unwrap()
-            .iter()
-            .map(Change::describe)
-            .collect();
+        let described = described(&DOCKER, &f);
         assert_eq!(
             described,
             [
@@ -1141,6 +1194,7 @@ mod tests {
             netfilter: true,
             docker0: true,
             ipv6: false,
+            inhibit_delay: None,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -1151,11 +1205,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let described: Vec<String> = plan(&settings, &f)
-            .unwrap()
-            .iter()
-            .map(Change::describe)
-            .collect();
+        let described = described(&settings, &f);
         assert_eq!(
             described,
             [
@@ -1184,6 +1234,7 @@ mod tests {
             netfilter: true,
             docker0: true,
             ipv6: false,
+            inhibit_delay: None,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {
@@ -1195,11 +1246,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let described: Vec<String> = plan(&settings, &f)
-            .unwrap()
-            .iter()
-            .map(Change::describe)
-            .collect();
+        let described = described(&settings, &f);
         assert_eq!(
             described,
             [
@@ -1250,11 +1297,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let described: Vec<String> = plan(&settings, &f)
-            .unwrap()
-            .iter()
-            .map(Change::describe)
-            .collect();
+        let described = described(&settings, &f);
         assert_eq!(
             described,
             [
@@ -1263,5 +1306,27 @@ mod tests {
                 "sysctl net.ipv6.conf.all.forwarding = 1 (now 0)",
             ]
         );
+    }
+
+    #[test]
+    fn logind_lets_kubelet_delay_a_shutdown_by_its_grace_period() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            inhibit_delay: Some(std::time::Duration::from_secs(45)),
+            ..Default::default()
+        };
+        assert_eq!(
+            described(&settings, &Facts::default()),
+            [
+                "write /etc/systemd/logind.conf.d/90-kubejoin.conf (logind lets kubelet delay a shutdown by its shutdownGracePeriod)",
+                "KillUnit systemd-logind.service main signal 1 (logind reads its configuration again)",
+            ]
+        );
+        let written = Facts {
+            logind_drop_in: Some(logind::drop_in(std::time::Duration::from_secs(45))),
+            ..Default::default()
+        };
+        assert!(plan(&settings, &written).unwrap().is_empty());
     }
 }

@@ -17,6 +17,8 @@
 //! - `--config-dir` (a directory of KubeletConfiguration drop-ins, merged over
 //!   `--config` as JSON merge patches) is a flag of its own from 1.30 (KEP-3983; 1.28
 //!   and 1.29 also wanted an environment variable);
+//! - graceful node shutdown (`shutdownGracePeriod`) is alpha behind a feature gate in 1.20,
+//!   beta and on by default from 1.21;
 //! - `rotateCertificates` and `kubeletCgroups` are KubeletConfiguration fields in every
 //!   supported version (their flags are deprecated).
 
@@ -105,6 +107,25 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
                 f.key, f.origin
             ),
             fix: format!("remove {name} from [kubelet.config], or install a newer kubelet"),
+        });
+    }
+    let gate_on = s
+        .config
+        .get("featureGates")
+        .is_some_and(|g| g.value["GracefulNodeShutdown"] == true);
+    if !v.at_least(21)
+        && !gate_on
+        && let Some(f) = s.config.get("shutdownGracePeriod")
+    {
+        return Err(Conflict {
+            key: "shutdown_grace_period",
+            message: format!(
+                "{} (in {}) would be ignored: graceful node shutdown is an alpha feature of kubelet {v}, off by default",
+                f.key, f.origin
+            ),
+            fix: "install kubelet 1.21 or newer (where it is on by default), or set [kubelet.config] featureGates = \
+                  { GracefulNodeShutdown = true }"
+                .into(),
         });
     }
     let dockershim = node.runtime == Runtime::Docker && !v.at_least(24);

@@ -17,6 +17,7 @@ trait Manager {
     fn reload(&self) -> zbus::Result<()>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
@@ -192,6 +193,11 @@ impl Systemd {
     /// `daemon-reload`.
     pub async fn reload(&self) -> Result<(), SystemdError> {
         Ok(self.manager.reload().await?)
+    }
+
+    /// `KillUnit(unit, "main", signal)`: a signal to the unit's main process.
+    pub async fn signal(&self, unit: &str, signal: i32) -> Result<(), SystemdError> {
+        Ok(self.manager.kill_unit(unit, "main", signal).await?)
     }
 
     /// A unit file's state (`enabled`, `masked`, ...); `None` when there is no unit file.
