@@ -379,7 +379,9 @@ fn files_in_guest(vm: &Vm) -> BTreeMap<String, Option<Vec<u8>>> {
 }
 
 /// After a power cut: every file kubejoin writes is absent, as it was before the join,
-/// as the converged join has it, or (its own JSON records) whole JSON; the torn ones.
+/// as the converged join has it, or (its own JSON records) whole JSON, or (the bootstrap
+/// kubeconfig, which the converged join has removed) a whole kubeconfig with its token;
+/// the torn ones.
 fn torn(
     cut: &BTreeMap<String, Option<Vec<u8>>>,
     before: &BTreeMap<String, Option<Vec<u8>>>,
@@ -390,9 +392,15 @@ fn torn(
             let Some(now) = now else { return None };
             let json =
                 path.ends_with(".json") && serde_json::from_slice::<serde_json::Value>(now).is_ok();
+            let bootstrap = path == kubejoin::kubelet::files::BOOTSTRAP_KUBECONFIG
+                && std::str::from_utf8(now)
+                    .ok()
+                    .and_then(|t| serde_saphyr::from_str::<serde_json::Value>(t).ok())
+                    .is_some_and(|k| k["users"][0]["user"]["token"].is_string());
             let whole = before.get(path) == Some(&Some(now.clone()))
                 || after.get(path) == Some(&Some(now.clone()))
-                || json;
+                || json
+                || bootstrap;
             (!whole).then(|| {
                 format!(
                     "{path}: {} bytes, neither as before nor as after the join{}",
@@ -664,6 +672,8 @@ fn the_files_a_power_cut_is_checked_on_are_kubejoins_own_list() {
     let mut want = [
         "/var/lib/kubelet/bootstrap-kubeconfig",
         "/var/lib/kubelet/config.yaml",
+        "/etc/kubernetes/kubelet.conf.d/50-kubejoin.conf",
+        "/etc/systemd/logind.conf.d/90-kubejoin.conf",
         "/etc/kubernetes/pki/ca.crt",
         "/etc/systemd/system/kubelet.service",
         "/etc/containerd/config.toml",
