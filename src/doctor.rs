@@ -363,7 +363,6 @@ pub fn render_text(report: &Report) -> String {
     out
 }
 
-/// The cluster's side, as this worker sees it.
 /// No token on this node: fine once it has joined (kubejoin removes the token's file then),
 /// a failure before.
 pub fn no_token_line(why: &crate::config::ConfigError, joined: bool) -> Line {
@@ -390,6 +389,7 @@ pub fn no_token_line(why: &crate::config::ConfigError, joined: bool) -> Line {
     }
 }
 
+/// The cluster's side, as this worker sees it.
 pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let c = &settings.cluster;
     let mut lines = Vec::new();

@@ -46,8 +46,8 @@ pub mod exit {
             code: NEEDS_PERSON,
             kind: "needs-person",
             meaning: "needs a person (a configuration error, a failed preflight check, a bootstrap \
-                      token the cluster does not know, an argument or object that cannot be used): fix what the error names, then run kubejoin \
-                      again; never retried",
+                      token the cluster does not know, an argument or object that cannot be used): \
+                      fix what the error names, then run kubejoin again; never retried",
             retried: false,
         },
         ExitStatus {

@@ -113,10 +113,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
     {
         return Ok(Outcome::Unchanged);
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent(path);
     let Some(name) = path.file_name() else {
         return Err(FileError {
             what: "write",
@@ -161,9 +158,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<Outcome> 
             .map_err(failed("write", path))?;
         crate::failpoint::hit(&format!("before-rename:{}", path.display()));
         fs::rename(&tmp, path).map_err(failed("move into place", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(failed("sync the directory", dir))
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -178,14 +173,22 @@ pub fn remove_durably(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         r => r.map_err(failed("remove", path))?,
     }
-    let dir = path
-        .parent()
+    sync_dir(parent(path))?;
+    Ok(true)
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+}
+
+/// Syncs a directory, so that a rename or removal in it survives a power cut.
+fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(failed("sync the directory", dir))?;
-    Ok(true)
+        .map_err(failed("sync the directory", dir))
 }
 
 #[cfg(test)]

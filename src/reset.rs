@@ -331,12 +331,7 @@ fn removed_by_the_join() -> Vec<String> {
     crate::join::load_state()
         .ok()
         .flatten()
-        .and_then(|s| {
-            serde_json::from_value::<crate::join::credentials::Credentials>(
-                s["credentials"].clone(),
-            )
-            .ok()
-        })
+        .and_then(|s| crate::join::credentials::Credentials::of_record(&s))
         .map(|c| c.removed)
         .unwrap_or_default()
 }

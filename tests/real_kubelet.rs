@@ -337,17 +337,25 @@ fn v1_36_docker_names_cri_dockerd() {
     assert_eq!(tb.unit_state("kubelet.service"), "inactive dead");
 }
 
-#[test]
-fn a_broken_runtime_fails_the_join_with_kubelets_own_words() {
-    let Some(bin) = cluster::binaries("v1.36.2") else {
-        return;
-    };
+/// A v1.36.2 worker testbed, booted, its kernel-wide sysctls pinned, with the lock every
+/// test here holds (one control plane at a time, none beside a swap); `None`, skipped, where
+/// the binaries or testbeds are missing.
+fn v1_36_worker() -> Option<(std::path::PathBuf, std::fs::File, Testbed)> {
+    let bin = cluster::binaries("v1.36.2")?;
     if !testbed::available() {
-        return;
+        return None;
     }
-    let _swap = testbed::lock_swap().unwrap();
+    let lock = testbed::lock_swap().unwrap();
     let tb = worker(&bin).boot().unwrap();
     pin_sysctls(&tb);
+    Some((bin, lock, tb))
+}
+
+#[test]
+fn a_broken_runtime_fails_the_join_with_kubelets_own_words() {
+    let Some((bin, _lock, tb)) = v1_36_worker() else {
+        return;
+    };
     let cp = ControlPlane::start(&tb, "v1.36.2", &bin);
     // containerd masked and stopped: kubelet starts (nothing Requires= it) and cannot
     // reach its runtime.
@@ -387,15 +395,9 @@ fn a_broken_runtime_fails_the_join_with_kubelets_own_words() {
 /// kubelet is given the address on the route to the API server, and the Node says it.
 #[test]
 fn a_host_with_two_addresses_gets_the_one_on_the_route_to_the_api_server() {
-    let Some(bin) = cluster::binaries("v1.36.2") else {
+    let Some((bin, _lock, tb)) = v1_36_worker() else {
         return;
     };
-    if !testbed::available() {
-        return;
-    }
-    let _lock = testbed::lock_swap().unwrap();
-    let tb = worker(&bin).boot().unwrap();
-    pin_sysctls(&tb);
     let out = tb.sh("set -e
          for n in kjmgmt kjclus; do
            ip link add $n type veth peer name $n-peer; ip link set $n up; ip link set $n-peer up

@@ -104,6 +104,43 @@ fn classify(line: &str) -> Line<'_> {
     Line::Prose(text)
 }
 
+/// What a run of the example's lines becomes on the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One paragraph, its lines joined.
+    Prose,
+    /// Indented, as written.
+    Pre,
+    /// Indented example lines, each key bold.
+    Keys,
+}
+
+struct Block {
+    kind: Kind,
+    lines: Vec<Vec<roff::Inline>>,
+}
+
+/// Puts a gathered block on the page.
+fn close(page: &mut roff::Roff, block: Option<Block>) {
+    let Some(block) = block else { return };
+    if block.kind == Kind::Prose {
+        // One line of text: the comment's lines joined by spaces.
+        let joined: Vec<roff::Inline> = block
+            .lines
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, l)| (i > 0).then(|| roff::roman(" ")).into_iter().chain(l))
+            .collect();
+        page.control("PP", []).text(joined);
+        return;
+    }
+    page.control("RS", ["4"]).control("nf", []);
+    for l in block.lines {
+        page.text(l);
+    }
+    page.control("fi", []).control("RE", []);
+}
+
 /// kubejoin-config.toml(5), in roff, from the example's text: its first line names the
 /// file, its first paragraph is the description, each `[section]` a section of the page,
 /// each paragraph of comments a paragraph and each key, bold, an example line.
@@ -122,67 +159,44 @@ pub fn config_page(example: &str, version: &str) -> String {
         .control("br", [])
         .text([bold("/etc/kubejoin/config.d/*.toml")])
         .control("SH", ["DESCRIPTION"]);
-    let mut prose: Vec<&str> = Vec::new();
-    let mut keys: Vec<Vec<roff::Inline>> = Vec::new();
-    let mut pre: Vec<&str> = Vec::new();
-    // Ends what is open: a paragraph, an indented block of keys, a preformatted block.
-    let flush = |page: &mut Roff,
-                 prose: &mut Vec<&str>,
-                 keys: &mut Vec<Vec<roff::Inline>>,
-                 pre: &mut Vec<&str>| {
-        if !prose.is_empty() {
-            page.control("PP", []).text([roman(prose.join(" "))]);
-            prose.clear();
-        }
-        if !pre.is_empty() {
-            page.control("RS", ["4"]).control("nf", []);
-            for l in pre.drain(..) {
-                page.text([roman(l)]);
-            }
-            page.control("fi", []).control("RE", []);
-        }
-        if !keys.is_empty() {
-            page.control("RS", ["4"]).control("nf", []);
-            for l in keys.drain(..) {
-                page.text(l);
-            }
-            page.control("fi", []).control("RE", []);
-        }
-    };
+    // The block being gathered: a paragraph, preformatted lines or keys, each ended by a
+    // line of another kind, a blank line or a section.
+    let mut open: Option<Block> = None;
     // The file's own first line is the page's name.
     for line in example.lines().skip(1) {
-        match classify(line) {
+        let (kind, item) = match classify(line) {
             Line::Section(name) => {
-                flush(&mut page, &mut prose, &mut keys, &mut pre);
+                close(&mut page, open.take());
                 let title = format!("[{name}]");
                 page.control("SH", [title.as_str()]);
+                continue;
+            }
+            Line::Blank => {
+                close(&mut page, open.take());
+                continue;
             }
             Line::Key { key, value, note } => {
-                if !prose.is_empty() || !pre.is_empty() {
-                    flush(&mut page, &mut prose, &mut keys, &mut pre);
-                }
                 let mut l = vec![bold(key), roman(format!(" = {value}"))];
                 if let Some(note) = note {
                     l.push(roman(format!("    ({note})")));
                 }
-                keys.push(l);
+                (Kind::Keys, l)
             }
-            Line::Pre(text) => {
-                if !prose.is_empty() || !keys.is_empty() {
-                    flush(&mut page, &mut prose, &mut keys, &mut pre);
-                }
-                pre.push(text);
+            Line::Pre(text) => (Kind::Pre, vec![roman(text)]),
+            Line::Prose(text) => (Kind::Prose, vec![roman(text)]),
+        };
+        match &mut open {
+            Some(block) if block.kind == kind => block.lines.push(item),
+            _ => {
+                close(&mut page, open.take());
+                open = Some(Block {
+                    kind,
+                    lines: vec![item],
+                });
             }
-            Line::Prose(text) => {
-                if !pre.is_empty() || !keys.is_empty() {
-                    flush(&mut page, &mut prose, &mut keys, &mut pre);
-                }
-                prose.push(text);
-            }
-            Line::Blank => flush(&mut page, &mut prose, &mut keys, &mut pre),
         }
     }
-    flush(&mut page, &mut prose, &mut keys, &mut pre);
+    close(&mut page, open.take());
     page.control("SH", ["FILES"])
         .text([bold("/etc/kubejoin/config.toml.example")])
         .control("RS", ["4"])

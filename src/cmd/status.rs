@@ -44,10 +44,9 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
             if let Some(node) = node {
                 print!("{}", join::render_node(&node));
             }
-            let credentials = state.as_ref().and_then(|s| {
-                serde_json::from_value::<join::credentials::Credentials>(s["credentials"].clone())
-                    .ok()
-            });
+            let credentials = state
+                .as_ref()
+                .and_then(join::credentials::Credentials::of_record);
             if let Some(c) = credentials {
                 println!("credentials:   {}", c.describe());
             }

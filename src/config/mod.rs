@@ -642,17 +642,16 @@ pub fn load(
             Err(e) => return Err(ConfigError::new(&origin, None, format!("cannot read: {e}"))),
         };
         let fragment = parse_fragment(&text, &origin)?;
-        if fragment.cluster.token_command.is_some() {
+        let c = &fragment.cluster;
+        if c.token_command.is_some() || c.token.is_some() {
             let meta = std::fs::metadata(path)
                 .map_err(|e| ConfigError::new(&origin, None, format!("cannot stat: {e}")))?;
-            check_root_only(path, &meta, &origin)?;
-        }
-        if fragment.cluster.token.is_some() {
-            let mode = std::fs::metadata(path)
-                .map_err(|e| ConfigError::new(&origin, None, format!("cannot stat: {e}")))?
-                .permissions()
-                .mode();
-            check_private(path, mode, &origin, "cluster.token")?;
+            if c.token_command.is_some() {
+                check_root_only(path, &meta, &origin)?;
+            }
+            if c.token.is_some() {
+                check_private(path, meta.permissions().mode(), &origin, "cluster.token")?;
+            }
         }
         merged.add(fragment, &origin)?;
     }

@@ -335,6 +335,15 @@ impl Change {
 
 const SWAP_WHY: &str = "kubelet does not run with swap on";
 
+/// The IPv6 sysctls this host wants ([`kernel::ipv6_sysctls`]): none but on an IPv6 node.
+fn ipv6_sysctls(settings: &HostSettings, ra_links: &[String]) -> Vec<(String, String)> {
+    if settings.ipv6 {
+        kernel::ipv6_sysctls(ra_links)
+    } else {
+        Vec::new()
+    }
+}
+
 /// The changes that bring the host from `facts` to what kubelet needs.
 pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanError> {
     let mut changes = Vec::new();
@@ -371,11 +380,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         }
     }
     if settings.kernel {
-        let ipv6 = if settings.ipv6 {
-            kernel::ipv6_sysctls(&facts.ra_links)
-        } else {
-            Vec::new()
-        };
+        let ipv6 = ipv6_sysctls(settings, &facts.ra_links);
         for (path, want, have, why) in [
             (
                 kernel::MODULES_FILE,
@@ -617,11 +622,7 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         if settings.ipv6 {
             facts.ra_links = kernel::ra_links();
         }
-        let ipv6 = if settings.ipv6 {
-            kernel::ipv6_sysctls(&facts.ra_links)
-        } else {
-            Vec::new()
-        };
+        let ipv6 = ipv6_sysctls(settings, &facts.ra_links);
         let keys = kernel::SYSCTLS
             .iter()
             .map(|(k, _)| k.to_string())

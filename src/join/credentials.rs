@@ -24,6 +24,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// What a recorded run ([`super::load_state`]) says of them, if anything.
+    pub fn of_record(state: &serde_json::Value) -> Option<Credentials> {
+        serde_json::from_value(state["credentials"].clone()).ok()
+    }
+
     /// One line of the report.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -75,12 +80,13 @@ pub fn remove(c: &ClusterSettings) -> Result<Credentials, fsutil::FileError> {
         "bootstrap credentials: {}",
         credentials.describe()
     );
-    for k in &credentials.kept {
-        if !c.keep_token {
+    // What keep_token keeps was asked for; what stays anywhere else is warned of.
+    if !c.keep_token {
+        for k in &credentials.kept {
             tracing::warn!(
                 phase = "done",
-                "the bootstrap token stays on this node in {k}; anyone who can read it can join \
-                 a node until the token expires"
+                "the bootstrap token stays on this node in {k}; anyone who can read it can \
+                 join a node until the token expires"
             );
         }
     }

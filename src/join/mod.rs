@@ -111,14 +111,16 @@ async fn run_from_its_start(
     let mut phases = Phases::new(Notifier::from_env());
     phases.start(Phase::Preflight, "checking this host");
     let systemd = Systemd::connect().await?;
-    let kubelet = kubelet_settled(&systemd, systemd.status(KUBELET_UNIT).await?).await?;
-    match start::decide(seen(&kubelet), dry_run) {
+    let certificate = start::certificate();
+    let usable = matches!(certificate, Ok(Some(_)));
+    let kubelet = kubelet_settled(&systemd, systemd.status(KUBELET_UNIT).await?, usable).await?;
+    match start::decide(seen(&kubelet, usable), dry_run) {
         Start::Interrupted => finish_interrupted(load()?, &systemd, phases, kubelet).await,
         Start::AlreadyJoined => Ok(already_joined(phases, kubelet, dry_run)),
         Start::Fresh => {
             let mut settings = load()?;
             if settings.cluster.token().is_err() {
-                match start::certificate() {
+                match certificate {
                     Ok(Some(_)) if !dry_run => {
                         return start_joined(settings, &systemd, phases).await;
                     }
@@ -152,17 +154,18 @@ async fn run_from_its_start(
     }
 }
 
-/// kubelet's kubeconfig names a client certificate: its TLS bootstrap is done.
+/// kubelet has a client certificate it can use ([`start::certificate`]): its TLS
+/// bootstrap is done.
 pub fn has_client_certificate() -> bool {
-    start::on_disk().0
+    matches!(start::certificate(), Ok(Some(_)))
 }
 
-/// What the start is decided from: kubelet's unit as it is now, and the disk.
-fn seen(kubelet: &UnitStatus) -> start::Seen {
-    let (client_certificate, record) = start::on_disk();
+/// What the start is decided from: kubelet's unit as it is now, whether its client
+/// certificate is usable, and kubejoin's record.
+fn seen(kubelet: &UnitStatus, client_certificate: bool) -> start::Seen {
     start::Seen {
         client_certificate,
-        record,
+        record: start::recorded(),
         kubelet: if kubelet.is_active() {
             start::Kubelet::Active
         } else if kubelet.active_state == "activating" {
@@ -179,8 +182,12 @@ const KUBELET_SETTLE: Duration = Duration::from_secs(90);
 /// At boot, kubelet.service may still be starting, or waiting to be restarted (its
 /// runtime not up yet), when kubejoin starts: on a node that has joined, wait for it a
 /// while before deciding ([`start::wait_for_kubelet`]).
-async fn kubelet_settled(systemd: &Systemd, status: UnitStatus) -> Result<UnitStatus, Failure> {
-    if !start::wait_for_kubelet(seen(&status)) {
+async fn kubelet_settled(
+    systemd: &Systemd,
+    status: UnitStatus,
+    client_certificate: bool,
+) -> Result<UnitStatus, Failure> {
+    if !start::wait_for_kubelet(seen(&status, client_certificate)) {
         return Ok(status);
     }
     tracing::info!(
@@ -486,14 +493,19 @@ fn node_ip(
 
 /// Whether this is an IPv6 (or dual-stack) node, from the configured API server (cluster-info
 /// may name another, but host preparation comes before discovery).
+/// Asked only when the kernel step runs, the route only when no CIDR decides.
 fn ipv6_node(settings: &Settings) -> bool {
     use kubelet::node_ip;
-    let source = settings
-        .cluster
-        .servers
-        .first()
+    let cidrs = &settings.kubelet.node_ip_cidrs;
+    if !settings.host.kernel {
+        return false;
+    }
+    let source = cidrs
+        .is_empty()
+        .then(|| settings.cluster.servers.first())
+        .flatten()
         .and_then(|s| node_ip::route_source(&s.host_name(), s.port()));
-    node_ip::ipv6_node(&settings.kubelet.node_ip_cidrs, source)
+    node_ip::ipv6_node(cidrs, source)
 }
 
 /// The version skew policy, once the API server's version is known: a kubelet the

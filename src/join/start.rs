@@ -53,13 +53,9 @@ pub fn wait_for_kubelet(seen: Seen) -> bool {
     seen.client_certificate && seen.record && seen.kubelet == Kubelet::Activating
 }
 
-/// Whether kubelet has a client certificate it can use, and whether kubejoin recorded a
-/// join.
-pub fn on_disk() -> (bool, bool) {
-    (
-        certificate().is_ok_and(|c| c.is_some()),
-        Path::new(STATE_FILE).exists(),
-    )
+/// Whether kubejoin recorded a finished join.
+pub fn recorded() -> bool {
+    Path::new(STATE_FILE).exists()
 }
 
 /// kubelet's client certificate: `Ok(Some(node))` one it can use (issued by the cluster CA

@@ -115,14 +115,19 @@ pub struct Effective {
     /// The cluster's fields left out: this kubelet's configuration does not have them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
-    /// The per-node fields (`[kubelet.config]`) as written, in a drop-in of their own
-    /// ([`super::files::DROP_IN`]) where kubelet reads one; `None`: merged into config.yaml.
+    /// Where kubelet reads a drop-in ([`super::files::DROP_IN`]): config.yaml's fields
+    /// and the drop-in's; `None`: everything in config.yaml.
     #[serde(skip)]
-    drop_in: Option<Map<String, Value>>,
-    /// config.yaml's fields when the per-node ones are in the drop-in: every layer below
-    /// them.
-    #[serde(skip)]
-    below_drop_in: Map<String, Value>,
+    split: Option<Split>,
+}
+
+/// config.yaml and the drop-in, for a kubelet that reads drop-ins.
+#[derive(Debug, Clone, PartialEq)]
+struct Split {
+    /// Every layer below the per-node fields.
+    config_yaml: Map<String, Value>,
+    /// The per-node fields (`[kubelet.config]`) as written.
+    drop_in: Map<String, Value>,
 }
 
 impl Effective {
@@ -133,8 +138,8 @@ impl Effective {
     /// `config.yaml`: apiVersion and kind, then the fields by name (without the per-node
     /// ones where they have a drop-in).
     pub fn render(&self) -> String {
-        if self.drop_in.is_some() {
-            return document(&self.below_drop_in);
+        if let Some(split) = &self.split {
+            return document(&split.config_yaml);
         }
         let map: Map<String, Value> = self
             .fields
@@ -148,11 +153,11 @@ impl Effective {
     /// merges over config.yaml as a JSON merge patch. Written even when there are none,
     /// so that removing the last one removes it from kubelet's configuration too.
     pub fn render_drop_in(&self) -> Option<String> {
-        self.drop_in.as_ref().map(|m| {
+        self.split.as_ref().map(|split| {
             format!(
                 "# Written by kubejoin: [kubelet.config] from /etc/kubejoin/config.toml and \
                  config.d; changes here are overwritten.\n{}",
-                document(m)
+                document(&split.drop_in)
             )
         })
     }
@@ -318,10 +323,17 @@ pub fn effective(
             ),
         );
     }
-    let below_drop_in: Map<String, Value> = fields
-        .iter()
-        .map(|(k, (v, _))| (k.clone(), v.clone()))
-        .collect();
+    let split = p.config_dir.then(|| Split {
+        config_yaml: fields
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect(),
+        drop_in: s
+            .config
+            .iter()
+            .map(|(name, f)| (name.clone(), f.value.clone()))
+            .collect(),
+    });
     // Merged as kubelet merges a drop-in, so that both ways give the same configuration
     // (but for kubelet's own defaults: a drop-in is merged over them, config.yaml not).
     for (name, f) in &s.config {
@@ -338,20 +350,9 @@ pub fn effective(
         };
         fields.insert(name.clone(), (value, source));
     }
-    let drop_in = p.config_dir.then(|| {
-        s.config
-            .iter()
-            .map(|(name, f)| (name.clone(), f.value.clone()))
-            .collect()
-    });
     Effective {
         cluster: cluster.map(|c| c.configmap.clone()),
-        drop_in,
-        below_drop_in: if p.config_dir {
-            below_drop_in
-        } else {
-            Map::new()
-        },
+        split,
         left_out,
         fields: fields
             .into_iter()

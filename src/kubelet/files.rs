@@ -104,18 +104,18 @@ pub fn desired(
             restarts_kubelet: true,
             is_unit: false,
         },
-        DesiredFile {
-            path: KUBELET_UNIT_PATH.into(),
-            contents: kubelet_unit(settings, profile, node_ip).into_bytes(),
-            mode: 0o644,
-            secret: false,
-            purpose: "kubelet's systemd unit",
-            restarts_kubelet: true,
-            is_unit: true,
-        },
     ];
     // Before the unit that names its directory.
-    files.splice(3..3, drop_in);
+    files.extend(drop_in);
+    files.push(DesiredFile {
+        path: KUBELET_UNIT_PATH.into(),
+        contents: kubelet_unit(settings, profile, node_ip).into_bytes(),
+        mode: 0o644,
+        secret: false,
+        purpose: "kubelet's systemd unit",
+        restarts_kubelet: true,
+        is_unit: true,
+    });
     files
 }
 
