@@ -519,18 +519,14 @@ async fn kubelet_config_line(
     ca_pem: &[u8],
     token: &crate::token::BootstrapToken,
 ) -> Line {
-    use crate::join::cluster_config::{Read, read};
+    use crate::join::cluster_config::{Read, api_version, as_token, read};
     let name = "kubelet-config";
-    let version = match Api::new(server, ca_pem, None) {
-        Ok(api) => api
-            .get_opt("/version")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| crate::kubelet::version::Version::parse(v["gitVersion"].as_str()?)),
-        Err(_) => None,
+    let api = match as_token(server, ca_pem, token) {
+        Ok(api) => api,
+        Err(e) => return line(name, Verdict::Fail, e.to_string(), e.fix()),
     };
-    match read(server, ca_pem, token, version.as_ref()).await {
+    let version = api_version(&api).await;
+    match read(&api, version.as_ref()).await {
         Ok(Read::Found(c)) => line(
             name,
             Verdict::Ok,
@@ -544,7 +540,7 @@ async fn kubelet_config_line(
             ),
             None,
         ),
-        Ok(Read::NotRead { why, fix }) => line(
+        Ok(Read::NotRead { why, fix, .. }) => line(
             name,
             Verdict::Warn,
             format!("a join starts kubelet's configuration from kubejoin's defaults: {why}"),

@@ -305,12 +305,18 @@ fn leaves_a_joined_node_alone() {
     drop(api);
 
     // Joined: kubelet is active with its client certificate. Even with the API server
-    // gone and the token gone (the join removed its file), a run changes nothing and says so.
+    // gone and the token gone (the join removed its file), a run changes nothing and says
+    // so: the cluster's part of kubelet's configuration is the one recorded at the join.
     assert!(tb.read("/etc/kubejoin/token").is_err());
     let entered = show(&tb, "kubelet.service", "ActiveEnterTimestampMonotonic");
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("cannot be read now (cannot connect to https://127.0.0.1:6443"),
         "{}",
         text(&out)
     );
@@ -547,10 +553,26 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
         text(&out)
     );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
+    // As the node, no token: the API server's version, the cluster's kubelet configuration
+    // (which the double does not publish) and the Node.
+    let asked: Vec<String> = double.requests()[fetched..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
     assert_eq!(
-        double.requests().len(),
-        fetched + 1,
-        "only the Node, read as the node"
+        asked,
+        [
+            "/version".to_string(),
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config".into(),
+            format!("/api/v1/nodes/{}", tb.exec_text(&["hostname"]).trim()),
+        ],
+        "read as the node"
+    );
+    assert!(
+        double.requests()[fetched..]
+            .iter()
+            .all(|r| r.authorization.is_none()),
+        "no token sent"
     );
     // A joined node is left alone, with no token; reset undoes the join.
     let out = tb.exec_ok(&["kubejoin", "run"]);
@@ -679,4 +701,67 @@ fn a_certificate_kubelet_cannot_use_is_bootstrapped_anew() {
         );
         assert!(tb.read("/etc/kubejoin/token").is_err());
     }
+}
+
+/// A joined node follows its configuration: a changed key re-renders kubelet's files and
+/// restarts kubelet, without a token (the join removed it); no change changes nothing;
+/// `--dry-run` shows the plan first.
+#[test]
+fn a_changed_configuration_is_applied_to_a_joined_node() {
+    if !testbed::available() {
+        return;
+    }
+    let tb = node(false, "").boot().unwrap();
+    let _double = api(&tb, ApiServer::builder());
+    tb.exec_ok(&["kubejoin", "run"]);
+    assert!(tb.read("/etc/kubejoin/token").is_err());
+    tb.write(
+        "/etc/kubejoin/config.d/60-fleet.toml",
+        "[kubelet.config]\nmaxPods = 42\n",
+        0o644,
+    );
+    let before = tb.read("/var/lib/kubelet/config.yaml").unwrap();
+    let out = tb.exec_ok(&["kubejoin", "run", "--dry-run"]);
+    let plan = text(&out);
+    for line in [
+        "outcome:       dry-run",
+        "file:          would update /var/lib/kubelet/config.yaml",
+        "+ maxPods: 42",
+        "file:          unchanged /etc/systemd/system/kubelet.service",
+        "systemd:       would RestartUnit kubelet.service replace (/var/lib/kubelet/config.yaml changed)",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert!(!plan.contains("bootstrap-kubeconfig"), "{plan}");
+    let starts = tb.kubelet_starts();
+    let out = tb.exec(&["kubejoin", "run"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "outcome:       reconciled",
+        "file:          update /var/lib/kubelet/config.yaml",
+        "registered:    at 20",
+    ] {
+        assert!(said.contains(line), "{line:?} not in:\n{said}");
+    }
+    assert_eq!(tb.kubelet_starts(), starts + 1, "kubelet restarted once");
+    // The stand-in's version reads no drop-ins: the field is merged into config.yaml.
+    let after = String::from_utf8(tb.read("/var/lib/kubelet/config.yaml").unwrap()).unwrap();
+    assert!(after.contains("maxPods: 42"), "{after}");
+    assert_eq!(
+        after.replace("maxPods: 42\n", ""),
+        String::from_utf8(before).unwrap()
+    );
+    assert!(tb.read("/var/lib/kubelet/bootstrap-kubeconfig").is_err());
+    // Nothing changed since: nothing done.
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(tb.kubelet_starts(), starts + 1);
+    // status shows the last change.
+    let status = text(&tb.exec_ok(&["kubejoin", "status"]));
+    assert!(status.contains("reconciled"), "{status}");
 }

@@ -149,6 +149,20 @@ impl Api {
         })
     }
 
+    /// As the node, with kubelet's own client certificate, at the server kubelet uses,
+    /// trusting only `ca_pem`.
+    pub fn as_node(
+        cert: &crate::kubelet::ready::ClientCertificate,
+        ca_pem: &[u8],
+    ) -> Result<Api, String> {
+        let ca = ca_ders(ca_pem)?;
+        Ok(Api {
+            client: http::pinned_client_as(&ca, Some(cert.identity()))?,
+            base: cert.server.trim_end_matches('/').to_string(),
+            bearer: None,
+        })
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -19,10 +19,13 @@ pub const CONFIGMAP: &str = "kubelet-config";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Read {
     Found(ClusterConfig),
-    /// None to use: why, and what would give this node the cluster's.
+    /// None to use: why, and what would give this node the cluster's. `absent`: the
+    /// cluster answered that it has none (404 for every name); otherwise it may have one
+    /// this credential may not read.
     NotRead {
         why: String,
         fix: String,
+        absent: bool,
     },
 }
 
@@ -63,14 +66,17 @@ pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<
         .collect();
     let tried = tried.join(", ");
     let statuses: Vec<u16> = answers.iter().map(|(_, s, _)| *s).collect();
+    let absent = statuses.iter().all(|s| *s == 404);
     Ok(if statuses.contains(&401) {
         Read::NotRead {
+            absent,
             why: format!("the API server does not accept the bootstrap token: {tried}"),
             fix: "start kube-apiserver with --enable-bootstrap-token-auth=true (kubelet's TLS bootstrap needs it too)"
                 .into(),
         }
     } else if statuses.contains(&403) {
         Read::NotRead {
+            absent,
             why: format!(
                 "this bootstrap token may not read the cluster's kubelet configuration (there may be none): {tried}"
             ),
@@ -81,6 +87,7 @@ pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<
         }
     } else {
         Read::NotRead {
+            absent,
             why: format!(
                 "the cluster publishes no kubelet configuration (clusters made by kubeadm do): {tried}"
             ),
@@ -91,16 +98,23 @@ pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<
     })
 }
 
-/// Reads it from the API server at `server`, trusting only `ca_pem`. An answer other than
-/// 200, 401, 403 or 404, or none, after three tries is a transient failure.
-pub async fn read(
-    server: &str,
-    ca_pem: &[u8],
-    token: &BootstrapToken,
-    api_version: Option<&Version>,
-) -> Result<Read, Failure> {
-    let api = Api::new(server, ca_pem, Some(token.expose()))
-        .map_err(|e| anyhow::anyhow!("cannot read the cluster's kubelet configuration: {e}"))?;
+/// The API server as the bootstrap token, trusting only `ca_pem`.
+pub fn as_token(server: &str, ca_pem: &[u8], token: &BootstrapToken) -> Result<Api, Failure> {
+    Api::new(server, ca_pem, Some(token.expose()))
+        .map_err(|e| anyhow::anyhow!("cannot read the cluster's kubelet configuration: {e}").into())
+}
+
+/// The API server's version (`GET /version`, which anyone may read); `None` when it does
+/// not answer or names no version kubejoin can read.
+pub async fn api_version(api: &Api) -> Option<Version> {
+    let v = api.get_opt("/version").await.ok().flatten()?;
+    Version::parse(v["gitVersion"].as_str()?)
+}
+
+/// Reads it with `api` (as the bootstrap token, or as the node with kubelet's own
+/// certificate: kubeadm's Role lets both read it). An answer other than 200, 401, 403 or
+/// 404, or none, after three tries is a transient failure.
+pub async fn read(api: &Api, api_version: Option<&Version>) -> Result<Read, Failure> {
     let mut answers = Vec::new();
     for name in names(api_version) {
         let path = format!("/api/v1/namespaces/kube-system/configmaps/{name}");
@@ -134,6 +148,27 @@ pub async fn read(
     conclude(&answers)
 }
 
+/// The cluster's configuration a run recorded (`state`, the last report): `Some(None)` the
+/// cluster had none, `None` no run recorded kubelet's configuration. Only the cluster's
+/// fields that were not overridden on this node are in the record, and only those matter
+/// while the overrides stay.
+pub fn recorded(state: &serde_json::Value) -> Option<Option<ClusterConfig>> {
+    let config = state.get("kubelet_config")?;
+    let Some(configmap) = config["cluster"].as_str() else {
+        return Some(None);
+    };
+    let fields = config["fields"]
+        .as_array()?
+        .iter()
+        .filter(|f| f["source"]["from"] == "cluster" && f["source"]["configmap"] == configmap)
+        .filter_map(|f| Some((f["name"].as_str()?.to_string(), f["value"].clone())))
+        .collect();
+    Some(Some(ClusterConfig {
+        configmap: configmap.to_string(),
+        fields,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,20 +199,59 @@ mod tests {
         assert_eq!(c.configmap, "kube-system/kubelet-config-1.20");
         assert_eq!(c.fields["clusterDNS"], json!(["10.96.0.10"]));
 
-        let Read::NotRead { why, fix } = conclude(&[("kubelet-config".into(), 403, None)]).unwrap()
+        let Read::NotRead { why, fix, absent } =
+            conclude(&[("kubelet-config".into(), 403, None)]).unwrap()
         else {
             panic!()
         };
         assert!(why.contains("may not read"), "{why}");
         assert!(fix.contains("kubejoin cluster prepare"), "{fix}");
-        let Read::NotRead { why, .. } = conclude(&[("kubelet-config".into(), 404, None)]).unwrap()
-        else {
+        assert!(!absent);
+        let Read::NotRead { why, absent, .. } = conclude(&[
+            ("kubelet-config".into(), 404, None),
+            ("kubelet-config-1.20".into(), 404, None),
+        ])
+        .unwrap() else {
             panic!()
         };
         assert!(why.contains("publishes no kubelet configuration"), "{why}");
+        assert!(absent, "only 404s: the cluster has none");
 
         let bad = json!({"data": {"kubelet": "kind: Pod\n"}});
-        let e = conclude(&[("kubelet-config".into(), 200, Some(bad))]).unwrap_err();
+        let e = conclude(&[("kubelet-config".into(), 200, Some(bad.clone()))]).unwrap_err();
         assert_eq!(e.exit_code(), crate::failure::exit::NEEDS_PERSON);
+    }
+
+    #[test]
+    fn the_recorded_configuration_is_the_clusters_fields() {
+        use crate::kubelet::config::{Field, Source};
+        let field = |name: &str, value, source| Field {
+            name: name.into(),
+            value,
+            source,
+        };
+        let cluster = Source::Cluster {
+            configmap: "kube-system/kubelet-config".into(),
+        };
+        let effective = json!({
+            "cluster": "kube-system/kubelet-config",
+            "fields": [
+                field("clusterDNS", json!(["10.96.0.10"]), cluster.clone()),
+                field("cgroupDriver", json!("systemd"), Source::Node { why: "its runtime's" }),
+                field("maxPods", json!(42), Source::User { key: "kubelet.config.maxPods".into(), origin: String::new() }),
+                field("clusterDomain", json!("cluster.local"), cluster),
+            ],
+        });
+        let c = recorded(&json!({ "kubelet_config": effective }))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.configmap, "kube-system/kubelet-config");
+        assert_eq!(
+            serde_json::Value::Object(c.fields),
+            json!({"clusterDNS": ["10.96.0.10"], "clusterDomain": "cluster.local"})
+        );
+        let none = json!({ "kubelet_config": { "cluster": null, "fields": [] } });
+        assert_eq!(recorded(&none), Some(None));
+        assert_eq!(recorded(&json!({ "outcome": "started" })), None);
     }
 }

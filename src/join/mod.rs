@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::cluster::Api;
 use crate::config::Settings;
-use crate::discovery::{self, Discovered};
+use crate::discovery;
 use crate::failure::Failure;
 use crate::host;
 use crate::kubelet::files::{self, CLUSTER_CA, KUBELET_UNIT, STATIC_POD_PATH};
@@ -116,13 +117,17 @@ async fn run_from_its_start(
     let kubelet = kubelet_settled(&systemd, systemd.status(KUBELET_UNIT).await?, usable).await?;
     match start::decide(seen(&kubelet, usable), dry_run) {
         Start::Interrupted => finish_interrupted(load()?, &systemd, phases, kubelet).await,
-        Start::AlreadyJoined => Ok(already_joined(phases, kubelet, dry_run)),
+        Start::AlreadyJoined => {
+            let mut settings = load()?;
+            resolve_runtime(&mut settings, &systemd).await?;
+            reconcile(&settings, &systemd, phases, kubelet, Vec::new(), dry_run).await
+        }
         Start::Fresh => {
             let mut settings = load()?;
             if settings.cluster.token().is_err() {
                 match certificate {
                     Ok(Some(_)) if !dry_run => {
-                        return start_joined(settings, &systemd, phases).await;
+                        return start_joined(settings, &systemd, phases, kubelet).await;
                     }
                     Err(why) => {
                         return Err(Failure::NeedsPerson {
@@ -246,22 +251,7 @@ async fn fresh(
         ignore_preflight,
         dry_run,
     )?;
-    let (Ok(version), Some(profile)) = (&node.version, &node.profile) else {
-        return Err(Failure::NeedsPerson {
-            message: format!(
-                "kubelet's version is needed to write its configuration: {}",
-                node.version
-                    .as_ref()
-                    .err()
-                    .map(String::as_str)
-                    .unwrap_or("unknown")
-            ),
-            fix: format!(
-                "install kubelet at {} (or set [kubelet] binary) so that `kubelet --version` works",
-                settings.kubelet.binary.display()
-            ),
-        });
-    };
+    let (version, profile) = versioned(settings, &node)?;
     runtime_left_alone_agrees(settings, profile)?;
 
     phases.start(
@@ -285,9 +275,10 @@ async fn fresh(
     );
     let token = settings.cluster.token()?;
     let found = discovery::discover(&settings.cluster, token).await?;
-    let api_version = apiserver_version(&found).await;
+    let as_token = cluster_config::as_token(&found.server.to_string(), &found.ca_pem, token)?;
+    let api_version = apiserver_version(&as_token).await;
     check_skew(version, api_version.as_ref(), ignore_preflight, dry_run)?;
-    let cluster = clusters_kubelet_config(settings, &found, api_version.as_ref()).await?;
+    let cluster = clusters_kubelet_config(&as_token, api_version.as_ref()).await?;
 
     phases.start(Phase::Plan, "planning kubelet's files and unit");
     let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
@@ -295,9 +286,8 @@ async fn fresh(
     let desired = files::desired(
         &settings.kubelet,
         profile,
-        &found.server,
+        Some((&found.server, token)),
         &found.ca_pem,
-        token,
         files::ConfigFiles {
             config_yaml: config.render(),
             drop_in: config.render_drop_in(),
@@ -381,6 +371,30 @@ async fn fresh(
     finish(report, recorder, phases)
 }
 
+/// kubelet's version and what it takes: needed to write its files.
+fn versioned<'a>(
+    settings: &Settings,
+    node: &'a NodeKubelet,
+) -> Result<(&'a Version, &'a kubelet::profile::Profile), Failure> {
+    match (&node.version, &node.profile) {
+        (Ok(version), Some(profile)) => Ok((version, profile)),
+        _ => Err(Failure::NeedsPerson {
+            message: format!(
+                "kubelet's version is needed to write its configuration: {}",
+                node.version
+                    .as_ref()
+                    .err()
+                    .map(String::as_str)
+                    .unwrap_or("unknown")
+            ),
+            fix: format!(
+                "install kubelet at {} (or set [kubelet] binary) so that `kubelet --version` works",
+                settings.kubelet.binary.display()
+            ),
+        }),
+    }
+}
+
 /// The host phase: inspect, plan, and (unless a dry run) apply, recording each change.
 async fn prepare_host(
     settings: &Settings,
@@ -405,17 +419,10 @@ async fn prepare_host(
 /// The cluster's kubelet configuration, if it publishes one this token may read; said
 /// either way.
 async fn clusters_kubelet_config(
-    settings: &Settings,
-    found: &Discovered,
+    as_token: &Api,
     api_version: Option<&Version>,
 ) -> Result<Option<kubelet::config::ClusterConfig>, Failure> {
-    let read = cluster_config::read(
-        &found.server.to_string(),
-        &found.ca_pem,
-        settings.cluster.token()?,
-        api_version,
-    )
-    .await?;
+    let read = cluster_config::read(as_token, api_version).await?;
     Ok(match read {
         cluster_config::Read::Found(c) => {
             tracing::info!(
@@ -427,7 +434,7 @@ async fn clusters_kubelet_config(
             );
             Some(c)
         }
-        cluster_config::Read::NotRead { why, fix } => {
+        cluster_config::Read::NotRead { why, fix, .. } => {
             tracing::warn!(
                 phase = Phase::Discovery.name(),
                 "kubelet's configuration starts from kubejoin's defaults: {why}; fix: {fix}"
@@ -435,6 +442,70 @@ async fn clusters_kubelet_config(
             None
         }
     })
+}
+
+/// The cluster's kubelet configuration on a node that has joined, read as the node (its
+/// own certificate; kubeadm's Role lets nodes read it): `Some(None)` the cluster has none,
+/// `None` not known (not readable now, and no run recorded it).
+async fn clusters_kubelet_config_as_node(
+    cert: &kubelet::ready::ClientCertificate,
+    ca_pem: &[u8],
+) -> Option<Option<kubelet::config::ClusterConfig>> {
+    let read = match Api::as_node(cert, ca_pem) {
+        Ok(api) => {
+            let version = cluster_config::api_version(&api).await;
+            cluster_config::read(&api, version.as_ref())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e),
+    };
+    let why = match read {
+        Ok(cluster_config::Read::Found(c)) => {
+            tracing::info!(
+                phase = Phase::Plan.name(),
+                configmap = %c.configmap,
+                "kubelet's configuration starts from the cluster's {} ({} fields), read as node {}",
+                c.configmap,
+                c.fields.len(),
+                cert.node_name
+            );
+            return Some(Some(c));
+        }
+        Ok(cluster_config::Read::NotRead {
+            why, absent: true, ..
+        }) => {
+            tracing::warn!(
+                phase = Phase::Plan.name(),
+                "kubelet's configuration starts from kubejoin's defaults: {why}"
+            );
+            return Some(None);
+        }
+        Ok(cluster_config::Read::NotRead { why, .. }) => why,
+        Err(why) => why,
+    };
+    let recorded = load_state()
+        .ok()
+        .flatten()
+        .and_then(|state| cluster_config::recorded(&state));
+    match &recorded {
+        Some(Some(c)) => tracing::warn!(
+            phase = Phase::Plan.name(),
+            "the cluster's kubelet configuration cannot be read now ({why}): kubelet's configuration \
+             starts from the cluster's {} as recorded at the join",
+            c.configmap
+        ),
+        Some(None) => tracing::warn!(
+            phase = Phase::Plan.name(),
+            "the cluster's kubelet configuration cannot be read now ({why}); it had none at the join"
+        ),
+        None => tracing::warn!(
+            phase = Phase::Plan.name(),
+            "the cluster's kubelet configuration cannot be read now ({why}), and no run recorded \
+             it: kubelet's files are left as they are"
+        ),
+    }
+    recorded
 }
 
 /// kubelet's configuration for this node: the cluster's, this node's needs, the user's.
@@ -645,12 +716,13 @@ async fn finish_interrupted(
 }
 
 /// A node that has joined and has no token any more (kubejoin removed it after the
-/// join), whose kubelet is not running: kubelet has its own credentials, so it is started
-/// as it is, without discovery or a token.
+/// join), whose kubelet is not running: kubelet has its own credentials, so the host is
+/// prepared and kubelet started ([`reconcile`]), without discovery or a token.
 async fn start_joined(
     mut settings: Settings,
     systemd: &Systemd,
     mut phases: Phases,
+    kubelet: UnitStatus,
 ) -> Result<Report, Failure> {
     tracing::info!(
         phase = Phase::Preflight.name(),
@@ -665,11 +737,134 @@ async fn start_joined(
     let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
     let host = prepare_host(&settings, systemd, Some(&mut recorder)).await?;
     drop(recorder);
-    phases.start(Phase::Kubelet, "starting kubelet.service");
-    let kubelet = systemd
-        .start(KUBELET_UNIT, false, settings.kubelet_waits.start_timeout)
-        .await?;
-    until_in(settings, systemd, phases, kubelet, "started", host).await
+    reconcile(&settings, systemd, phases, kubelet, host, false).await
+}
+
+/// A node that has joined: kubelet's files rendered from the configuration as it is now,
+/// the cluster's kubelet configuration read as the node, no token needed. A difference is
+/// planned, written and kubelet restarted; a stopped kubelet is started; otherwise
+/// nothing changes. A dry run shows the plan.
+async fn reconcile(
+    settings: &Settings,
+    systemd: &Systemd,
+    mut phases: Phases,
+    kubelet: UnitStatus,
+    host: Vec<host::Change>,
+    dry_run: bool,
+) -> Result<Report, Failure> {
+    let node = node_kubelet(settings)?;
+    let (version, profile) = versioned(settings, &node)?;
+    runtime_left_alone_agrees(settings, profile)?;
+    phases.start(
+        Phase::Plan,
+        "comparing kubelet's files with this node's configuration",
+    );
+    let ca = std::fs::read(CLUSTER_CA)
+        .with_context(|| format!("failed to read the cluster CA {CLUSTER_CA}"))?;
+    let cert = match kubelet::ready::client_certificate(&ca) {
+        Ok(Some(cert)) => cert,
+        Ok(None) => return Err(anyhow::anyhow!("kubelet's client certificate is gone").into()),
+        Err(why) => return Err(anyhow::anyhow!("kubelet's client certificate: {why}").into()),
+    };
+    let server: crate::endpoint::Endpoint = cert
+        .server
+        .parse()
+        .map_err(|e| anyhow::anyhow!("kubelet's kubeconfig names server {:?}: {e}", cert.server))?;
+    let Some(cluster) = clusters_kubelet_config_as_node(&cert, &ca).await else {
+        return Ok(already_joined(phases, kubelet, dry_run));
+    };
+    let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
+    let node_ip = node_ip(settings, &server)?;
+    let desired = files::desired(
+        &settings.kubelet,
+        profile,
+        None,
+        &ca,
+        files::ConfigFiles {
+            config_yaml: config.render(),
+            drop_in: config.render_drop_in(),
+        },
+        &node_ip,
+    );
+    let plan = plan_files(&desired, systemd, &kubelet, None).await?;
+    if plan.is_empty() && host.is_empty() {
+        return Ok(already_joined(phases, kubelet, dry_run));
+    }
+    let files_changed = plan
+        .files
+        .iter()
+        .any(|f| f.action != plan::FileAction::Unchanged);
+    if dry_run {
+        phases.end();
+        return Ok(Report {
+            outcome: "dry-run",
+            plan: Some(plan),
+            kubelet_config: Some(config),
+            kubelet: Some(kubelet),
+            ..report(phases.times)
+        });
+    }
+    let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
+    if files_changed {
+        phases.start(
+            Phase::Files,
+            "writing kubelet's files changed by this node's configuration",
+        );
+        write_files(&desired, &plan, &mut recorder)?;
+    }
+    phases.start(
+        Phase::Kubelet,
+        if kubelet.is_active() {
+            "restarting kubelet.service"
+        } else {
+            "starting kubelet.service"
+        },
+    );
+    let waits = &settings.kubelet_waits;
+    let status = start_kubelet(&plan, systemd, &mut recorder, kubelet, waits.start_timeout).await?;
+    let node_in = wait::wait_until_in(
+        systemd,
+        &mut phases,
+        status,
+        &ca,
+        version,
+        Instant::now() + waits.join_timeout,
+    )
+    .await?;
+    let credentials = credentials::remove(&settings.cluster)?;
+    phases.end();
+    let report = Report {
+        outcome: if files_changed {
+            "reconciled"
+        } else {
+            "started"
+        },
+        host,
+        plan: Some(plan),
+        kubelet_config: Some(config),
+        kubelet: Some(systemd.status(KUBELET_UNIT).await?),
+        node: Some(node_in),
+        credentials: Some(credentials),
+        ..report(phases.times.clone())
+    };
+    finish(report, &mut recorder, phases)
+}
+
+/// A report with nothing in it but its phases.
+fn report(phases: Vec<PhaseTime>) -> Report {
+    Report {
+        outcome: "",
+        preflight: Vec::new(),
+        host: Vec::new(),
+        discovery: None,
+        plan: None,
+        kubelet_config: None,
+        kubelet: None,
+        node: None,
+        credentials: None,
+        phases,
+        finished: now(),
+    }
 }
 
 /// Waits until the node is in, then removes the bootstrap credentials and records the run.
@@ -765,22 +960,9 @@ fn own_cost() -> (u64, u64) {
     (cpu_ns / 1_000_000, hwm)
 }
 
-/// The API server's version (`GET /version`, readable anonymously), over TLS that trusts
-/// only the cluster CA; `None` when it does not say.
-async fn apiserver_version(found: &Discovered) -> Option<Version> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&found.ca_pem)
-        .filter_map(|c| c.ok().map(|c| c.to_vec()))
-        .collect();
-    let client = crate::discovery::http::pinned_client(&ca).ok()?;
-    let url = format!("{}/version", found.server.to_string().trim_end_matches('/'));
-    let r = crate::discovery::http::get(&client, &url, Duration::from_secs(5))
-        .await
-        .ok()
-        .filter(|r| r.status == 200)?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    let version = Version::parse(v["gitVersion"].as_str()?);
+/// The API server's version, said in the log.
+async fn apiserver_version(api: &Api) -> Option<Version> {
+    let version = cluster_config::api_version(api).await;
     match &version {
         Some(v) => tracing::info!(
             phase = Phase::Discovery.name(),

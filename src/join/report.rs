@@ -20,7 +20,8 @@ pub const STATE_FILE: &str = "/var/lib/kubejoin/state.json";
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// `joined`, `unchanged`, `started` (a joined node's kubelet started with its own
-    /// credentials), `already-joined` or `dry-run`.
+    /// credentials), `reconciled` (a joined node's kubelet files changed with its
+    /// configuration, kubelet restarted), `already-joined` or `dry-run`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub preflight: Vec<preflight::Check>,
@@ -164,6 +165,11 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
         }
         for f in &plan.files {
             let action = f.action;
+            let verb = if action == super::plan::FileAction::Unchanged {
+                ""
+            } else {
+                verb
+            };
             let _ = writeln!(
                 out,
                 "file:          {verb}{action} {} ({}, {})",

@@ -56,17 +56,16 @@ pub struct ConfigFiles {
 }
 
 /// The files kubelet starts from, as they should be once discovery found the server and
-/// its CA: kubejoin owns each of them.
+/// its CA: kubejoin owns each of them. `bootstrap`: the server and token of the bootstrap
+/// kubeconfig; `None` on a node that has joined, which needs none.
 pub fn desired(
     settings: &KubeletSettings,
     profile: &Profile,
-    server: &Endpoint,
+    bootstrap: Option<(&Endpoint, &BootstrapToken)>,
     ca_pem: &[u8],
-    token: &BootstrapToken,
     kubelet_config: ConfigFiles,
     node_ip: &[std::net::IpAddr],
 ) -> Vec<DesiredFile> {
-    let bootstrap = kubeconfig::render_bootstrap(server, ca_pem, token);
     let drop_in = kubelet_config.drop_in.map(|text| DesiredFile {
         path: DROP_IN.into(),
         contents: text.into_bytes(),
@@ -76,16 +75,19 @@ pub fn desired(
         restarts_kubelet: true,
         is_unit: false,
     });
-    let mut files = vec![
-        DesiredFile {
-            path: BOOTSTRAP_KUBECONFIG.into(),
-            contents: bootstrap.as_bytes().to_vec(),
-            mode: 0o600,
-            secret: true,
-            purpose: "bootstrap kubeconfig (holds the token; never shown)",
-            restarts_kubelet: true,
-            is_unit: false,
-        },
+    let bootstrap = bootstrap.map(|(server, token)| DesiredFile {
+        path: BOOTSTRAP_KUBECONFIG.into(),
+        contents: kubeconfig::render_bootstrap(server, ca_pem, token)
+            .as_bytes()
+            .to_vec(),
+        mode: 0o600,
+        secret: true,
+        purpose: "bootstrap kubeconfig (holds the token; never shown)",
+        restarts_kubelet: true,
+        is_unit: false,
+    });
+    let mut files: Vec<DesiredFile> = bootstrap.into_iter().collect();
+    files.extend([
         DesiredFile {
             path: CLUSTER_CA.into(),
             contents: ca_pem.to_vec(),
@@ -104,7 +106,7 @@ pub fn desired(
             restarts_kubelet: true,
             is_unit: false,
         },
-    ];
+    ]);
     // Before the unit that names its directory.
     files.extend(drop_in);
     files.push(DesiredFile {

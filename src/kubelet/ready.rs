@@ -115,6 +115,13 @@ fn client_certificate_in(
     }))
 }
 
+impl ClientCertificate {
+    /// The chain and key, to authenticate as the node.
+    pub fn identity(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (self.chain.clone(), self.key.clone_key())
+    }
+}
+
 /// The certificate chains to the cluster CA and is valid for client authentication now.
 fn issued_by(
     ca_pem: &[u8],
@@ -159,7 +166,7 @@ impl NodeReader {
         let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca_pem)
             .map(|c| c.map(|c| c.to_vec()).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
-        let client = http::pinned_client_as(&ca, Some((cert.chain.clone(), cert.key.clone_key())))?;
+        let client = http::pinned_client_as(&ca, Some(cert.identity()))?;
         let url = format!(
             "{}/api/v1/nodes/{}",
             cert.server.trim_end_matches('/'),
