@@ -461,7 +461,10 @@ pub async fn cluster_lines(settings: &Settings) -> Vec<Line> {
     let token = match c.token() {
         Ok(t) => t,
         Err(e) => {
-            lines.push(no_token_line(&e, crate::join::has_client_certificate()));
+            lines.push(no_token_line(
+                &e,
+                crate::join::has_client_certificate(settings),
+            ));
             return lines;
         }
     };

@@ -132,6 +132,19 @@ fn system_checks(f: &Facts) -> [Check; 2] {
 /// kubelet: its binary, its version, and what that version needs of this node.
 fn kubelet_checks(f: &Facts, kubelet: &KubeletSettings, checks: &mut Vec<Check>) {
     use Severity::*;
+    let name = kubelet.node_name(&f.hostname);
+    let named = if kubelet.node_name.is_some() {
+        format!("node name {name:?} ([kubelet] node_name)")
+    } else {
+        format!("hostname {:?}", f.hostname)
+    };
+    checks.push(check(
+        "Hostname",
+        valid_node_name(&name),
+        Error,
+        format!("{named} {} a valid node name", if valid_node_name(&name) { "is" } else { "is not" }),
+        Some("the node registers under its hostname, which must be lower-case letters, digits, '-' and '.' (DNS-1123): set it with hostnamectl or cloud-init's hostname, or set [kubelet] node_name".into()),
+    ));
     checks.push(
         check(
             "KubeletBinary",
@@ -319,13 +332,7 @@ fn node_checks(f: &Facts, checks: &mut Vec<Check>) {
                 .into(),
         ),
     ));
-    checks.push(check(
-        "Hostname",
-        valid_node_name(&f.hostname),
-        Error,
-        format!("hostname {:?} {} a valid node name", f.hostname, if valid_node_name(&f.hostname) { "is" } else { "is not" }),
-        Some("the node registers under its hostname, which must be lower-case letters, digits, '-' and '.' (DNS-1123): set it with hostnamectl or cloud-init's hostname".into()),
-    ));
+
     checks.push(check(
         "ExistingJoin",
         !f.joined,
@@ -684,11 +691,11 @@ mod tests {
         f.hostname = "Bad_Name".into();
         assert_eq!(
             failing(&f, &["swap"]),
-            [("Swap", Severity::Warning), ("Hostname", Severity::Error)]
+            [("Hostname", Severity::Error), ("Swap", Severity::Warning)]
         );
         assert_eq!(
             failing(&f, &["all"]),
-            [("Swap", Severity::Warning), ("Hostname", Severity::Warning)]
+            [("Hostname", Severity::Warning), ("Swap", Severity::Warning)]
         );
     }
 

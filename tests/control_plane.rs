@@ -196,6 +196,7 @@ fn prepare_mint_join(version: &str) {
         "would create ClusterRoleBinding kubeadm:kubelet-bootstrap",
         "would create ClusterRoleBinding kubeadm:node-autoapprove-bootstrap",
         "would create ClusterRoleBinding kubeadm:node-autoapprove-certificate-rotation",
+        "would create ClusterRole kubeadm:get-nodes, ClusterRoleBinding kubeadm:get-nodes",
         "would create ConfigMap kube-system/kubelet-config: clusterDNS 10.96.0.10 (Service kube-system/kube-dns)",
         "would create Role kube-system/kubeadm:kubelet-config, RoleBinding kube-system/kubeadm:kubelet-config",
     ] {
@@ -214,7 +215,7 @@ fn prepare_mint_join(version: &str) {
     let first = prepare(&cp, &tb);
     eprintln!("{plan}\n{first}");
     let result = first.split("result:").nth(1).expect("a result section");
-    assert_eq!(result.matches(" created ").count(), 7, "{first}");
+    assert_eq!(result.matches(" created ").count(), 8, "{first}");
     assert!(
         result.contains("bootstrap-signer             ok        signed a probe token in"),
         "{first}"
@@ -242,7 +243,7 @@ fn prepare_mint_join(version: &str) {
     let again = prepare(&cp, &tb);
     let result = again.split("result:").nth(1).unwrap();
     assert!(!result.contains("created"), "{again}");
-    assert_eq!(result.matches("\n  ").count(), 9 + 1, "{again}"); // 9 items + cluster-info's loopback fix
+    assert_eq!(result.matches("\n  ").count(), 10 + 1, "{again}"); // 10 items + cluster-info's loopback fix
 
     // Mint: the worker's configuration, its pin the cluster CA's.
     let printed = mint(&cp, &tb);
@@ -777,8 +778,13 @@ fn the_seeds_own_objects_count() {
     assert!(out.status.success());
     let all = prepare(&cp, &tb);
     let result = all.split("result:").nth(1).unwrap();
-    assert_eq!(result.matches(" created ").count(), 3, "{all}");
-    for created in ["cluster-info", "kubelet-config", "kubelet-config-read"] {
+    assert_eq!(result.matches(" created ").count(), 4, "{all}");
+    for created in [
+        "cluster-info",
+        "bootstrappers-get-nodes",
+        "kubelet-config",
+        "kubelet-config-read",
+    ] {
         assert!(result.contains(&format!("{created:<28} created")), "{all}");
     }
     for kubeadm_name in [
@@ -823,4 +829,252 @@ fn a_cluster_without_bootstrap_token_auth() {
         json.contains("--enable-bootstrap-token-auth=true"),
         "{json}"
     );
+}
+
+/// A certificate for `cn` from the cluster CA, with openssl's dates (`-days 30`, or a
+/// window in the past), as kubelet keeps it: certificate and key in one PEM.
+fn node_certificate(cp: &ControlPlane, cn: &str, dates: &str) -> String {
+    let dir = cp.dir.join(format!("issued-{cn}"));
+    std::fs::create_dir_all(dir.join("new")).unwrap();
+    let d = dir.display();
+    let pki = cp.dir.join("pki");
+    let script = format!(
+        "set -e; cd {d}; : > index.txt; echo 1000 > serial
+         printf '%s\\n' '[ca]' 'default_ca = d' '[d]' 'dir = {d}' 'database = {d}/index.txt' \
+           'new_certs_dir = {d}/new' 'serial = {d}/serial' 'default_md = sha256' 'policy = p' \
+           'x509_extensions = e' 'unique_subject = no' '[p]' 'organizationName = supplied' 'commonName = supplied' \
+           '[e]' 'extendedKeyUsage = clientAuth' 'keyUsage = critical,digitalSignature,keyEncipherment' > cnf
+         openssl ecparam -name prime256v1 -genkey -noout -out k.pem
+         openssl req -new -key k.pem -subj '/O=system:nodes/CN=system:node:{cn}' -out r.csr
+         openssl ca -batch -notext -config cnf -cert {ca} -keyfile {key} {dates} -in r.csr -out c.pem 2>/dev/null
+         cat c.pem k.pem",
+        ca = pki.join("ca.crt").display(),
+        key = pki.join("ca.key").display(),
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Files the worker changed or holds in /run that contain `secret`.
+fn holding(tb: &Testbed, secret: &str) -> Vec<String> {
+    fn walk(base: &std::path::Path, dir: &std::path::Path, secret: &[u8], out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(base, &p, secret, out);
+            } else if meta.is_file()
+                && std::fs::read(&p).is_ok_and(|b| b.windows(secret.len()).any(|w| w == secret))
+            {
+                out.push(format!("/{}", p.strip_prefix(base).unwrap().display()));
+            }
+        }
+    }
+    let upper = tb.dir().join("layers/upper");
+    let mut out = Vec::new();
+    walk(&upper, &upper, secret.as_bytes(), &mut out);
+    let run = tb.exec(&["grep", "-rlF", secret, "/run", "/tmp"]);
+    out.extend(
+        text(&run)
+            .lines()
+            .filter(|l| l.starts_with('/'))
+            .map(str::to_string),
+    );
+    out
+}
+
+/// A node's life after the join, on a real v1.36 control plane and kubelet: a Ready Node
+/// of this node's name stops the join before kubelet starts; once in, no file holds the
+/// token; with the token deleted on the cluster, a changed configuration is applied (the
+/// cluster's kubelet configuration read as the node) and a stopped kubelet started; a
+/// disk with another node's certificate or an expired one is bootstrapped anew with a new
+/// token, and without one the run exits 2 naming why.
+#[test]
+fn a_nodes_life_after_the_join() {
+    let Some((tb, cp, _lock)) = bare("v1.36.2", true) else {
+        return;
+    };
+    cp.create_dns_service(&tb);
+    prepare(&cp, &tb);
+    let printed = mint(&cp, &tb);
+    let token = token_of(&printed);
+    // As cloud-init writes it: the token in its own file.
+    configure_worker(
+        &tb,
+        &printed.replace(
+            &format!("token = \"{token}\""),
+            "token_file = \"/etc/kubejoin/token\"",
+        ),
+    );
+    tb.write("/etc/kubejoin/token", format!("{token}\n"), 0o600);
+    let hostname = tb.exec_text(&["hostname"]).trim().to_string();
+
+    // A Ready Node named as this node will be: another machine's. The join stops before
+    // kubelet starts, naming it.
+    let twin = cp.dir.join("twin.json");
+    std::fs::write(
+        &twin,
+        r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "twin"}}"#,
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = cp.kubectl_out(&tb, args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    };
+    kubectl(&["create", "-f", twin.to_str().unwrap()]);
+    let now = tb.exec_text(&["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+    let now = now.trim();
+    kubectl(&[
+        "patch",
+        "node",
+        "twin",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"status": {{"conditions": [{{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "another machine", "lastHeartbeatTime": "{now}", "lastTransitionTime": "{now}"}}]}}}}"#
+        ),
+    ]);
+    tb.write(
+        "/etc/kubejoin/config.d/50-name.toml",
+        "[kubelet]\nnode_name = \"twin\"\n",
+        0o644,
+    );
+    let out = tb.exec(&["kubejoin", "run"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("a Node named twin exists in the cluster and is Ready"),
+        "{said}"
+    );
+    assert!(said.contains("kubectl delete node twin"), "{said}");
+    assert!(!tb.unit_state("kubelet.service").starts_with("active"));
+    assert!(tb.read("/etc/kubejoin/token").is_ok(), "the token is kept");
+
+    // Under its own name it joins; then no file on the node holds the token.
+    tb.exec_ok(&["rm", "/etc/kubejoin/config.d/50-name.toml"]);
+    let out = tb.exec(&["kubejoin", "run"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("outcome:       joined"), "{said}");
+    assert!(
+        said.contains(&format!("node:          {hostname}")),
+        "{said}"
+    );
+    let secret = &token[7..];
+    assert_eq!(
+        holding(&tb, secret),
+        Vec::<String>::new(),
+        "files holding the token"
+    );
+
+    // The token deleted on the cluster: the node needs none.
+    let out = cp.kubejoin(&tb, &["token", "delete", &token[..6]]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A fleet-wide change: applied, kubelet restarted, the cluster's configuration read as
+    // the node; then nothing to do.
+    tb.write(
+        "/etc/kubejoin/config.d/60-fleet.toml",
+        "[kubelet.config]\nmaxPods = 42\n",
+        0o644,
+    );
+    let out = tb.exec(&["kubejoin", "run"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "outcome:       reconciled",
+        "file:          update /etc/kubernetes/kubelet.conf.d/50-kubejoin.conf",
+        &format!("fields), read as node {hostname}"),
+        "kubelet conf:  the cluster's kube-system/kubelet-config",
+    ] {
+        assert!(said.contains(line), "{line:?} not in:\n{said}");
+    }
+    let configz = cp.configz(&tb);
+    assert_eq!(configz["maxPods"], 42, "{configz}");
+    assert_eq!(
+        configz["clusterDNS"],
+        serde_json::json!(["10.96.0.10"]),
+        "{configz}"
+    );
+    let out = tb.exec_ok(&["kubejoin", "run"]);
+    assert!(
+        text(&out).contains("outcome:       already-joined"),
+        "{}",
+        text(&out)
+    );
+
+    // kubelet stopped (as after a crash, or a boot where it did not start): started with
+    // its own credentials, the Node Ready again.
+    tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
+    let out = tb.exec(&["kubejoin", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("outcome:       started"),
+        "{}",
+        text(&out)
+    );
+
+    // A disk with another node's certificate, then an expired one of this node: without a
+    // token, exit 2 naming why; with a new one, kubelet bootstraps anew as this node.
+    // kubelet's link to its dated certificate: replaced inside the testbed by a file (a
+    // write through the link from outside would follow it on this machine).
+    let current = "/var/lib/kubelet/kubelet-client-current.pem";
+    for (cn, dates, why, hint) in [
+        (
+            "another-node",
+            "-days 30",
+            "is for node another-node, and this node is",
+            "set [kubelet] node_name = \"another-node\"",
+        ),
+        (
+            hostname.as_str(),
+            "-startdate 20200101000000Z -enddate 20200102000000Z",
+            "not a client certificate of the cluster CA",
+            "",
+        ),
+    ] {
+        tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
+        tb.exec_ok(&["rm", "-f", current]);
+        tb.write(current, node_certificate(&cp, cn, dates), 0o600);
+        let started = std::time::Instant::now();
+        let out = tb.exec(&["kubejoin", "run"]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        for needle in [why, "has no bootstrap token to join again", hint] {
+            assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        if cn != hostname {
+            // A disk cloned from another node into a new machine: no Node of this name.
+            kubectl(&["delete", "node", &hostname]);
+        }
+        let printed = mint(&cp, &tb);
+        tb.write(
+            "/etc/kubejoin/token",
+            format!("{}\n", token_of(&printed)),
+            0o600,
+        );
+        let out = tb.exec(&["kubejoin", "run"]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("outcome:       joined"), "{said}");
+        let subject = tb.exec_text(&[
+            "openssl", "x509", "-noout", "-subject", "-enddate", "-in", current,
+        ]);
+        assert!(
+            subject.contains(&format!("system:node:{hostname}")),
+            "{subject}"
+        );
+        assert!(!subject.contains("2020"), "{subject}");
+        assert!(tb.read("/etc/kubejoin/token").is_err());
+    }
+    let node = cp.kubectl_json(&tb, &["get", "node", &hostname]);
+    assert_eq!(node["metadata"]["name"], hostname.as_str());
 }

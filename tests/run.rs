@@ -554,7 +554,7 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
     );
     assert_eq!(tb.unit_state("kubelet.service"), "active running");
     // As the node, no token: the API server's version, the cluster's kubelet configuration
-    // (which the double does not publish) and the Node.
+    // (under kubeadm v1.20's name) and the Node.
     let asked: Vec<String> = double.requests()[fetched..]
         .iter()
         .map(|r| r.path.clone())
@@ -564,6 +564,7 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
         [
             "/version".to_string(),
             "/api/v1/namespaces/kube-system/configmaps/kubelet-config".into(),
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config-1.20".into(),
             format!("/api/v1/nodes/{}", tb.exec_text(&["hostname"]).trim()),
         ],
         "read as the node"

@@ -331,6 +331,9 @@ pub struct Right {
     pub binding: &'static str,
     pub cluster_role: &'static str,
     pub group: &'static str,
+    /// The ClusterRole is kubeadm's own (not one Kubernetes ships): created with the
+    /// binding, its one rule the access.
+    pub creates_role: bool,
 }
 
 const CSR: Access<'static> = Access {
@@ -344,8 +347,9 @@ const CSR: Access<'static> = Access {
 
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 
-/// The three rights of the seed's ClusterRoleBindings.
-pub const RIGHTS: [Right; 3] = [
+/// The three rights of the seed's ClusterRoleBindings, and kubeadm's right of bootstrap
+/// tokens to read Nodes (a joining node checks that no Ready Node has its name).
+pub const RIGHTS: [Right; 4] = [
     Right {
         name: "bootstrappers-create-csr",
         what: "bootstrap tokens may create CSRs",
@@ -353,6 +357,7 @@ pub const RIGHTS: [Right; 3] = [
         binding: "kubeadm:kubelet-bootstrap",
         cluster_role: "system:node-bootstrapper",
         group: BOOTSTRAPPERS,
+        creates_role: false,
     },
     Right {
         name: "bootstrappers-auto-approve",
@@ -364,6 +369,7 @@ pub const RIGHTS: [Right; 3] = [
         binding: "kubeadm:node-autoapprove-bootstrap",
         cluster_role: "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
         group: BOOTSTRAPPERS,
+        creates_role: false,
     },
     Right {
         name: "nodes-auto-renew",
@@ -375,6 +381,23 @@ pub const RIGHTS: [Right; 3] = [
         binding: "kubeadm:node-autoapprove-certificate-rotation",
         cluster_role: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
         group: "system:nodes",
+        creates_role: false,
+    },
+    Right {
+        name: "bootstrappers-get-nodes",
+        what: "bootstrap tokens may read Nodes (a joining node checks that its name is free)",
+        access: Access {
+            verb: "get",
+            group: "",
+            resource: "nodes",
+            subresource: "",
+            namespace: "",
+            name: "",
+        },
+        binding: "kubeadm:get-nodes",
+        cluster_role: "kubeadm:get-nodes",
+        group: tokens::DEFAULT_GROUP,
+        creates_role: true,
     },
 ];
 

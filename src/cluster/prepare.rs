@@ -146,6 +146,21 @@ pub fn cluster_role_binding(name: &str, role: &str, group: &str) -> Value {
     })
 }
 
+/// A right's objects: kubeadm's own ClusterRole where it has one, then the binding.
+pub fn right_objects(r: &super::Right) -> Vec<Value> {
+    let role = r.creates_role.then(|| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": { "name": r.cluster_role },
+            "rules": [{ "apiGroups": [r.access.group], "resources": [r.access.resource], "verbs": [r.access.verb] }],
+        })
+    });
+    role.into_iter()
+        .chain([cluster_role_binding(r.binding, r.cluster_role, r.group)])
+        .collect()
+}
+
 /// Where an object is created.
 pub fn collection(object: &Value) -> String {
     let ns = object["metadata"]["namespace"].as_str();
@@ -154,6 +169,7 @@ pub fn collection(object: &Value) -> String {
         "Secret" => ("/api/v1", "secrets"),
         "Role" => ("/apis/rbac.authorization.k8s.io/v1", "roles"),
         "RoleBinding" => ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+        "ClusterRole" => ("/apis/rbac.authorization.k8s.io/v1", "clusterroles"),
         _ => ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
     };
     match ns {
@@ -215,6 +231,11 @@ async fn right(api: &Api, right: &super::Right) -> Result<(bool, String), ApiErr
         (
             "system:bootstrap:kubejoin",
             vec![right.group, "system:authenticated"],
+        )
+    } else if right.group.starts_with(super::BOOTSTRAPPERS) {
+        (
+            "system:bootstrap:kubejoin",
+            vec![right.group, super::BOOTSTRAPPERS, "system:authenticated"],
         )
     } else {
         (
@@ -335,7 +356,6 @@ async fn anonymous_read_item(anonymous: &Api) -> Result<Item, ApiError> {
 /// One right of bootstrappers or nodes, as a SubjectAccessReview answers.
 async fn right_item(api: &Api, r: &super::Right) -> Result<Item, ApiError> {
     let (allowed, reason) = right(api, r).await?;
-    let crb = cluster_role_binding(r.binding, r.cluster_role, r.group);
     let state = if allowed {
         State::Present
     } else {
@@ -346,7 +366,7 @@ async fn right_item(api: &Api, r: &super::Right) -> Result<Item, ApiError> {
         what: r.what.into(),
         found: state,
         outcome: state,
-        objects: vec![describe(&crb)],
+        objects: right_objects(r).iter().map(describe).collect(),
         detail: if allowed {
             reason
         } else {
@@ -522,7 +542,7 @@ async fn create_missing(api: &Api, opts: &Options, report: &mut Report) -> Resul
             name => RIGHTS
                 .iter()
                 .filter(|r| r.name == name)
-                .map(|r| cluster_role_binding(r.binding, r.cluster_role, r.group))
+                .flat_map(right_objects)
                 .collect(),
         };
         let mut existed = Vec::new();

@@ -37,6 +37,31 @@ pub struct KubeletSettings {
     /// The networks kubelet's node IP is chosen from (at most one IPv4 and one IPv6);
     /// empty: the source of the route to the API server where the host has several.
     pub node_ip_cidrs: Vec<Cidr>,
+    /// `node_name`: the name kubelet registers the node under (`--hostname-override`),
+    /// lower-case; `None`: the hostname.
+    pub node_name: Option<String>,
+}
+
+impl KubeletSettings {
+    /// The name kubelet registers this node under: `node_name`, else `--hostname-override`
+    /// in `extra_args`, else the hostname; lower-cased and trimmed as kubelet does.
+    pub fn node_name(&self, hostname: &str) -> String {
+        let mut args = self.extra_args.iter();
+        let mut overridden = None;
+        while let Some(a) = args.next() {
+            if let Some(v) = a.strip_prefix("--hostname-override=") {
+                overridden = Some(v.to_string());
+            } else if a == "--hostname-override" {
+                overridden = args.next().cloned();
+            }
+        }
+        self.node_name
+            .clone()
+            .or(overridden)
+            .unwrap_or_else(|| hostname.to_string())
+            .trim()
+            .to_lowercase()
+    }
 }
 
 impl Default for KubeletSettings {
@@ -52,6 +77,7 @@ impl Default for KubeletSettings {
             config: BTreeMap::new(),
             reservations: None,
             node_ip_cidrs: Vec::new(),
+            node_name: None,
             fail_cgroup_v1: false,
         }
     }
@@ -78,6 +104,7 @@ pub struct KubeletFragment {
     pub fail_cgroup_v1: Option<bool>,
     pub reservations: Option<String>,
     pub node_ip_cidrs: Option<Vec<String>>,
+    pub node_name: Option<String>,
     pub shutdown_grace_period: Option<String>,
     pub shutdown_grace_period_critical_pods: Option<String>,
     /// `[kubelet.config]`: KubeletConfiguration fields for this node.
@@ -144,6 +171,7 @@ impl KubeletMerged {
             fail_cgroup_v1,
             reservations,
             node_ip_cidrs,
+            node_name,
             shutdown_grace_period,
             shutdown_grace_period_critical_pods
         );
@@ -472,6 +500,28 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
         ));
     }
     s.fail_cgroup_v1 = v.fail_cgroup_v1.unwrap_or(false);
+    if let Some(name) = &v.node_name {
+        let name = name.trim().to_lowercase();
+        if !crate::preflight::valid_node_name(&name) {
+            return Err(err(
+                "node_name",
+                format!(
+                    "{name:?} is not a valid node name: letters, digits, '-' and '.' (a DNS-1123 \
+                     subdomain, at most 253 characters)"
+                ),
+            ));
+        }
+        if s.extra_args
+            .iter()
+            .any(|a| a.starts_with("--hostname-override"))
+        {
+            return Err(err(
+                "node_name",
+                "is set, and extra_args has --hostname-override: set the name once".into(),
+            ));
+        }
+        s.node_name = Some(name);
+    }
     if let Some(cidrs) = &v.node_ip_cidrs {
         let parsed = cidrs
             .iter()
@@ -578,6 +628,17 @@ mod tests {
     }
 
     #[test]
+    fn the_node_is_named_as_kubelet_names_it() {
+        let mut s = KubeletSettings::default();
+        assert_eq!(s.node_name("Worker-7\n"), "worker-7");
+        s.extra_args = vec!["--v=2".into(), "--hostname-override=Node-A.example".into()];
+        assert_eq!(s.node_name("worker-7"), "node-a.example");
+        let (s, _) = validate(merged("node_name = \"Worker-9\"")).unwrap();
+        assert_eq!(s.node_name.as_deref(), Some("worker-9"));
+        assert_eq!(s.node_name("worker-7"), "worker-9");
+    }
+
+    #[test]
     fn values_are_checked_with_file_and_key() {
         for (text, key) in [
             ("binary = \"kubelet\"", "kubelet.binary"),
@@ -621,6 +682,11 @@ mod tests {
             (
                 "shutdown_grace_period = \"soon\"",
                 "kubelet.shutdown_grace_period",
+            ),
+            ("node_name = \"Not_A_Name\"", "kubelet.node_name"),
+            (
+                "node_name = \"a\"\nextra_args = [\"--hostname-override=b\"]",
+                "kubelet.node_name",
             ),
             ("node_ip_cidrs = [\"10.0.0.0\"]", "kubelet.node_ip_cidrs"),
             (

@@ -41,6 +41,9 @@ impl Credentials {
         if !self.kept.is_empty() {
             parts.push(format!("kept {}", self.kept.join("; ")));
         }
+        if parts.is_empty() {
+            return "none on this node (kubelet has its own)".into();
+        }
         parts.join("; ")
     }
 }
@@ -71,8 +74,9 @@ pub fn remove(c: &ClusterSettings) -> Result<Credentials, fsutil::FileError> {
     let (paths, kept) = plan(c);
     let mut removed = Vec::new();
     for path in paths {
-        fsutil::remove_durably(&path)?;
-        removed.push(path.display().to_string());
+        if fsutil::remove_durably(&path)? {
+            removed.push(path.display().to_string());
+        }
     }
     let credentials = Credentials { removed, kept };
     tracing::info!(

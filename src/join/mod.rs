@@ -6,6 +6,7 @@
 
 pub mod cluster_config;
 pub mod credentials;
+mod identity;
 mod node;
 mod phase;
 pub mod plan;
@@ -112,36 +113,23 @@ async fn run_from_its_start(
     let mut phases = Phases::new(Notifier::from_env());
     phases.start(Phase::Preflight, "checking this host");
     let systemd = Systemd::connect().await?;
-    let certificate = start::certificate();
+    let mut settings = load()?;
+    let certificate = start::certificate(&node_name(&settings));
     let usable = matches!(certificate, Ok(Some(_)));
     let kubelet = kubelet_settled(&systemd, systemd.status(KUBELET_UNIT).await?, usable).await?;
     match start::decide(seen(&kubelet, usable), dry_run) {
-        Start::Interrupted => finish_interrupted(load()?, &systemd, phases, kubelet).await,
+        Start::Interrupted => finish_interrupted(settings, &systemd, phases, kubelet).await,
         Start::AlreadyJoined => {
-            let mut settings = load()?;
             resolve_runtime(&mut settings, &systemd).await?;
             reconcile(&settings, &systemd, phases, kubelet, Vec::new(), dry_run).await
         }
         Start::Fresh => {
-            let mut settings = load()?;
             if settings.cluster.token().is_err() {
                 match certificate {
                     Ok(Some(_)) if !dry_run => {
                         return start_joined(settings, &systemd, phases, kubelet).await;
                     }
-                    Err(why) => {
-                        return Err(Failure::NeedsPerson {
-                            message: format!(
-                                "kubelet's client certificate cannot be used ({why}), and this node \
-                                 has no bootstrap token to join again"
-                            ),
-                            fix: "give this node a new bootstrap token (`kubejoin token create` on the \
-                                  control plane; token_file, token or token_command in \
-                                  /etc/kubejoin/config.toml, or a systemd credential named \"token\"), \
-                                  then run kubejoin again: it bootstraps kubelet anew"
-                                .into(),
-                        });
-                    }
+                    Err(unusable) => return Err(no_token_to_join_again(&unusable)),
                     _ => {}
                 }
             }
@@ -159,10 +147,39 @@ async fn run_from_its_start(
     }
 }
 
+/// The name kubelet registers this node under.
+fn node_name(settings: &Settings) -> String {
+    settings.kubelet.node_name(&start::hostname())
+}
+
+/// kubelet's client certificate cannot be used and there is no token to bootstrap anew.
+fn no_token_to_join_again(unusable: &start::Unusable) -> Failure {
+    let keep = unusable
+        .other_node
+        .as_ref()
+        .map(|n| {
+            format!(
+                "; or, if this host was renamed and should stay Node {n}, set [kubelet] node_name = \"{n}\""
+            )
+        })
+        .unwrap_or_default();
+    Failure::NeedsPerson {
+        message: format!(
+            "kubelet's client certificate cannot be used ({unusable}), and this node has no \
+             bootstrap token to join again"
+        ),
+        fix: format!(
+            "give this node a new bootstrap token (`kubejoin token create` on the control plane; \
+             token_file, token or token_command in /etc/kubejoin/config.toml, or a systemd \
+             credential named \"token\"), then run kubejoin again: it bootstraps kubelet anew{keep}"
+        ),
+    }
+}
+
 /// kubelet has a client certificate it can use ([`start::certificate`]): its TLS
 /// bootstrap is done.
-pub fn has_client_certificate() -> bool {
-    matches!(start::certificate(), Ok(Some(_)))
+pub fn has_client_certificate(settings: &Settings) -> bool {
+    matches!(start::certificate(&node_name(settings)), Ok(Some(_)))
 }
 
 /// What the start is decided from: kubelet's unit as it is now, whether its client
@@ -279,6 +296,11 @@ async fn fresh(
     let api_version = apiserver_version(&as_token).await;
     check_skew(version, api_version.as_ref(), ignore_preflight, dry_run)?;
     let cluster = clusters_kubelet_config(&as_token, api_version.as_ref()).await?;
+    let me = node_name(settings);
+    if !start::names_this_node(&me) {
+        let ignored = is_ignored(ignore_preflight, identity::CHECK);
+        identity::check(&as_token, &me, ignored, dry_run).await?;
+    }
 
     phases.start(Phase::Plan, "planning kubelet's files and unit");
     let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
@@ -294,7 +316,9 @@ async fn fresh(
         },
         &node_ip,
     );
-    let bootstrap_again = start::certificate().err();
+    let bootstrap_again = start::certificate(&node_name(settings))
+        .err()
+        .map(|u| u.why);
     if let Some(why) = &bootstrap_again {
         tracing::warn!(
             phase = Phase::Plan.name(),
@@ -324,14 +348,17 @@ async fn fresh(
         "writing kubelet's bootstrap kubeconfig and configuration",
     );
     if bootstrap_again.is_some() {
-        // kubelet uses --kubeconfig while its certificate looks valid to it: without it,
-        // kubelet bootstraps with the bootstrap kubeconfig.
-        if crate::fsutil::remove_durably(Path::new(files::KUBELET_KUBECONFIG))? {
-            tracing::info!(
-                phase = Phase::Files.name(),
-                "removed {}: kubelet bootstraps again",
-                files::KUBELET_KUBECONFIG
-            );
+        // kubelet uses --kubeconfig, or else its current certificate, while the certificate
+        // looks valid to it (another node's does): without both, kubelet bootstraps with
+        // the bootstrap kubeconfig. The certificate first: a run killed in between leaves
+        // a kubeconfig naming no certificate, which is no join either.
+        for path in [files::CLIENT_CURRENT, files::KUBELET_KUBECONFIG] {
+            if crate::fsutil::remove_durably(Path::new(path))? {
+                tracing::info!(
+                    phase = Phase::Files.name(),
+                    "removed {path}: kubelet bootstraps again"
+                );
+            }
         }
     }
     write_files(&desired, &plan, recorder)?;
@@ -591,9 +618,7 @@ fn check_skew(
     else {
         return Ok(());
     };
-    let ignored = ignore_preflight
-        .iter()
-        .any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case("KubeletVersionSkew"));
+    let ignored = is_ignored(ignore_preflight, "KubeletVersionSkew");
     tracing::warn!(
         phase = Phase::Discovery.name(),
         check = "KubeletVersionSkew",
@@ -609,6 +634,13 @@ fn check_skew(
              versions older (or skip this check with --ignore-preflight-errors=KubeletVersionSkew)"
         ),
     })
+}
+
+/// Whether `--ignore-preflight-errors` names the check (or `all`).
+fn is_ignored(ignore_preflight: &[String], check: &str) -> bool {
+    ignore_preflight
+        .iter()
+        .any(|i| i.eq_ignore_ascii_case("all") || i.eq_ignore_ascii_case(check))
 }
 
 /// The plan phase: kubelet's files and unit against what is on disk.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::report::STATE_FILE;
-use crate::kubelet::files::{CLUSTER_CA, KUBELET_KUBECONFIG, KUBELET_UNIT_PATH};
+use crate::kubelet::files::{CLUSTER_CA, KUBELET_KUBECONFIG};
 use crate::kubelet::ready;
 
 /// What the decision looks at.
@@ -58,45 +58,69 @@ pub fn recorded() -> bool {
     Path::new(STATE_FILE).exists()
 }
 
+/// A client certificate kubelet cannot use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    pub why: String,
+    /// The node the certificate is for, when it is another node's (a disk cloned from
+    /// it, or this host renamed).
+    pub other_node: Option<String>,
+    /// It names this node (an expired one, say): the Node of this name is this node's.
+    pub this_node: bool,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 /// kubelet's client certificate: `Ok(Some(node))` one it can use (issued by the cluster CA
-/// on this node for client authentication, valid now, for this node's name), `Ok(None)`
-/// none yet, `Err(why)` one it cannot use: expired (the node was off longer than its
+/// on this node for client authentication, valid now, for `me`, this node's name),
+/// `Ok(None)` none yet, `Err` one it cannot use: expired (the node was off longer than its
 /// life), from another cluster's CA, or for another node (a disk cloned from another
 /// node, a host renamed). kubelet itself would go on using a valid one of another node.
-pub fn certificate() -> Result<Option<String>, String> {
+pub fn certificate(me: &str) -> Result<Option<String>, Unusable> {
+    let unusable = |why: String| Unusable {
+        why,
+        other_node: None,
+        this_node: ready::named_node().as_deref() == Some(me),
+    };
     let Ok(ca) = std::fs::read(CLUSTER_CA) else {
         // No cluster CA here (not written by a join): only whether one is named.
         let named = std::fs::read_to_string(KUBELET_KUBECONFIG)
             .is_ok_and(|k| k.contains("client-certificate"));
         return Ok(named.then(String::new));
     };
-    let Some(cert) = ready::client_certificate(&ca)? else {
+    let Some(cert) = ready::client_certificate(&ca).map_err(unusable)? else {
         return Ok(None);
     };
-    let me = node_name(
-        &std::fs::read_to_string(KUBELET_UNIT_PATH).unwrap_or_default(),
-        &std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default(),
-    );
     if cert.node_name != me {
-        return Err(format!(
-            "{} is for node {}, and this node is {me}",
-            cert.path, cert.node_name
-        ));
+        return Err(Unusable {
+            why: format!(
+                "{} is for node {}, and this node is {me}",
+                cert.path, cert.node_name
+            ),
+            other_node: Some(cert.node_name),
+            this_node: false,
+        });
     }
     Ok(Some(cert.node_name))
 }
 
-/// The name kubelet registers this node under: its `--hostname-override` in kubelet.service,
-/// else the hostname, lower-cased as kubelet does.
-pub fn node_name(unit: &str, hostname: &str) -> String {
-    let overridden = unit.split_whitespace().find_map(|w| {
-        w.trim_matches('"')
-            .strip_prefix("--hostname-override=")
-            .map(str::to_string)
-    });
-    overridden
-        .unwrap_or_else(|| hostname.trim().to_string())
-        .to_lowercase()
+/// Whether kubelet's certificate, usable or not, names this node: then a Node of this
+/// name is this node's own.
+pub fn names_this_node(me: &str) -> bool {
+    match certificate(me) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        Err(u) => u.this_node,
+    }
+}
+
+/// This host's name, as the kernel has it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -135,12 +159,5 @@ mod tests {
         assert!(!wait_for_kubelet(seen(true, false, Activating)));
         assert!(!wait_for_kubelet(seen(false, true, Activating)));
         assert!(!wait_for_kubelet(seen(true, true, Active)));
-    }
-
-    #[test]
-    fn the_node_is_named_as_kubelet_names_it() {
-        assert_eq!(node_name("", "Worker-7\n"), "worker-7");
-        let unit = "ExecStart=/usr/local/bin/kubelet \\\n    --config=/var/lib/kubelet/config.yaml \\\n    --hostname-override=Node-A.example \\\n";
-        assert_eq!(node_name(unit, "worker-7"), "node-a.example");
     }
 }

@@ -16,6 +16,10 @@ pub const BOOTSTRAP_KUBECONFIG: &str = "/var/lib/kubelet/bootstrap-kubeconfig";
 pub const KUBELET_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 pub const CERT_DIR: &str = "/var/lib/kubelet/";
+/// kubelet's link to its current client certificate and key, in [`CERT_DIR`]. Without a
+/// usable `--kubeconfig`, kubelet uses it while it has not expired (whichever node it
+/// names) and bootstraps only without it.
+pub const CLIENT_CURRENT: &str = "/var/lib/kubelet/kubelet-client-current.pem";
 /// kubelet's drop-in directory (`--config-dir`, kubelet >= 1.30; the path of Kubernetes'
 /// documentation) and kubejoin's drop-in there, for the per-node fields.
 pub const CONFIG_DIR: &str = "/etc/kubernetes/kubelet.conf.d";
@@ -148,6 +152,9 @@ pub fn kubelet_argv(s: &KubeletSettings, p: &Profile, node_ip: &[std::net::IpAdd
         .extra_args
         .iter()
         .any(|a| a == "--node-ip" || a.starts_with("--node-ip="));
+    if let Some(name) = &s.node_name {
+        argv.push(format!("--hostname-override={name}"));
+    }
     if !node_ip.is_empty() && !own_node_ip {
         let ips: Vec<String> = node_ip.iter().map(|ip| ip.to_string()).collect();
         argv.push(format!("--node-ip={}", ips.join(",")));

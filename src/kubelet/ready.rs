@@ -47,10 +47,16 @@ pub fn client_certificate(ca_pem: &[u8]) -> Result<Option<ClientCertificate>, St
     client_certificate_in(std::path::Path::new(KUBELET_KUBECONFIG), ca_pem)
 }
 
-fn client_certificate_in(
-    kubeconfig: &std::path::Path,
-    ca_pem: &[u8],
-) -> Result<Option<ClientCertificate>, String> {
+/// kubelet's kubeconfig as read: its server, the certificate's path, its chain and key.
+struct Credentials {
+    server: String,
+    path: String,
+    chain: Vec<CertificateDer<'static>>,
+    key_pem: Vec<u8>,
+}
+
+/// What kubelet's kubeconfig names, not yet verified. `Ok(None)`: not yet.
+fn read_in(kubeconfig: &std::path::Path) -> Result<Option<Credentials>, String> {
     let kubeconfig_name = kubeconfig.display().to_string();
     let Ok(text) = std::fs::read_to_string(kubeconfig) else {
         return Ok(None);
@@ -86,25 +92,59 @@ fn client_certificate_in(
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{path}: {e}"))?;
-    let Some(leaf) = chain.first() else {
+    if chain.is_empty() {
         return Ok(None);
-    };
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("{path}: no private key: {e}"))?;
-    issued_by(ca_pem, leaf, &chain[1..])
-        .map_err(|e| format!("{path} is not a client certificate of the cluster CA: {e}"))?;
+    }
+    Ok(Some(Credentials {
+        server,
+        path,
+        chain,
+        key_pem,
+    }))
+}
+
+/// The node a certificate's subject names (`system:node:<name>`).
+fn subject_node(path: &str, leaf: &CertificateDer<'_>) -> Result<String, String> {
     let info = crate::x509::parse_der(leaf).map_err(|e| format!("{path}: {e}"))?;
-    let node_name = info
-        .subject_cn
+    info.subject_cn
         .as_deref()
         .and_then(|cn| cn.strip_prefix("system:node:"))
+        .map(str::to_string)
         .ok_or_else(|| {
             format!(
                 "{path} is not a node's certificate (its subject is {:?})",
                 info.subject_cn
             )
-        })?
-        .to_string();
+        })
+}
+
+/// The node kubelet's client certificate names, whether or not it can be used (expired,
+/// another CA's): whose it is, not a credential.
+pub fn named_node() -> Option<String> {
+    let c = read_in(std::path::Path::new(KUBELET_KUBECONFIG)).ok()??;
+    subject_node(&c.path, &c.chain[0]).ok()
+}
+
+fn client_certificate_in(
+    kubeconfig: &std::path::Path,
+    ca_pem: &[u8],
+) -> Result<Option<ClientCertificate>, String> {
+    let Some(Credentials {
+        server,
+        path,
+        chain,
+        key_pem,
+    }) = read_in(kubeconfig)?
+    else {
+        return Ok(None);
+    };
+    let leaf = &chain[0];
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{path}: no private key: {e}"))?;
+    issued_by(ca_pem, leaf, &chain[1..])
+        .map_err(|e| format!("{path} is not a client certificate of the cluster CA: {e}"))?;
+    let info = crate::x509::parse_der(leaf).map_err(|e| format!("{path}: {e}"))?;
+    let node_name = subject_node(&path, leaf)?;
     Ok(Some(ClientCertificate {
         server,
         node_name,

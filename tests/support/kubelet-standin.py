@@ -10,6 +10,8 @@ unit's journal) when the kubeconfig is wrong, and with the code in
 
 Like kubelet, it does not read the bootstrap kubeconfig at all when --kubeconfig names a
 client certificate that exists and has not expired: it serves its health endpoint with it.
+Without one, a kubelet-client-current.pem in --cert-dir that has not expired is used the
+same way, whichever node it names (kubelet writes --kubeconfig for it).
 Otherwise, like kubelet, it then TLS-bootstraps, unless /etc/kubelet-standin/no-tls-bootstrap exists:
 with the cluster CA's key in /etc/kubelet-standin/ca.key (the test's stand-in for the
 controller-manager's signer) it issues itself a client certificate for
@@ -113,6 +115,10 @@ def tls_bootstrap(bootstrap_path, kubeconfig, cert_dir):
     with open(pem, "w") as f:
         f.write(open(crt).read() + open(key).read())
     os.chmod(pem, 0o600)
+    write_kubeconfig(kubeconfig, cluster["server"], pem)
+
+
+def write_kubeconfig(kubeconfig, server, pem):
     os.makedirs(os.path.dirname(kubeconfig), exist_ok=True)
     with open(kubeconfig, "w") as f:
         f.write(
@@ -120,8 +126,22 @@ def tls_bootstrap(bootstrap_path, kubeconfig, cert_dir):
             "    server: %s\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n"
             "    user: default-auth\n  name: default-context\ncurrent-context: default-context\n"
             "users:\n- name: default-auth\n  user:\n    client-certificate: %s\n    client-key: %s\n"
-            % (cluster["server"], pem, pem)
+            % (server, pem, pem)
         )
+
+
+def adopt_current(bootstrap_path, kubeconfig, cert_dir):
+    """As kubelet: without a usable --kubeconfig, the client certificate in --cert-dir is
+    used if it has not expired, whichever node it names: a kubeconfig is written for it
+    (with the bootstrap kubeconfig's server) and nothing is bootstrapped."""
+    pem = os.path.join(cert_dir, "kubelet-client-current.pem")
+    valid = subprocess.run(["openssl", "x509", "-checkend", "0", "-noout", "-in", pem],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if valid.returncode != 0 or not bootstrap_path or not os.path.exists(bootstrap_path):
+        return
+    with open(bootstrap_path) as f:
+        server = yaml.safe_load(f)["clusters"][0]["cluster"]["server"]
+    write_kubeconfig(kubeconfig, server, pem)
 
 
 class Healthz(BaseHTTPRequestHandler):
@@ -174,6 +194,8 @@ def main():
     kubeconfig = flag("kubeconfig")
     # As kubelet: a --kubeconfig whose client certificate exists and is still valid is
     # used as it is, and the bootstrap kubeconfig is not read at all.
+    if kubeconfig and not own_credentials(kubeconfig):
+        adopt_current(path, kubeconfig, flag("cert-dir") or "/var/lib/kubelet/pki")
     own = bool(kubeconfig) and own_credentials(kubeconfig)
     try:
         if own:

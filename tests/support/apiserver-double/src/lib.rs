@@ -908,7 +908,8 @@ async fn answer(
     }
     // A bearer token is authenticated, and then it is not system:anonymous: the
     // Role for cluster-info does not apply to it (capture 10), or it is refused (12-14).
-    if let Some(auth) = authorization {
+    // /version is anyone's (system:public-info-viewer).
+    if let Some(auth) = authorization.filter(|_| path != "/version") {
         let user = auth.strip_prefix("Bearer ").and_then(|t| {
             state
                 .config
@@ -930,8 +931,10 @@ async fn answer(
         };
     }
     // A node's client certificate (CN system:node:<name>): the Node authorizer lets it
-    // read its own Node, which the double says kubelet has registered.
-    if let Some(user) = user {
+    // read its own Node, which the double says kubelet has registered (and nothing else:
+    // the double grants its kubelet configuration to kubeadm's token group only, so that a
+    // joined node keeps what its join recorded). /version is anyone's.
+    if let Some(user) = user.filter(|_| path != "/version") {
         let node = path.strip_prefix("/api/v1/nodes/").unwrap_or_default();
         if !node.is_empty() && user.strip_prefix("system:node:") == Some(node) {
             return respond(
