@@ -696,7 +696,32 @@ pub async fn node_lines(settings: &Settings) -> Vec<Line> {
         },
     };
     lines.push(runtime_line);
+    if crate::join::has_client_certificate(settings) {
+        lines.push(node_ready_line(crate::join::readiness_now().await));
+    }
     lines
+}
+
+/// On a joined node: is its Node Ready, and if not why, as kubelet's Ready condition says
+/// (read with kubelet's own credentials). Not Ready only warns: the node is in.
+pub fn node_ready_line(readiness: Result<crate::kubelet::node_status::Readiness, String>) -> Line {
+    let name = "node-ready";
+    match readiness {
+        Ok(r) if r.ready && r.fix.is_none() => line(name, Verdict::Ok, r.line(), None),
+        Ok(r) => {
+            let detail = match &r.why {
+                Some(why) if !r.ready => format!("{}: {why}", r.line()),
+                _ => r.line(),
+            };
+            line(name, Verdict::Warn, detail, r.fix)
+        }
+        Err(why) => line(
+            name,
+            Verdict::Warn,
+            format!("this node has joined, but its Node cannot be read now: {why}"),
+            Some("check that kubelet.service runs and the API server is reachable".into()),
+        ),
+    }
 }
 
 /// Every check.

@@ -33,5 +33,6 @@ pub mod preflight;
 pub mod reset;
 pub mod sys;
 pub mod systemd;
+pub mod table;
 pub mod token;
 pub mod x509;

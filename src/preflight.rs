@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::KubeletSettings;
+use crate::config::kubelet::valid_node_name;
 use crate::failure::Failure;
 use crate::kubelet::files::{CERT_DIR, KUBELET_KUBECONFIG};
 use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
@@ -17,6 +18,15 @@ use crate::kubelet::version::Version;
 pub enum Severity {
     Error,
     Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,20 +88,6 @@ fn check(
         message,
         fix: if ok { None } else { fix },
     }
-}
-
-/// Whether `s` is a valid node name: a DNS-1123 subdomain.
-pub fn valid_node_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
 }
 
 /// The checks, in order. `ignore` names checks whose errors become warnings (`all`: every one).

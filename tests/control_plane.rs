@@ -967,6 +967,23 @@ fn a_nodes_life_after_the_join() {
         said.contains(&format!("node:          {hostname}")),
         "{said}"
     );
+    // Real kubelet on a cluster without a network plugin: NotReady, and why.
+    assert!(
+        said.contains(
+            "ready:         NotReady: no network plugin yet (expected until one is installed)"
+        ),
+        "{said}"
+    );
+    let status = tb.exec_text(&["kubejoin", "status"]);
+    assert!(
+        status.contains("ready:         NotReady: no network plugin yet"),
+        "{status}"
+    );
+    let doctor = tb.exec_text(&["kubejoin", "doctor"]);
+    assert!(
+        doctor.contains("warn  node-ready           NotReady: no network plugin yet"),
+        "{doctor}"
+    );
     let secret = &token[7..];
     assert_eq!(
         holding(&tb, secret),

@@ -8,9 +8,14 @@ use apiserver_double::ApiServer;
 use support::node::{api, node, with_unit};
 use support::testbed;
 
+/// Runs a command on the worker and shows its output, which holds no Rust insides.
 fn show(tb: &testbed::Testbed, title: &str, argv: &[&str]) {
     println!("\n== {title}: {}", argv.join(" "));
-    print!("{}", support::text(&tb.exec(argv)));
+    let out = support::text(&tb.exec(argv));
+    print!("{out}");
+    if argv[0] == "kubejoin" || argv.contains(&"kubejoin.service") {
+        support::assert_readable(title, &out);
+    }
 }
 
 #[test]
@@ -166,7 +171,9 @@ fn join_a_worker_to_real_kubernetes() {
             args.join(" ")
         );
         let out = cp.kubejoin(&tb, args);
-        print!("{}", support::text(&out));
+        let said = support::text(&out);
+        print!("{said}");
+        support::assert_readable(title, &said);
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };
@@ -240,7 +247,7 @@ fn join_a_worker_to_real_kubernetes() {
         print!("{}", support::text(&cp.kubectl_out(&tb, args)));
     };
     kubectl(
-        "the cluster's view: the node",
+        "the cluster's view: the node, NotReady until a network plugin is installed (as kubejoin status says)",
         &["get", "nodes", "-o", "wide"],
     );
     kubectl("its CSR, approved and issued", &["get", "csr"]);

@@ -103,7 +103,7 @@ fn the_seeds_worker_preparation_in_one_run() {
         "host:          would iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE".into(),
         "host:          would iptables -t nat -X DOCKER".into(),
         "host:          would delete link docker0".into(),
-        format!("preflight:     Warning Swap: swap is active: {device} (host preparation turns it off)"),
+        format!("preflight:     warning Swap: swap is active: {device} (host preparation turns it off)"),
     ] {
         assert!(plan.contains(&line), "{line:?} not in:\n{plan}");
     }

@@ -49,12 +49,16 @@ fn run_starts_kubelet_and_a_second_run_changes_nothing() {
     let out = tb.exec_ok(&["kubejoin", "run"]);
     let report = text(&out);
     assert!(report.contains("outcome:       joined"), "{report}");
+    support::assert_readable("the join's report and log", &report);
     // It ends when the node is in: healthy, its certificate issued, its Node readable.
     for line in [
         "node:          testbed-",
         "healthz:       ok at 20",
         "certificate:   /var/lib/kubelet/kubelet-client-current.pem at 20",
         "registered:    at 20",
+        "ready:         NotReady: no network plugin yet (expected until one is installed)",
+        "fix: install a network plugin on the cluster",
+        "is registered (NotReady: no network plugin yet, expected until one is installed) and kubelet.service is active",
     ] {
         assert!(report.contains(line), "{line:?} not in:\n{report}");
     }
@@ -417,7 +421,13 @@ fn one_run_at_a_time() {
         .boot()
         .unwrap();
     let _api = api(&tb, ApiServer::builder());
-    let mut first = tb.command(&["kubejoin", "run"]).spawn().unwrap();
+    // Its output is kept for the test's own (a failure shows it), not cargo test's.
+    let first = tb
+        .command(&["kubejoin", "run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let held = wait_for(Duration::from_secs(10), || {
         tb.read("/run/kubejoin/lock")
             .ok()
@@ -440,7 +450,8 @@ fn one_run_at_a_time() {
     let started = Instant::now();
     tb.exec_ok(&["kubejoin", "status"]);
     assert!(started.elapsed() < Duration::from_secs(5));
-    first.wait().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
     // Released with the first run: the next one takes it at once.
     let out = tb.exec(&["kubejoin", "plan", "--lock-timeout", "0s"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -308,9 +308,12 @@ fn the_kubelet_standin_is_started_and_supervised_by_systemd() {
     );
     assert_eq!(tb.kubelet_starts(), 1);
 
-    // A kubeconfig without a token: the stand-in fails like kubelet, systemd restarts it.
+    // A kubeconfig without a token (and no credentials of its own from before): the
+    // stand-in fails like kubelet, systemd restarts it.
     let out = tb.sh(
-        "sed -i '/token:/d' /var/lib/kubelet/bootstrap-kubeconfig && systemctl restart kubelet.service",
+        "sed -i '/token:/d' /var/lib/kubelet/bootstrap-kubeconfig && \
+         rm -f /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-client-current.pem && \
+         systemctl restart kubelet.service",
     );
     assert!(out.status.success(), "{}", text(&out));
     let state = testbed::wait_for(Duration::from_secs(10), || {

@@ -346,6 +346,8 @@ const CSR: Access<'static> = Access {
 };
 
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+/// The group of the tokens `kubeadm token create` and `kubejoin token create` make.
+pub const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
 /// The three rights of the seed's ClusterRoleBindings, and kubeadm's right of bootstrap
 /// tokens to read Nodes (a joining node checks that no Ready Node has its name).
@@ -396,7 +398,7 @@ pub const RIGHTS: [Right; 4] = [
         },
         binding: "kubeadm:get-nodes",
         cluster_role: "kubeadm:get-nodes",
-        group: tokens::DEFAULT_GROUP,
+        group: DEFAULT_GROUP,
         creates_role: true,
     },
 ];

@@ -18,8 +18,7 @@ use crate::token::{BootstrapToken, ID_LEN, SECRET_LEN};
 
 pub const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
-/// kubeadm's group for the tokens it creates.
-pub const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+pub use super::DEFAULT_GROUP;
 const GROUP_PREFIX: &str = "system:bootstrappers:";
 
 /// A token from `random`, which fills a buffer with random bytes: each character by
@@ -247,29 +246,42 @@ pub async fn wait_signed(
     }
 }
 
-/// `token list` as text: one line per token, never its secret.
+/// `token list` as text: one line per token, never its secret; each column as wide as its
+/// widest cell.
 pub fn render_list(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:<8} {:<22} {:<24} {:<7} {:<40} {}\n",
-        "TOKEN", "EXPIRES", "USAGES", "SIGNED", "EXTRA GROUPS", "DESCRIPTION"
-    );
-    for r in rows {
-        let expires = match (&r.expires, r.expired) {
-            (None, _) => "never".to_string(),
-            (Some(e), true) => format!("{e} (expired)"),
-            (Some(e), false) => e.clone(),
-        };
-        out.push_str(&format!(
-            "{:<8} {:<22} {:<24} {:<7} {:<40} {}\n",
-            r.id,
-            expires,
-            r.usages.join(","),
-            if r.signed { "yes" } else { "no" },
-            r.groups.join(","),
-            r.description
-        ));
-    }
-    out
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let expires = match (&r.expires, r.expired) {
+                (None, _) => "never".to_string(),
+                (Some(e), true) => format!("{e} (expired)"),
+                (Some(e), false) => e.clone(),
+            };
+            vec![
+                r.id.clone(),
+                expires,
+                r.usages.join(","),
+                if r.signed { "yes" } else { "no" }.into(),
+                if r.groups.is_empty() {
+                    "<none>".into()
+                } else {
+                    r.groups.join(",")
+                },
+                r.description.clone(),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &[
+            "TOKEN",
+            "EXPIRES",
+            "USAGES",
+            "SIGNED",
+            "EXTRA GROUPS",
+            "DESCRIPTION",
+        ],
+        &cells,
+    )
 }
 
 #[cfg(test)]

@@ -13,10 +13,18 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
         Ok(s) => s.status(KUBELET_UNIT).await.ok(),
         Err(_) => None,
     };
+    let now = match &state {
+        Some(s) if !s["node"].is_null() => join::readiness_now().await,
+        _ => Err("no join recorded".into()),
+    };
     match args.output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({ "last_run": state, "kubelet": kubelet })
+            serde_json::json!({
+                "last_run": state,
+                "kubelet": kubelet,
+                "node_ready": now.as_ref().ok(),
+            })
         ),
         Output::Text => {
             match &state {
@@ -41,7 +49,16 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
             let node = state
                 .as_ref()
                 .and_then(|s| serde_json::from_value::<join::NodeIn>(s["node"].clone()).ok());
-            if let Some(node) = node {
+            if let Some(mut node) = node {
+                // Ready now, rather than at the join.
+                match &now {
+                    Ok(r) => node.ready = Some(r.clone()),
+                    Err(why) => {
+                        if let Some(r) = node.ready.as_mut() {
+                            r.summary = format!("{} at the join (now unknown: {why})", r.summary);
+                        }
+                    }
+                }
                 print!("{}", join::render_node(&node));
             }
             let credentials = state

@@ -42,6 +42,20 @@ pub struct KubeletSettings {
     pub node_name: Option<String>,
 }
 
+/// Whether `s` is a valid node name: a DNS-1123 subdomain.
+pub fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
 impl KubeletSettings {
     /// The name kubelet registers this node under: `node_name`, else `--hostname-override`
     /// in `extra_args`, else the hostname; lower-cased and trimmed as kubelet does.
@@ -502,7 +516,7 @@ pub fn validate(m: KubeletMerged) -> Result<(KubeletSettings, KubeletWaits), Con
     s.fail_cgroup_v1 = v.fail_cgroup_v1.unwrap_or(false);
     if let Some(name) = &v.node_name {
         let name = name.trim().to_lowercase();
-        if !crate::preflight::valid_node_name(&name) {
+        if !valid_node_name(&name) {
             return Err(err(
                 "node_name",
                 format!(

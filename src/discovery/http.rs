@@ -476,7 +476,7 @@ fn refused_by_ca(url: String, cert: rustls::CertificateError) -> FetchError {
         | rustls::CertificateError::NotValidYetContext { .. } => {
             "is not valid yet (check this host's clock)".to_string()
         }
-        other => format!("was refused: {other:?}"),
+        other => format!("was refused: {other}"),
     };
     FetchError::Certificate {
         url,

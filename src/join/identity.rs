@@ -72,7 +72,7 @@ pub async fn check(
             fix: None,
         },
     };
-    let phase = super::Phase::Discovery.name();
+    let phase = super::phase::Phase::Discovery.name();
     match found {
         Name::Free => {}
         Name::NotReady => tracing::info!(

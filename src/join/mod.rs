@@ -182,6 +182,19 @@ pub fn has_client_certificate(settings: &Settings) -> bool {
     matches!(start::certificate(&node_name(settings)), Ok(Some(_)))
 }
 
+/// The Node's readiness now, read with kubelet's own credentials (for `status` and
+/// `doctor`); why not, when it cannot be read.
+pub async fn readiness_now() -> Result<kubelet::node_status::Readiness, String> {
+    let ca = std::fs::read(CLUSTER_CA).map_err(|e| format!("{CLUSTER_CA}: {e}"))?;
+    let cert = kubelet::ready::client_certificate(&ca)?
+        .ok_or_else(|| "kubelet has no client certificate".to_string())?;
+    let reader = kubelet::ready::NodeReader::new(&cert, &ca)?;
+    match reader.read().await {
+        kubelet::ready::NodeAnswer::Registered(node) => Ok(kubelet::node_status::explain(&node)),
+        kubelet::ready::NodeAnswer::NotYet(why) => Err(why),
+    }
+}
+
 /// What the start is decided from: kubelet's unit as it is now, whether its client
 /// certificate is usable, and kubejoin's record.
 fn seen(kubelet: &UnitStatus, client_certificate: bool) -> start::Seen {
@@ -949,8 +962,14 @@ async fn until_in(
 /// Records a join's report, says so and tells systemd the service is ready.
 fn finish(report: Report, recorder: &mut Recorder, phases: Phases) -> Result<Report, Failure> {
     report::save_state(&report, recorder)?;
+    let readiness = report
+        .node
+        .as_ref()
+        .and_then(|n| n.ready.as_ref())
+        .map(|r| format!(" ({})", r.clause()))
+        .unwrap_or_default();
     let ready = format!(
-        "{}: node {} is registered and kubelet.service is active{}",
+        "{}: node {} is registered{readiness} and kubelet.service is active{}",
         report.outcome,
         report.node.as_ref().map(|n| n.name.as_str()).unwrap_or("?"),
         report

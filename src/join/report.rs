@@ -62,6 +62,9 @@ pub struct NodeIn {
     pub certificate_not_after: String,
     /// The Node object, read with kubelet's own credentials.
     pub registered: u64,
+    /// Whether the Node was Ready then, and if not why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<crate::kubelet::node_status::Readiness>,
 }
 
 pub fn save_state(report: &Report, recorder: &mut crate::ledger::Recorder) -> anyhow::Result<()> {
@@ -99,7 +102,11 @@ pub fn render_node(n: &NodeIn) -> String {
         t(n.certificate),
         n.certificate_not_after,
         t(n.registered)
-    )
+    ) + &n
+        .ready
+        .as_ref()
+        .map(|r| format!("ready:         {}\n", r.lines("               ")))
+        .unwrap_or_default()
 }
 
 /// Where kubelet's configuration came from: one line, and with `--dry-run` (the plan)
@@ -138,7 +145,7 @@ pub fn render_text(r: &Report, dry_run: bool) -> String {
     for c in r.preflight.iter().filter(|c| !c.ok) {
         let _ = writeln!(
             out,
-            "preflight:     {:?} {}: {}",
+            "preflight:     {} {}: {}",
             c.severity, c.name, c.message
         );
     }

@@ -64,8 +64,10 @@ pub async fn wait_until_in(
         }
         if let Some((cert_at, cert, reader)) = &certificate {
             match reader.read().await {
-                ready::NodeAnswer::Registered => {
-                    tracing::info!(phase = "node", node = %cert.node_name, "the Node {} is registered", cert.node_name);
+                ready::NodeAnswer::Registered(node) => {
+                    let readiness = kubelet::node_status::explain(&node);
+                    tracing::info!(phase = "node", node = %cert.node_name, ready = %readiness.line(),
+                        "the Node {} is registered: {}", cert.node_name, readiness.line());
                     return Ok(NodeIn {
                         name: cert.node_name.clone(),
                         kubelet_version: version.to_string(),
@@ -74,6 +76,7 @@ pub async fn wait_until_in(
                         certificate_path: cert.path.clone(),
                         certificate_not_after: cert.not_after.clone(),
                         registered: now(),
+                        ready: Some(readiness),
                     });
                 }
                 ready::NodeAnswer::NotYet(detail) => last = detail,

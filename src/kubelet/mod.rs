@@ -1,11 +1,13 @@
 //! kubelet as kubejoin meets it: its version and the node's cgroups ([`inspect`]), the
-//! flags and settings they call for ([`profile`]), whether the node is in ([`ready`]),
+//! flags and settings they call for ([`profile`]), whether the node is in ([`ready`]) and
+//! Ready ([`node_status`]),
 //! and why kubelet exited ([`fatal`], from its journal).
 
 pub mod config;
 pub mod fatal;
 pub mod files;
 pub mod node_ip;
+pub mod node_status;
 pub mod profile;
 pub mod ready;
 pub mod reserve;

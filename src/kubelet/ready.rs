@@ -189,7 +189,8 @@ fn issued_by(
 /// What reading the Node with kubelet's credentials said.
 #[derive(Debug)]
 pub enum NodeAnswer {
-    Registered,
+    /// The Node object, as the API server has it.
+    Registered(serde_json::Value),
     /// Not yet (404), or a transient failure: the detail says which.
     NotYet(String),
 }
@@ -218,7 +219,9 @@ impl NodeReader {
     /// `GET <server>/api/v1/nodes/<name>`.
     pub async fn read(&self) -> NodeAnswer {
         match http::get(&self.client, &self.url, PROBE_TIMEOUT).await {
-            Ok(r) if r.status == 200 => NodeAnswer::Registered,
+            Ok(r) if r.status == 200 => {
+                NodeAnswer::Registered(serde_json::from_slice(&r.body).unwrap_or_default())
+            }
             Ok(r) => NodeAnswer::NotYet(format!("{} answered {}", self.url, r.status)),
             Err(e) => NodeAnswer::NotYet(e.to_string()),
         }

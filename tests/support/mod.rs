@@ -48,6 +48,34 @@ pub fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Fails the test if output a person reads shows Rust's insides: `Some(`/`Ok(`/`Err(`
+/// wrappers or a `Debug` struct (`Reload { why: ...`).
+#[allow(dead_code)] // for tests of what users read
+pub fn assert_readable(what: &str, text: &str) {
+    for wrapper in ["Some(", "Ok(", "Err(", "None,", "None)"] {
+        assert!(!text.contains(wrapper), "{what} shows {wrapper:?}:\n{text}");
+    }
+    // `Name { field: `: a capitalised word, " { ", an identifier and a colon.
+    for (i, _) in text.match_indices(" { ") {
+        let before = text[..i].rsplit([' ', '\n', '(', '[']).next().unwrap_or("");
+        let after = &text[i + 3..];
+        let field: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let debug_struct = before.starts_with(|c: char| c.is_ascii_uppercase())
+            && before
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ':')
+            && !field.is_empty()
+            && after[field.len()..].starts_with(": ");
+        assert!(
+            !debug_struct,
+            "{what} shows a Debug struct ({before} {{ {field}: ...):\n{text}"
+        );
+    }
+}
+
 /// The fail points a run named (`failpoint: NAME` lines), each reach of a point passed
 /// several times (the ledger's rename) by its own name, `NAME@n`, as
 /// `KUBEJOIN_TEST_FAILPOINT` takes it.

@@ -907,9 +907,9 @@ async fn answer(
         );
     }
     // A bearer token is authenticated, and then it is not system:anonymous: the
-    // Role for cluster-info does not apply to it (capture 10), or it is refused (12-14).
-    // /version is anyone's (system:public-info-viewer).
-    if let Some(auth) = authorization.filter(|_| path != "/version") {
+    // Role for cluster-info does not apply to it (capture 10), or it is refused (12-14),
+    // on every path. /version is any authenticated user's (system:public-info-viewer).
+    if let Some(auth) = authorization {
         let user = auth.strip_prefix("Bearer ").and_then(|t| {
             state
                 .config
@@ -917,21 +917,23 @@ async fn answer(
                 .iter()
                 .find_map(|s| secret::authenticate(s, t, unix_now()))
         });
-        return match user {
+        match user {
+            Some(_) if path == "/version" => {}
             // kubeadm v1.20's Role kubeadm:kubelet-config-1.20 lets its token group read
             // the cluster's kubelet configuration.
             Some(user)
                 if path == KUBELET_CONFIG_PATH
                     && user.groups.iter().any(|g| g == KUBEADM_TOKEN_GROUP) =>
             {
-                respond(200, kubelet_config_json(), None, true)
+                return respond(200, kubelet_config_json(), None, true);
             }
-            Some(user) => forbidden(&user.name),
-            None => status(401, None),
-        };
+            Some(user) => return forbidden(&user.name),
+            None => return status(401, None),
+        }
     }
     // A node's client certificate (CN system:node:<name>): the Node authorizer lets it
-    // read its own Node, which the double says kubelet has registered (and nothing else:
+    // read its own Node, which the double says kubelet has registered, NotReady as real
+    // kubelet's is on a cluster without a network plugin (and nothing else:
     // the double grants its kubelet configuration to kubeadm's token group only, so that a
     // joined node keeps what its join recorded). /version is anyone's.
     if let Some(user) = user.filter(|_| path != "/version") {
@@ -940,7 +942,7 @@ async fn answer(
             return respond(
                 200,
                 format!(
-                    r#"{{"kind":"Node","apiVersion":"v1","metadata":{{"name":{}}},"spec":{{}},"status":{{}}}}"#,
+                    r#"{{"kind":"Node","apiVersion":"v1","metadata":{{"name":{}}},"spec":{{}},"status":{{"conditions":[{{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"}}]}}}}"#,
                     go_json(node)
                 ),
                 None,
