@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 
 # As root: install what the demo and the tests need (scripts/install-deps.sh).
 if [ "$(id -u)" -eq 0 ]; then
-  bash scripts/install-deps.sh
+  bash scripts/install-deps.sh demo
 fi
+echo "== building kubejoin and the API server double (cargo build: a few minutes the first time, seconds after)"
+
 cargo build --quiet --workspace --bins
 bin=target/debug
 work=$(mktemp -d)
@@ -96,7 +98,7 @@ cache=$(bash scripts/real-kubernetes.sh --print-cache)
 if [ ! -x "$cache/v1.36.2/kubelet" ] && [ ! -x "$cache/v1.20.2/kubelet" ]; then
   echo
   echo "== part 3 needs a real Kubernetes: building etcd and v1.20.2 once into $cache"
-  echo "   (scripts/real-kubernetes.sh; about 7 minutes the first time on 2 cores, cached after)"
+  echo "   (scripts/real-kubernetes.sh: about 12 minutes the first time on 2 cores, cached after)"
   bash scripts/real-kubernetes.sh etcd 1.20
 fi
 echo

@@ -17,7 +17,7 @@ root=$PWD
 runs=${1:-100000}
 shift || true
 
-command -v cargo-fuzz >/dev/null || { echo "== cargo install cargo-fuzz"; cargo install --locked --quiet cargo-fuzz; }
+command -v cargo-fuzz >/dev/null || { echo "== cargo install cargo-fuzz (built from crates.io: a few minutes on 2 cores, once)"; cargo install --locked cargo-fuzz; }
 
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   sanitizer=${FUZZ_SANITIZER:-address}

@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
-# Installs what kubejoin's build, tests, packages and demo need on Debian 12, as root:
-# the testbed's packages (dbus iptables docker.io cloud-init; installing docker.io does
-# not start it where policy-rc.d forbids, and the tests never use the host's docker),
-# the package checkers, gcc for ring, and cargo-deb, cargo-generate-rpm and cargo-fuzz.
-# Used by .ci/run and demo/run.sh.
+# Installs what kubejoin needs on Debian 12, as root, and says what each step is as it starts:
+#   install-deps.sh demo   what the quick-start demo needs: gcc (for ring), and the
+#                          testbed's packages dbus iptables docker.io cloud-init (installing
+#                          docker.io does not start it where policy-rc.d forbids; the tests
+#                          never use the machine's docker). From Debian's archive.
+#   install-deps.sh [all]  that, and what the tests, packages and CI need: rustfmt and
+#                          clippy (rustup), lintian rpm rpmlint (Debian's archive), cargo-deb
+#                          and cargo-generate-rpm (built from crates.io), and this machine's
+#                          systemd-resolved .deb for a testbed test (Debian's archive).
+# scripts/fuzz.sh installs cargo-fuzz itself. Used by demo/run.sh (demo) and .ci/run (all).
 set -euo pipefail
 
-for component in rustfmt clippy; do
-  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
-done
+what=${1:-all}
+case "$what" in demo|all) ;; *) echo "usage: $0 [demo|all]" >&2; exit 2 ;; esac
 
-packages=(gcc dbus iptables docker.io cloud-init lintian rpm rpmlint)
+packages=(gcc dbus iptables docker.io cloud-init)
+[ "$what" = all ] && packages+=(lintian rpm rpmlint)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== apt-get install ${missing[*]}"
+  echo "== apt-get install ${missing[*]} (from Debian's archive: a minute or two)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${missing[@]}"
 fi
+[ "$what" = demo ] && exit 0
 
-for tool in cargo-deb cargo-generate-rpm cargo-fuzz; do
-  command -v "$tool" >/dev/null || { echo "== cargo install $tool"; cargo install --locked --quiet "$tool"; }
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || {
+    echo "== rustup component add $component"
+    rustup component add "$component"
+  }
+done
+
+# Built from source from crates.io, once; cargo shows each crate it compiles. Measured on a
+# fresh 2-core machine: cargo-generate-rpm about 10 minutes, cargo-deb about 4.
+declare -A minutes=([cargo-deb]=4 [cargo-generate-rpm]=10)
+for tool in cargo-deb cargo-generate-rpm; do
+  command -v "$tool" >/dev/null && continue
+  echo "== cargo install $tool (for packaging/build.sh; built from crates.io: about ${minutes[$tool]} minutes on 2 cores, once)"
+  cargo install --locked "$tool"
 done
 
 # systemd-resolved for a testbed (tests/run.rs: kubelet's resolvConf under it), as a .deb of
