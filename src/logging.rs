@@ -24,8 +24,9 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
-/// Installs the global subscriber. Call once, early.
-pub fn init() {
+/// Installs the global subscriber. Call once, early. `progress`: INFO and up, else WARN
+/// and up.
+pub fn init(progress: bool) {
     let journal = if stderr_is_journal() {
         tracing_journald::layer()
             .ok()
@@ -35,7 +36,11 @@ pub fn init() {
     };
     let to_journal = journal.is_some();
     let _ = TO_JOURNAL.set(to_journal);
-    let level = tracing_subscriber::filter::LevelFilter::INFO;
+    let level = if progress {
+        tracing_subscriber::filter::LevelFilter::INFO
+    } else {
+        tracing_subscriber::filter::LevelFilter::WARN
+    };
     if let Some(layer) = journal {
         let _ = tracing_subscriber::registry()
             .with(layer)

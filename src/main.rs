@@ -10,7 +10,7 @@ use kubejoin::{cmd, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init();
+    logging::init(cmd::logs_progress(&cli.command));
     if cmd::holds_secrets(&cli.command) {
         // These read the bootstrap token or admin credentials: no core dump of this
         // process may hold them.

@@ -260,7 +260,7 @@ fn the_example_user_data_installs_the_deb_and_joins() {
         "wrote /var/lib/kubelet/bootstrap-kubeconfig",
         "start job for kubelet.service: done",
         "kubelet has its client certificate for system:node:testbed-",
-        "is registered and kubelet.service is active, API server https://127.0.0.1:6443",
+        "is registered (NotReady: no network plugin yet, expected until one is installed) and kubelet.service is active, API server https://127.0.0.1:6443",
     ] {
         assert!(story.contains(line), "{line:?} not in:\n{story}");
     }

@@ -799,7 +799,13 @@ pub fn render_text(report: &Report, plan: bool) -> String {
             }
         ));
         if let Some(fix) = i.fix.as_ref().filter(|_| !plan || state != State::Missing) {
-            out.push_str(&format!("  {:<28} {:<9} fix: {fix}\n", "", ""));
+            // In place, with something to know: a note, not a fix of a failure.
+            let word = if matches!(state, State::Present | State::Created) {
+                "note"
+            } else {
+                "fix"
+            };
+            out.push_str(&format!("  {:<28} {:<9} {word}: {fix}\n", "", ""));
         }
     }
     out

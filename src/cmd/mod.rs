@@ -31,6 +31,13 @@ pub fn holds_secrets(command: &Command) -> bool {
     )
 }
 
+/// Whether the command's progress is logged (INFO and up): a join's phases, discovery's
+/// tries. The operator's commands print their own report, so only warnings and errors are
+/// logged beside it.
+pub fn logs_progress(command: &Command) -> bool {
+    !matches!(command, Command::Cluster(_) | Command::Token(_))
+}
+
 /// Runs one command.
 pub async fn execute(command: Command) -> Result<(), Failure> {
     match command {

@@ -518,7 +518,7 @@ pub async fn discover(
                 if last_logged.as_ref() != Some(&message) {
                     tracing::warn!(phase = "discovery", server = %server, attempt = attempts, "cluster-info not usable yet: {t}; fix: {}", t.fix());
                 } else {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "cluster-info not usable yet: {t}");
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, "cluster-info not usable yet: {t}");
                 }
                 last_logged = Some(message);
                 wait(t, attempts).await?;
@@ -578,7 +578,7 @@ pub async fn discover(
                 Ok(()) => break,
                 Err(Rejection::Stop(e)) => return Err(e),
                 Err(Rejection::Retry(t)) => {
-                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, error = %t, "pinned re-fetch failed: {t}");
+                    tracing::warn!(phase = "discovery", server = %server, attempt = attempts, "pinned re-fetch failed: {t}");
                     wait(t, attempts).await?;
                 }
             }
