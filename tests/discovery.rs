@@ -82,6 +82,28 @@ impl Node {
         args.extend_from_slice(extra);
         run(&args, &[], None)
     }
+
+    /// [`Node::discover_pinned`] with `env` set.
+    fn discover_pinned_env(&self, api: &ApiServer, env: &[(&str, &str)]) -> Run {
+        let (url, pin) = (api.url(), pin());
+        let token = self.path("token");
+        let config = self.path("etc/kubejoin/config.toml");
+        let kubeconfig = self.kubeconfig();
+        let args = [
+            "discover",
+            "--config",
+            config.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--write-kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--server",
+            &url,
+            "--ca-cert-hash",
+            &pin,
+        ];
+        run(&args, env, None)
+    }
 }
 
 impl Node {
@@ -451,6 +473,33 @@ fn a_healthy_discovery_is_one_request_and_kubeadms_flow_two() {
         std::fs::read(one.kubeconfig()).unwrap(),
         std::fs::read(two.kubeconfig()).unwrap()
     );
+}
+
+/// A proxy in kubejoin's environment (as a shell's, or systemd's DefaultEnvironment, may
+/// set it for the internet) never carries the requests to the API server: nodes reach it
+/// directly, and a proxy that cannot reach it would stall the join.
+#[test]
+fn the_api_server_is_never_reached_through_an_environment_proxy() {
+    let api = double().start().unwrap();
+    // A proxy on loopback that counts who connects.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    proxy.set_nonblocking(true).unwrap();
+    let env: Vec<(&str, &str)> = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| (*k, proxy_url.as_str()))
+    .collect();
+    let r = Node::new().discover_pinned_env(&api, &env);
+    assert_exit(&r, 0, &["discovery done"]);
+    assert_eq!(api.requests().len(), 1);
+    assert!(proxy.accept().is_err(), "kubejoin connected to the proxy");
 }
 
 /// Servers whose certificate must not be trusted although the cluster-info they serve

@@ -191,9 +191,13 @@ pub struct Client {
     presented: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
 }
 
+/// Every client of kubejoin's: its TLS, bounded waits, no redirects, and no proxy. A
+/// proxy in the environment (HTTPS_PROXY and the like, for the internet) never carries a
+/// request to the API server, which nodes reach directly.
 fn client(mut tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .no_proxy()
         .use_preconfigured_tls(tls)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(REQUEST_TIMEOUT)
