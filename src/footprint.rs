@@ -76,6 +76,11 @@ pub fn written() -> Vec<Written> {
             "0644",
             "logind's InhibitDelayMaxSec, kubelet's shutdownGracePeriod (`[kubelet] shutdown_grace_period`)",
         ),
+        entry(
+            &host::proxy::drop_in_path("<unit>"),
+            "0644",
+            "`[proxy]` for containerd.service or docker.service (the runtime kubejoin prepares) and kubelet.service: HTTP_PROXY, HTTPS_PROXY and a completed NO_PROXY",
+        ),
         edited(
             docker::DAEMON_JSON,
             "docker's bridge, iptables and masquerading off, its cgroup driver (runtime docker)",

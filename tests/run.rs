@@ -777,3 +777,77 @@ fn a_changed_configuration_is_applied_to_a_joined_node() {
     let status = text(&tb.exec_ok(&["kubejoin", "status"]));
     assert!(status.contains("reconciled"), "{status}");
 }
+
+/// `[proxy]`: the runtime and kubelet get it (drop-ins, the runtime restarted to take it),
+/// its NO_PROXY completed; kubejoin's own requests go straight to the API server even with
+/// a proxy in its environment; reset removes the drop-ins.
+#[test]
+fn a_proxy_goes_to_the_runtime_and_kubelet_and_never_to_the_api_server() {
+    if !testbed::available() {
+        return;
+    }
+    // docker's packages bring containerd.service.
+    let tb = node(true, "")
+        .with_file(
+            "/etc/kubejoin/config.d/20-proxy.toml",
+            "[host]\ncontainer_runtime = \"containerd\"\n\n[proxy]\nhttp = \"http://127.0.0.1:3128\"\nhttps = \"http://127.0.0.1:3128/\"\nno_proxy = [\".corp.example\", \"10.96.0.0/12\"]\n",
+            0o644,
+        )
+        .boot()
+        .unwrap();
+    let double = api(&tb, ApiServer::builder());
+    let plan = text(&tb.exec_ok(&["kubejoin", "plan"]));
+    for line in [
+        "host:          would write /etc/systemd/system/containerd.service.d/90-kubejoin-proxy.conf (the proxy for the internet, and what never goes through it)",
+        "host:          would write /etc/systemd/system/kubelet.service.d/90-kubejoin-proxy.conf",
+        "host:          would Reload (systemd reads the proxy drop-ins)",
+        "host:          would RestartUnit containerd.service replace",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    // A proxy in kubejoin's own environment, where nothing listens: not used.
+    let out = tb
+        .command(&["kubejoin", "run"])
+        .env("HTTPS_PROXY", "http://127.0.0.1:3128")
+        .env("ALL_PROXY", "http://127.0.0.1:3128")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("outcome:       joined"), "{said}");
+    assert!(!double.requests().is_empty());
+    let no_proxy = "NO_PROXY=localhost,127.0.0.1,::1,.svc,.cluster.local,";
+    // containerd runs with it (restarted after the drop-in), and kubelet started with it.
+    let pid = show(&tb, "containerd.service", "MainPID");
+    let environ = tb.read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+    for var in [
+        "HTTPS_PROXY=http://127.0.0.1:3128\n",
+        "http_proxy=http://127.0.0.1:3128\n",
+        no_proxy,
+    ] {
+        assert!(
+            environ.contains(var),
+            "{var:?} not in containerd's environment:\n{environ}"
+        );
+    }
+    assert!(
+        environ.contains(",.corp.example,10.96.0.0/12\n"),
+        "{environ}"
+    );
+    let kubelet = tb.kubelet_invocation().unwrap();
+    assert_eq!(kubelet["env"]["HTTPS_PROXY"], "http://127.0.0.1:3128");
+    assert!(
+        kubelet["env"]["NO_PROXY"]
+            .as_str()
+            .unwrap()
+            .starts_with(&no_proxy["NO_PROXY=".len()..]),
+        "{kubelet}"
+    );
+    // reset removes them.
+    tb.exec_ok(&["kubejoin", "reset"]);
+    for unit in ["containerd.service", "kubelet.service"] {
+        let path = format!("/etc/systemd/system/{unit}.d/90-kubejoin-proxy.conf");
+        assert!(tb.read(&path).is_err(), "{path} is still there");
+    }
+}

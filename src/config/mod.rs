@@ -34,6 +34,17 @@ pub struct Fragment {
     pub kubelet: kubelet::KubeletFragment,
     #[serde(default)]
     pub host: HostFragment,
+    #[serde(default)]
+    pub proxy: ProxyFragment,
+}
+
+/// `[proxy]`: the proxy for the internet, for the container runtime and kubelet.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFragment {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub no_proxy: Option<Vec<String>>,
 }
 
 /// `[host]`: which host-preparation steps run.
@@ -153,6 +164,9 @@ pub struct Merged {
     kubelet: kubelet::KubeletMerged,
     host: HostFragment,
     host_runtime_origin: Option<Origin>,
+    proxy: ProxyFragment,
+    /// The last file that set a `[proxy]` key, for errors.
+    proxy_origin: Option<Origin>,
     servers: Option<Sourced<Vec<String>>>,
     token: Option<Sourced<TokenSource>>,
     token_command_timeout: Option<Sourced<String>>,
@@ -194,6 +208,19 @@ impl Merged {
         if fragment.host.container_runtime.is_some() {
             self.host.container_runtime = fragment.host.container_runtime;
             self.host_runtime_origin = Some(origin.clone());
+        }
+        let p = fragment.proxy;
+        if p.http.is_some() || p.https.is_some() || p.no_proxy.is_some() {
+            self.proxy_origin = Some(origin.clone());
+        }
+        if p.http.is_some() {
+            self.proxy.http = p.http;
+        }
+        if p.https.is_some() {
+            self.proxy.https = p.https;
+        }
+        if p.no_proxy.is_some() {
+            self.proxy.no_proxy = p.no_proxy;
         }
         let c = fragment.cluster;
         if c.server.is_some() && c.servers.is_some() {
@@ -351,6 +378,8 @@ pub struct ClusterSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub cluster: ClusterSettings,
+    /// `[proxy]`, as configured (completed for the units by the join).
+    pub proxy: Option<crate::host::proxy::Proxy>,
     pub kubelet: KubeletSettings,
     pub kubelet_waits: KubeletWaits,
     pub host: HostSettings,
@@ -512,6 +541,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             ));
         }
     };
+    let proxy = validate_proxy(&m.proxy, m.proxy_origin.as_ref())?;
     let host = HostSettings {
         swap: m.host.swap.unwrap_or(true),
         kernel: m.host.kernel.unwrap_or(true),
@@ -522,8 +552,10 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         docker0: m.host.docker0.unwrap_or(true),
         ipv6: false,
         inhibit_delay: kubelet::inhibit_delay(&kubelet),
+        proxy: None,
     };
     Ok(Settings {
+        proxy,
         kubelet,
         kubelet_waits,
         kubelet_origins,
@@ -541,6 +573,43 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             pinned_refetch: m.pinned_refetch.map(|s| s.value).unwrap_or(false),
         },
     })
+}
+
+/// `[proxy]`: `None` without `http` and `https`; each URL and `no_proxy` entry checked.
+fn validate_proxy(
+    p: &ProxyFragment,
+    origin: Option<&Origin>,
+) -> Result<Option<crate::host::proxy::Proxy>, ConfigError> {
+    use crate::host::proxy::{Proxy, validate_entry, validate_url};
+    let origin = origin
+        .cloned()
+        .unwrap_or(Origin::File(PathBuf::from(DEFAULT_PATH)));
+    let err = |key: &str, e: String| ConfigError::new(&origin, Some(key), e);
+    if p.http.is_none() && p.https.is_none() {
+        if p.no_proxy.is_some() {
+            return Err(err(
+                "proxy.no_proxy",
+                "is set without proxy.http or proxy.https: there is no proxy to bypass".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let url = |key: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(validate_url)
+            .transpose()
+            .map_err(|e| err(key, e))
+    };
+    Ok(Some(Proxy {
+        http: url("proxy.http", &p.http)?,
+        https: url("proxy.https", &p.https)?,
+        no_proxy: p
+            .no_proxy
+            .iter()
+            .flatten()
+            .map(|e| validate_entry(e).map_err(|e| err("proxy.no_proxy", e)))
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// The files to read: the main file, then `config.d/*.toml` beside it in name order.
@@ -797,6 +866,51 @@ mod tests {
         assert_eq!(s.discovery_timeout, Duration::from_secs(90));
         assert_eq!(s.ca_cert_hashes.len(), 1);
         assert!(!s.unsafe_skip_ca_verification);
+    }
+
+    #[test]
+    fn a_proxy_is_checked_and_named_by_its_file() {
+        let base = format!(
+            "[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca_cert_hashes = [\"{PIN}\"]\n"
+        );
+        let s = validate(merged(&[("/c.toml", &base)]).unwrap(), &Tokens).unwrap();
+        assert_eq!(s.proxy, None);
+        let s = validate(
+            merged(&[
+                ("/c.toml", &base),
+                (
+                    "/d/10-proxy.toml",
+                    "[proxy]\nhttps = \"http://proxy:3128/\"\nno_proxy = [\".corp\"]\n",
+                ),
+            ])
+            .unwrap(),
+            &Tokens,
+        )
+        .unwrap();
+        let p = s.proxy.unwrap();
+        assert_eq!(p.https.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(p.http, None);
+        assert_eq!(p.no_proxy, [".corp"]);
+        for (text, key) in [
+            ("[proxy]\nhttp = \"proxy:3128\"\n", "proxy.http"),
+            (
+                "[proxy]\nhttps = \"http://u:p@proxy:3128\"\n",
+                "proxy.https",
+            ),
+            ("[proxy]\nno_proxy = [\".corp\"]\n", "proxy.no_proxy"),
+            (
+                "[proxy]\nhttp = \"http://proxy:3128\"\nno_proxy = [\"a b\"]\n",
+                "proxy.no_proxy",
+            ),
+        ] {
+            let e = validate(
+                merged(&[("/c.toml", &base), ("/d/10-proxy.toml", text)]).unwrap(),
+                &Tokens,
+            )
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert_eq!(e.origin, file("/d/10-proxy.toml"), "{text}");
+        }
     }
 
     #[test]

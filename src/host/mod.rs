@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod link;
 pub mod logind;
 pub mod netfilter;
+pub mod proxy;
 pub mod swap;
 
 use std::collections::BTreeSet;
@@ -48,6 +49,9 @@ pub struct HostSettings {
     /// kubelet's `shutdownGracePeriod`, when this node sets one: logind must let kubelet
     /// delay a shutdown that long ([`logind`]).
     pub inhibit_delay: Option<std::time::Duration>,
+    /// `[proxy]`, completed: given to the runtime and kubelet as systemd drop-ins
+    /// ([`proxy`]).
+    pub proxy: Option<proxy::ProxyEnv>,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -119,6 +123,7 @@ impl Default for HostSettings {
             docker0: true,
             ipv6: false,
             inhibit_delay: None,
+            proxy: None,
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct Facts {
     pub ra_links: Vec<String>,
     /// kubejoin's logind drop-in, as it is.
     pub logind_drop_in: Option<String>,
+    /// kubejoin's proxy drop-in of each unit that gets one, as it is.
+    pub proxy_drop_ins: Vec<(String, Option<String>)>,
     pub docker: Option<DockerFacts>,
     pub containerd: Option<ContainerdFacts>,
 }
@@ -295,6 +302,8 @@ pub enum Change {
     },
     /// `RTM_DELLINK`.
     DeleteLink { name: String, why: &'static str },
+    /// `Manager.Reload`: systemd reads unit files (a drop-in) again.
+    Reload { why: &'static str },
     /// `Manager.KillUnit(main)` with a signal, for a daemon to read its configuration again.
     Signal {
         unit: &'static str,
@@ -329,6 +338,7 @@ impl Change {
             Change::Signal { unit, signal, why } => {
                 format!("KillUnit {unit} main signal {signal} ({why})")
             }
+            Change::Reload { why } => format!("Reload ({why})"),
         }
     }
 }
@@ -449,6 +459,7 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             });
         }
     }
+    let proxied_runtime = plan_proxy(settings, facts, &mut changes);
     match settings.runtime {
         Runtime::Docker => plan_docker(
             facts.docker.clone().unwrap_or_default(),
@@ -462,7 +473,63 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         )?,
         Runtime::None | Runtime::Detect => {}
     }
+    // A runtime whose proxy changed takes it when it restarts (once).
+    if let Some(unit) = proxied_runtime
+        && !changes
+            .iter()
+            .any(|c| matches!(c, Change::Restart { unit: u, .. } if u == unit))
+    {
+        changes.push(Change::Restart {
+            unit: unit.into(),
+            why: "to take its proxy".into(),
+        });
+    }
     Ok(changes)
+}
+
+/// The units that get the proxy: the runtime kubejoin prepares, and kubelet.
+pub fn proxied_units(runtime: Runtime) -> Vec<&'static str> {
+    let runtime = match runtime {
+        Runtime::Docker => Some(docker::UNIT),
+        Runtime::Containerd => Some(containerd::UNIT),
+        Runtime::None | Runtime::Detect => None,
+    };
+    runtime.into_iter().chain([proxy::KUBELET_UNIT]).collect()
+}
+
+/// `[proxy]`: each unit's drop-in, and systemd told to read them; the runtime's unit when
+/// its drop-in changed (it must restart to take it).
+fn plan_proxy(
+    settings: &HostSettings,
+    facts: &Facts,
+    changes: &mut Vec<Change>,
+) -> Option<&'static str> {
+    let env = settings.proxy.as_ref()?;
+    let want = proxy::drop_in(env);
+    let mut wrote = Vec::new();
+    for unit in proxied_units(settings.runtime) {
+        let have = facts
+            .proxy_drop_ins
+            .iter()
+            .find(|(u, _)| u == unit)
+            .and_then(|(_, t)| t.as_deref());
+        if have != Some(want.as_str()) {
+            changes.push(Change::Write {
+                path: proxy::drop_in_path(unit).into(),
+                why: "the proxy for the internet, and what never goes through it",
+                diff: crate::diff::lines(have.unwrap_or_default(), &want),
+                contents: want.clone(),
+            });
+            wrote.push(unit);
+        }
+    }
+    if wrote.is_empty() {
+        return None;
+    }
+    changes.push(Change::Reload {
+        why: "systemd reads the proxy drop-ins",
+    });
+    wrote.into_iter().find(|u| *u != proxy::KUBELET_UNIT)
 }
 
 /// The change that gives a configuration file new text: edited in place with a one-time
@@ -637,6 +704,17 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
     if settings.inhibit_delay.is_some() {
         facts.logind_drop_in = std::fs::read_to_string(logind::DROP_IN).ok();
     }
+    if settings.proxy.is_some() {
+        facts.proxy_drop_ins = proxied_units(settings.runtime)
+            .into_iter()
+            .map(|u| {
+                (
+                    u.to_string(),
+                    std::fs::read_to_string(proxy::drop_in_path(u)).ok(),
+                )
+            })
+            .collect();
+    }
     match settings.runtime {
         Runtime::Docker => facts.docker = Some(inspect_docker(systemd).await?),
         Runtime::Containerd => {
@@ -789,6 +867,7 @@ pub async fn apply(
                     );
                 }
             }
+            Change::Reload { .. } => systemd.reload().await?,
             Change::DeleteLink { name, .. } => {
                 // Planned before docker restarted; it may have gone with the restart.
                 if link::exists(name) {
@@ -849,6 +928,7 @@ mod tests {
         docker0: true,
         ipv6: false,
         inhibit_delay: None,
+        proxy: None,
     };
 
     #[test]
@@ -945,6 +1025,7 @@ mod tests {
                     docker0: true,
                     ipv6: false,
                     inhibit_delay: None,
+                    proxy: None,
                 },
                 &facts()
             )
@@ -984,6 +1065,7 @@ mod tests {
         docker0: true,
         ipv6: false,
         inhibit_delay: None,
+        proxy: None,
     };
 
     #[test]
@@ -1196,6 +1278,7 @@ mod tests {
             docker0: true,
             ipv6: false,
             inhibit_delay: None,
+            proxy: None,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -1225,6 +1308,75 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_goes_to_the_runtime_and_kubelet_and_the_runtime_restarts_once() {
+        let env = proxy::complete(
+            &proxy::Proxy {
+                http: None,
+                https: Some("http://proxy:3128".into()),
+                no_proxy: Vec::new(),
+            },
+            &[],
+            &[],
+        );
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            proxy: Some(env.clone()),
+            ..Default::default()
+        };
+        let configured = || ContainerdFacts {
+            installed: true,
+            config: Some((
+                containerd::plan_config(Some("version = 2\n"), true)
+                    .unwrap()
+                    .unwrap(),
+                0o644,
+            )),
+            config_backup_exists: false,
+            running: up(),
+        };
+        let f = Facts {
+            containerd: Some(configured()),
+            ..Default::default()
+        };
+        assert_eq!(
+            described(&settings, &f),
+            [
+                "write /etc/systemd/system/containerd.service.d/90-kubejoin-proxy.conf (the proxy for the internet, and what never goes through it)",
+                "write /etc/systemd/system/kubelet.service.d/90-kubejoin-proxy.conf (the proxy for the internet, and what never goes through it)",
+                "Reload (systemd reads the proxy drop-ins)",
+                "RestartUnit containerd.service replace (to take its proxy)",
+            ]
+        );
+        // In place: nothing.
+        let done = Facts {
+            containerd: Some(configured()),
+            proxy_drop_ins: ["containerd.service", "kubelet.service"]
+                .iter()
+                .map(|u| (u.to_string(), Some(proxy::drop_in(&env))))
+                .collect(),
+            ..Default::default()
+        };
+        assert!(described(&settings, &done).is_empty());
+        // The runtime's configuration changes too: one restart.
+        let mut edited = configured();
+        edited.config = Some(("version = 2\n".into(), 0o644));
+        let both = described(
+            &settings,
+            &Facts {
+                containerd: Some(edited),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            both.iter().filter(|c| c.starts_with("RestartUnit")).count(),
+            1,
+            "{both:?}"
+        );
+    }
+
+    #[test]
     fn kernel_prerequisites() {
         let settings = HostSettings {
             swap: false,
@@ -1236,6 +1388,7 @@ mod tests {
             docker0: true,
             ipv6: false,
             inhibit_delay: None,
+            proxy: None,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {
@@ -1315,6 +1468,7 @@ mod tests {
             swap: false,
             kernel: false,
             inhibit_delay: Some(std::time::Duration::from_secs(45)),
+            proxy: None,
             ..Default::default()
         };
         assert_eq!(

@@ -443,6 +443,7 @@ async fn prepare_host(
 ) -> Result<Vec<host::Change>, Failure> {
     let host_settings = host::HostSettings {
         ipv6: ipv6_node(settings),
+        proxy: settings.proxy.as_ref().map(|p| proxy_env(settings, p)),
         ..settings.host.clone()
     };
     let facts = host::inspect(&host_settings, systemd).await?;
@@ -454,6 +455,27 @@ async fn prepare_host(
         host::apply(&changes, systemd, recorder).await?;
     }
     Ok(changes)
+}
+
+/// `[proxy]` for the units, its `NO_PROXY` completed with the API servers' hosts and this
+/// node's addresses (not loopback or link-local, which are there already or never leave).
+fn proxy_env(settings: &Settings, p: &host::proxy::Proxy) -> host::proxy::ProxyEnv {
+    let servers: Vec<String> = settings
+        .cluster
+        .servers
+        .iter()
+        .map(|s| s.host_name())
+        .collect();
+    let addresses: Vec<std::net::IpAddr> = kubelet::node_ip::host_addresses()
+        .into_iter()
+        .map(|a| a.ip)
+        .filter(|ip| {
+            !ip.is_loopback()
+                && !matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local())
+                && !matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local())
+        })
+        .collect();
+    host::proxy::complete(p, &servers, &addresses)
 }
 
 /// The cluster's kubelet configuration, if it publishes one this token may read; said
