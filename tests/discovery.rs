@@ -1248,6 +1248,17 @@ fn a_token_from_a_program() {
     configure("");
     assert_exit(&discover(), 0, &["signature of token id 0ve35r verified"]);
 
+    // [proxy] reaches the program (a secret store on the internet), with the API server,
+    // loopback and the metadata service direct; discovery itself stays direct.
+    program(&format!(
+        "[ \"$HTTPS_PROXY\" = http://proxy.corp.example:3128 ] || {{ echo \"HTTPS_PROXY=$HTTPS_PROXY\" >&2; exit 7; }}\n\
+         case \",$no_proxy,\" in *,127.0.0.1,*169.254.169.254,*) ;; *) echo \"no_proxy=$no_proxy\" >&2; exit 8 ;; esac\n\
+         cat {}",
+        node.path("token").display()
+    ));
+    configure("\n[proxy]\nhttps = \"http://proxy.corp.example:3128\"\n");
+    assert_exit(&discover(), 0, &["signature of token id 0ve35r verified"]);
+
     program(
         "echo 'fetching...' >&2\necho 'AccessDenied: not authorized to read join-token' >&2\nexit 5",
     );

@@ -131,6 +131,8 @@ pub enum TokenSource {
     Command {
         argv: Vec<String>,
         timeout: Duration,
+        /// `[proxy]`'s variables, for a program that fetches the token over the internet.
+        env: Vec<(String, String)>,
     },
 }
 
@@ -140,7 +142,7 @@ impl fmt::Debug for TokenSource {
             TokenSource::Inline(_) => f.write_str("Inline(<redacted>)"),
             TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
             TokenSource::Stdin => f.write_str("Stdin"),
-            TokenSource::Command { argv, timeout } => f
+            TokenSource::Command { argv, timeout, .. } => f
                 .debug_struct("Command")
                 .field("argv", argv)
                 .field("timeout", timeout)
@@ -262,6 +264,7 @@ impl Merged {
         let command = c.token_command.map(|argv| TokenSource::Command {
             argv,
             timeout: token_command::DEFAULT_TIMEOUT,
+            env: Vec::new(),
         });
         set(&mut self.token, command, origin);
         set(
@@ -468,6 +471,7 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         }
         _ => None,
     });
+    let proxy = validate_proxy(&m.proxy, m.proxy_origin.as_ref())?;
     // No token, or its file gone: an error only where a token is used.
     let bootstrap_token = match m.token {
         None => Err(none()),
@@ -490,6 +494,13 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
                 *timeout = parse_duration(&t.value).map_err(|e| {
                     ConfigError::new(&t.origin, Some("cluster.token_command_timeout"), e)
                 })?;
+            }
+            // A secret store's CLI fetches over the internet: through [proxy], as the
+            // runtime does; the API servers direct.
+            if let (TokenSource::Command { env, .. }, Some(p)) = (&mut token.value, &proxy) {
+                let servers: Vec<String> = endpoints.iter().map(|e| e.host_name()).collect();
+                *env =
+                    crate::host::proxy::variables(&crate::host::proxy::complete(p, &servers, &[]));
             }
             Ok(tokens.read(&token.value, &token.origin)?)
         }
@@ -541,7 +552,6 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             ));
         }
     };
-    let proxy = validate_proxy(&m.proxy, m.proxy_origin.as_ref())?;
     let host = HostSettings {
         swap: m.host.swap.unwrap_or(true),
         kernel: m.host.kernel.unwrap_or(true),
@@ -762,9 +772,9 @@ impl TokenReader for DiskTokens {
             _ => "token",
         };
         let contents = match source {
-            TokenSource::Command { argv, timeout } => {
+            TokenSource::Command { argv, timeout, env } => {
                 let key = Some("cluster.token_command");
-                let out = token_command::run(argv, *timeout).map_err(|e| ConfigError {
+                let out = token_command::run(argv, env, *timeout).map_err(|e| ConfigError {
                     transient: e.transient,
                     ..ConfigError::new(origin, key, e.message)
                 })?;

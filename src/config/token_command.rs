@@ -25,8 +25,13 @@ pub struct CommandError {
     pub transient: bool,
 }
 
-/// Runs `argv` and returns its standard output.
-pub fn run(argv: &[String], timeout: Duration) -> Result<Zeroizing<String>, CommandError> {
+/// Runs `argv`, with `env` added to its environment (`[proxy]`'s variables), and returns
+/// its standard output.
+pub fn run(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Zeroizing<String>, CommandError> {
     let transient = |message: String| CommandError {
         message,
         transient: true,
@@ -36,6 +41,7 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Zeroizing<String>, Comm
         .ok_or_else(|| transient("is empty".into()))?;
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -114,7 +120,11 @@ mod tests {
 
     #[test]
     fn its_output() {
-        let out = run(&sh("echo abcdef.0123456789abcdef"), DEFAULT_TIMEOUT).unwrap();
+        let out = run(&sh("echo abcdef.0123456789abcdef"), &[], DEFAULT_TIMEOUT).unwrap();
+        // [proxy]'s variables reach it.
+        let proxy = [("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string())];
+        let seen = run(&sh("echo \"$HTTPS_PROXY\""), &proxy, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(seen.trim(), "http://proxy:3128");
         assert_eq!(out.as_str(), "abcdef.0123456789abcdef\n");
     }
 
@@ -122,6 +132,7 @@ mod tests {
     fn a_failure_says_its_last_words_and_may_be_retried() {
         let e = run(
             &sh("echo working >&2; echo 'AccessDenied: not allowed' >&2; exit 3"),
+            &[],
             DEFAULT_TIMEOUT,
         )
         .unwrap_err();
@@ -132,16 +143,16 @@ mod tests {
             "{}",
             e.message
         );
-        let e = run(&["/nonexistent/print-token".into()], DEFAULT_TIMEOUT).unwrap_err();
+        let e = run(&["/nonexistent/print-token".into()], &[], DEFAULT_TIMEOUT).unwrap_err();
         assert!(e.transient && e.message.contains("cannot run /nonexistent/print-token"));
-        assert!(run(&[], DEFAULT_TIMEOUT).unwrap_err().transient);
+        assert!(run(&[], &[], DEFAULT_TIMEOUT).unwrap_err().transient);
     }
 
     #[test]
     fn at_its_timeout_it_is_killed_with_what_it_started() {
         let started = Instant::now();
         // The child's own child holds its standard output: killed with the group.
-        let e = run(&sh("sleep 30 & sleep 30"), Duration::from_millis(300)).unwrap_err();
+        let e = run(&sh("sleep 30 & sleep 30"), &[], Duration::from_millis(300)).unwrap_err();
         assert!(
             e.transient && e.message.contains("did not finish within 0.3s"),
             "{}",
@@ -159,6 +170,7 @@ mod tests {
         let started = Instant::now();
         let out = run(
             &sh("sleep 30 & echo abcdef.0123456789abcdef"),
+            &[],
             DEFAULT_TIMEOUT,
         )
         .unwrap();
@@ -172,7 +184,7 @@ mod tests {
 
     #[test]
     fn binary_output_is_not_a_token() {
-        let e = run(&sh("printf '\\377\\376'"), DEFAULT_TIMEOUT).unwrap_err();
+        let e = run(&sh("printf '\\377\\376'"), &[], DEFAULT_TIMEOUT).unwrap_err();
         assert!(!e.transient);
     }
 }

@@ -35,9 +35,16 @@ pub fn drop_in_path(unit: &str) -> String {
     format!("/etc/systemd/system/{unit}.d/{DROP_IN_NAME}")
 }
 
-/// Names that never go through a proxy: loopback, and the cluster's own names (Services
-/// as `<name>.<namespace>.svc[.cluster.local]`).
-const ALWAYS_DIRECT: [&str; 5] = ["localhost", "127.0.0.1", "::1", ".svc", ".cluster.local"];
+/// Names that never go through a proxy: loopback, the cluster's own names (Services as
+/// `<name>.<namespace>.svc[.cluster.local]`), and the clouds' metadata service.
+const ALWAYS_DIRECT: [&str; 6] = [
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    ".svc",
+    ".cluster.local",
+    "169.254.169.254",
+];
 
 /// A proxy URL as the units take it: `http://` or `https://`, a host, maybe a port, and
 /// no credentials (they would be in a unit file anyone can read, and in the plan).
@@ -106,8 +113,8 @@ pub fn complete(proxy: &Proxy, servers: &[String], node_addresses: &[IpAddr]) ->
     }
 }
 
-/// The drop-in: both spellings of each variable, as programs read one or the other.
-pub fn drop_in(env: &ProxyEnv) -> String {
+/// The variables, both spellings of each, as programs read one or the other.
+pub fn variables(env: &ProxyEnv) -> Vec<(String, String)> {
     let no_proxy = env.no_proxy.join(",");
     let mut vars = Vec::new();
     for (name, value) in [
@@ -116,14 +123,23 @@ pub fn drop_in(env: &ProxyEnv) -> String {
         ("NO_PROXY", Some(no_proxy.as_str())),
     ] {
         if let Some(v) = value {
-            vars.push(format!("Environment=\"{name}={v}\""));
-            vars.push(format!("Environment=\"{}={v}\"", name.to_lowercase()));
+            vars.push((name.to_string(), v.to_string()));
+            vars.push((name.to_lowercase(), v.to_string()));
         }
     }
+    vars
+}
+
+/// The drop-in: [`variables`] as the unit's environment.
+pub fn drop_in(env: &ProxyEnv) -> String {
+    let lines: Vec<String> = variables(env)
+        .iter()
+        .map(|(k, v)| format!("Environment=\"{k}={v}\""))
+        .collect();
     format!(
         "# Written by kubejoin: [proxy] from /etc/kubejoin/config.toml; changes here are overwritten.\n\
          [Service]\n{}\n",
-        vars.join("\n")
+        lines.join("\n")
     )
 }
 
@@ -176,6 +192,7 @@ mod tests {
                 "::1",
                 ".svc",
                 ".cluster.local",
+                "169.254.169.254",
                 "api.corp.example",
                 "fd00::10",
                 "10.0.0.7",
@@ -184,7 +201,7 @@ mod tests {
         );
         let text = drop_in(&env);
         assert!(text.contains("[Service]\nEnvironment=\"HTTP_PROXY=http://proxy:3128\"\nEnvironment=\"http_proxy=http://proxy:3128\"\n"), "{text}");
-        assert!(text.contains("Environment=\"NO_PROXY=localhost,127.0.0.1,::1,.svc,.cluster.local,api.corp.example,fd00::10,10.0.0.7,.corp.example\"\n"), "{text}");
+        assert!(text.contains("Environment=\"NO_PROXY=localhost,127.0.0.1,::1,.svc,.cluster.local,169.254.169.254,api.corp.example,fd00::10,10.0.0.7,.corp.example\"\n"), "{text}");
         // Only HTTPS: no HTTP_PROXY line.
         let only = ProxyEnv { http: None, ..env };
         assert!(!drop_in(&only).contains("HTTP_PROXY"));
