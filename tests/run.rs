@@ -586,6 +586,16 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
             .all(|r| r.authorization.is_none()),
         "no token sent"
     );
+    // The same with no record of the join and the cluster's kubelet configuration not
+    // readable as the node: kubelet's files are left as they are, kubelet started.
+    tb.exec_ok(&["rm", "/var/lib/kubejoin/state.json"]);
+    tb.exec_ok(&["systemctl", "stop", "kubelet.service"]);
+    let out = tb.exec(&["kubejoin", "run"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("outcome:       started"), "{said}");
+    assert!(said.contains("no run recorded it"), "{said}");
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
     // A joined node is left alone, with no token; reset undoes the join.
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(

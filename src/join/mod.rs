@@ -838,7 +838,15 @@ async fn reconcile(
         .parse()
         .map_err(|e| anyhow::anyhow!("kubelet's kubeconfig names server {:?}: {e}", cert.server))?;
     let Some(cluster) = clusters_kubelet_config_as_node(&cert, &ca).await else {
-        return Ok(already_joined(phases, kubelet, dry_run));
+        // kubelet's files stay as they are; a stopped kubelet is started all the same.
+        if kubelet.is_active() || dry_run {
+            return Ok(already_joined(phases, kubelet, dry_run));
+        }
+        phases.start(Phase::Kubelet, "starting kubelet.service");
+        let status = systemd
+            .start(KUBELET_UNIT, false, settings.kubelet_waits.start_timeout)
+            .await?;
+        return until_in(settings.clone(), systemd, phases, status, "started", host).await;
     };
     let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
     let node_ip = node_ip(settings, &server)?;
