@@ -100,8 +100,9 @@ pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<
 
 /// The API server as the bootstrap token, trusting only `ca_pem`.
 pub fn as_token(server: &str, ca_pem: &[u8], token: &BootstrapToken) -> Result<Api, Failure> {
-    Api::new(server, ca_pem, Some(token.expose()))
-        .map_err(|e| anyhow::anyhow!("cannot read the cluster's kubelet configuration: {e}").into())
+    Api::new(server, ca_pem, Some(token.expose())).map_err(|e| {
+        anyhow::anyhow!("cannot ask the API server as the bootstrap token: {e}").into()
+    })
 }
 
 /// The API server's version (`GET /version`, which anyone may read); `None` when it does

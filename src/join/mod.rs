@@ -251,16 +251,8 @@ fn already_joined(mut phases: Phases, kubelet: UnitStatus, dry_run: bool) -> Rep
     }
     Report {
         outcome: "already-joined",
-        preflight: Vec::new(),
-        host: Vec::new(),
-        discovery: None,
-        plan: None,
-        kubelet_config: None,
         kubelet: Some(kubelet),
-        node: None,
-        credentials: None,
-        phases: phases.times,
-        finished: now(),
+        ..report(phases.times)
     }
 }
 
@@ -309,8 +301,11 @@ async fn fresh(
     let api_version = apiserver_version(&as_token).await;
     check_skew(version, api_version.as_ref(), ignore_preflight, dry_run)?;
     let cluster = clusters_kubelet_config(&as_token, api_version.as_ref()).await?;
+    // The certificate again, as it is before planning (the start's look was before host
+    // preparation): whose it is for the name check, and whether to bootstrap again.
     let me = node_name(settings);
-    if !start::names_this_node(&me) {
+    let certificate = start::certificate(&me);
+    if !start::names_this_node(&certificate) {
         let ignored = is_ignored(ignore_preflight, identity::CHECK);
         identity::check(&as_token, &me, ignored, dry_run).await?;
     }
@@ -329,9 +324,7 @@ async fn fresh(
         },
         &node_ip,
     );
-    let bootstrap_again = start::certificate(&node_name(settings))
-        .err()
-        .map(|u| u.why);
+    let bootstrap_again = certificate.err().map(|u| u.why);
     if let Some(why) = &bootstrap_again {
         tracing::warn!(
             phase = Phase::Plan.name(),
@@ -349,10 +342,7 @@ async fn fresh(
             plan: Some(plan),
             kubelet_config: Some(config),
             kubelet: Some(kubelet),
-            node: None,
-            credentials: None,
-            phases: phases.times,
-            finished: now(),
+            ..report(phases.times)
         });
     };
 
@@ -379,17 +369,7 @@ async fn fresh(
     phases.start(Phase::Kubelet, "starting kubelet.service");
     let waits = &settings.kubelet_waits;
     let status = start_kubelet(&plan, systemd, recorder, kubelet, waits.start_timeout).await?;
-    let node_in = wait::wait_until_in(
-        systemd,
-        &mut phases,
-        status,
-        &found.ca_pem,
-        version,
-        Instant::now() + waits.join_timeout,
-    )
-    .await?;
-    let credentials = credentials::remove(&settings.cluster)?;
-    phases.end();
+    let ca = found.ca_pem.clone();
     let outcome = if plan.is_empty() && host_changes.is_empty() {
         "unchanged"
     } else {
@@ -402,13 +382,12 @@ async fn fresh(
         discovery: Some(found),
         plan: Some(plan),
         kubelet_config: Some(config),
-        kubelet: Some(systemd.status(KUBELET_UNIT).await?),
-        node: Some(node_in),
-        credentials: Some(credentials),
-        phases: phases.times.clone(),
-        finished: now(),
+        ..report(Vec::new())
     };
-    finish(report, recorder, phases)
+    in_and_recorded(
+        settings, systemd, phases, status, &ca, version, recorder, report,
+    )
+    .await
 }
 
 /// kubelet's version and what it takes: needed to write its files.
@@ -458,7 +437,8 @@ async fn prepare_host(
 }
 
 /// `[proxy]` for the units, its `NO_PROXY` completed with the API servers' hosts and this
-/// node's addresses (not loopback or link-local, which are there already or never leave).
+/// node's addresses (those that could be its node IP: not loopback, link-local or a
+/// container network's).
 fn proxy_env(settings: &Settings, p: &host::proxy::Proxy) -> host::proxy::ProxyEnv {
     let servers: Vec<String> = settings
         .cluster
@@ -468,12 +448,8 @@ fn proxy_env(settings: &Settings, p: &host::proxy::Proxy) -> host::proxy::ProxyE
         .collect();
     let addresses: Vec<std::net::IpAddr> = kubelet::node_ip::host_addresses()
         .into_iter()
+        .filter(kubelet::node_ip::candidate)
         .map(|a| a.ip)
-        .filter(|ip| {
-            !ip.is_loopback()
-                && !matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local())
-                && !matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local())
-        })
         .collect();
     host::proxy::complete(p, &servers, &addresses)
 }
@@ -779,7 +755,32 @@ async fn finish_interrupted(
         "kubelet.service is active with its client certificate but the run that started it \
          ended before the node was in: waiting for the node"
     );
-    until_in(settings, systemd, phases, kubelet, "joined", Vec::new()).await
+    let version =
+        kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::NeedsPerson {
+            message: format!("kubelet's version: {e}"),
+            fix: format!(
+                "install kubelet at {} (or set [kubelet] binary)",
+                settings.kubelet.binary.display()
+            ),
+        })?;
+    let ca = std::fs::read(CLUSTER_CA)
+        .with_context(|| format!("failed to read the cluster CA {CLUSTER_CA}"))?;
+    let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
+    let report = Report {
+        outcome: "joined",
+        ..report(Vec::new())
+    };
+    in_and_recorded(
+        &settings,
+        systemd,
+        phases,
+        kubelet,
+        &ca,
+        &version,
+        &mut recorder,
+        report,
+    )
+    .await
 }
 
 /// A node that has joined and has no token any more (kubejoin removed it after the
@@ -846,7 +847,23 @@ async fn reconcile(
         let status = systemd
             .start(KUBELET_UNIT, false, settings.kubelet_waits.start_timeout)
             .await?;
-        return until_in(settings.clone(), systemd, phases, status, "started", host).await;
+        let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
+        let report = Report {
+            outcome: "started",
+            host,
+            ..report(Vec::new())
+        };
+        return in_and_recorded(
+            settings,
+            systemd,
+            phases,
+            status,
+            &ca,
+            version,
+            &mut recorder,
+            report,
+        )
+        .await;
     };
     let config = kubelet_config(settings, profile, cluster.as_ref(), systemd).await?;
     let node_ip = node_ip(settings, &server)?;
@@ -895,19 +912,8 @@ async fn reconcile(
             "starting kubelet.service"
         },
     );
-    let waits = &settings.kubelet_waits;
-    let status = start_kubelet(&plan, systemd, &mut recorder, kubelet, waits.start_timeout).await?;
-    let node_in = wait::wait_until_in(
-        systemd,
-        &mut phases,
-        status,
-        &ca,
-        version,
-        Instant::now() + waits.join_timeout,
-    )
-    .await?;
-    let credentials = credentials::remove(&settings.cluster)?;
-    phases.end();
+    let start_timeout = settings.kubelet_waits.start_timeout;
+    let status = start_kubelet(&plan, systemd, &mut recorder, kubelet, start_timeout).await?;
     let report = Report {
         outcome: if files_changed {
             "reconciled"
@@ -917,12 +923,19 @@ async fn reconcile(
         host,
         plan: Some(plan),
         kubelet_config: Some(config),
-        kubelet: Some(systemd.status(KUBELET_UNIT).await?),
-        node: Some(node_in),
-        credentials: Some(credentials),
-        ..report(phases.times.clone())
+        ..report(Vec::new())
     };
-    finish(report, &mut recorder, phases)
+    in_and_recorded(
+        settings,
+        systemd,
+        phases,
+        status,
+        &ca,
+        version,
+        &mut recorder,
+        report,
+    )
+    .await
 }
 
 /// A report with nothing in it but its phases.
@@ -942,51 +955,40 @@ fn report(phases: Vec<PhaseTime>) -> Report {
     }
 }
 
-/// Waits until the node is in, then removes the bootstrap credentials and records the run.
-async fn until_in(
-    settings: Settings,
+/// The end of every run that started kubelet: waits until the node is in, removes the
+/// bootstrap credentials, and records `report` with kubelet's state, the node and the
+/// phases' times.
+#[allow(clippy::too_many_arguments)]
+async fn in_and_recorded(
+    settings: &Settings,
     systemd: &Systemd,
     mut phases: Phases,
-    kubelet: UnitStatus,
-    outcome: &'static str,
-    host: Vec<host::Change>,
+    started: UnitStatus,
+    ca: &[u8],
+    version: &Version,
+    recorder: &mut Recorder,
+    report: Report,
 ) -> Result<Report, Failure> {
-    let version =
-        kubelet::version::detect(&settings.kubelet.binary).map_err(|e| Failure::NeedsPerson {
-            message: format!("kubelet's version: {e}"),
-            fix: format!(
-                "install kubelet at {} (or set [kubelet] binary)",
-                settings.kubelet.binary.display()
-            ),
-        })?;
-    let ca = std::fs::read(CLUSTER_CA)
-        .with_context(|| format!("failed to read the cluster CA {CLUSTER_CA}"))?;
-    let mut recorder = Recorder::open(Path::new(ledger::LEDGER))?;
     let node_in = wait::wait_until_in(
         systemd,
         &mut phases,
-        kubelet,
-        &ca,
-        &version,
+        started,
+        ca,
+        version,
         Instant::now() + settings.kubelet_waits.join_timeout,
     )
     .await?;
     let credentials = credentials::remove(&settings.cluster)?;
     phases.end();
     let report = Report {
-        outcome,
-        preflight: Vec::new(),
-        host,
-        discovery: None,
-        plan: None,
-        kubelet_config: None,
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
         node: Some(node_in),
         credentials: Some(credentials),
         phases: phases.times.clone(),
         finished: now(),
+        ..report
     };
-    finish(report, &mut recorder, phases)
+    finish(report, recorder, phases)
 }
 
 /// Records a join's report, says so and tells systemd the service is ready.

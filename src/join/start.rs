@@ -108,10 +108,10 @@ pub fn certificate(me: &str) -> Result<Option<String>, Unusable> {
     Ok(Some(cert.node_name))
 }
 
-/// Whether kubelet's certificate, usable or not, names this node: then a Node of this
-/// name is this node's own.
-pub fn names_this_node(me: &str) -> bool {
-    match certificate(me) {
+/// Whether kubelet's certificate ([`certificate`]), usable or not, names this node: then a
+/// Node of this name is this node's own.
+pub fn names_this_node(certificate: &Result<Option<String>, Unusable>) -> bool {
+    match certificate {
         Ok(Some(_)) => true,
         Ok(None) => false,
         Err(u) => u.this_node,
