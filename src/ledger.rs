@@ -188,6 +188,21 @@ impl Recorder {
         std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
     }
 
+    /// Removes a file kubejoin created (no longer wanted) and forgets it.
+    pub fn remove(&mut self, path: &Path) -> anyhow::Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to remove {}", path.display()));
+            }
+        }
+        if self.ledger.created.remove(path).is_some() {
+            self.save()?;
+        }
+        Ok(())
+    }
+
     pub fn masked(&mut self, unit: &str) -> anyhow::Result<()> {
         if self.ledger.masked.insert(unit.to_string()) {
             self.save()?;

@@ -40,6 +40,8 @@ pub struct KubeletSettings {
     /// `node_name`: the name kubelet registers the node under (`--hostname-override`),
     /// lower-case; `None`: the hostname.
     pub node_name: Option<String>,
+    /// `[host] sandbox_image`, which kubelet's dockershim takes as a flag.
+    pub sandbox_image: Option<String>,
 }
 
 /// Whether `s` is a valid node name: a DNS-1123 subdomain.
@@ -93,6 +95,7 @@ impl Default for KubeletSettings {
             node_ip_cidrs: Vec::new(),
             node_name: None,
             fail_cgroup_v1: false,
+            sandbox_image: None,
         }
     }
 }

@@ -36,6 +36,19 @@ pub struct Fragment {
     pub host: HostFragment,
     #[serde(default)]
     pub proxy: ProxyFragment,
+    /// `[registries."<host>"]`: mirrors and CAs for containerd.
+    #[serde(default)]
+    pub registries: std::collections::BTreeMap<String, RegistryFragment>,
+}
+
+/// `[registries."<host>"]`: one registry as containerd reaches it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFragment {
+    /// Mirrors tried in order before the registry itself.
+    pub mirrors: Option<Vec<String>>,
+    /// The CA the registry's and its mirrors' certificates chain to (a PEM file).
+    pub ca: Option<PathBuf>,
 }
 
 /// `[proxy]`: the proxy for the internet, for the container runtime and kubelet.
@@ -63,6 +76,10 @@ pub struct HostFragment {
     pub docker0: Option<bool>,
     /// `"docker"` (the seed's settings, nat leftovers, docker0) or `"none"` (default).
     pub container_runtime: Option<String>,
+    /// The pod sandbox ("pause") image, for the runtime.
+    pub sandbox_image: Option<String>,
+    /// A directory of image archives imported into the runtime before kubelet starts.
+    pub image_archives: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -166,6 +183,10 @@ pub struct Merged {
     kubelet: kubelet::KubeletMerged,
     host: HostFragment,
     host_runtime_origin: Option<Origin>,
+    /// The last file that set `sandbox_image` or `image_archives`, for errors.
+    host_images_origin: Option<Origin>,
+    /// Each registry as the last file that named it gave it (whole).
+    registries: std::collections::BTreeMap<String, (RegistryFragment, Origin)>,
     proxy: ProxyFragment,
     /// The last file that set a `[proxy]` key, for errors.
     proxy_origin: Option<Origin>,
@@ -210,6 +231,18 @@ impl Merged {
         if fragment.host.container_runtime.is_some() {
             self.host.container_runtime = fragment.host.container_runtime;
             self.host_runtime_origin = Some(origin.clone());
+        }
+        if fragment.host.sandbox_image.is_some() || fragment.host.image_archives.is_some() {
+            self.host_images_origin = Some(origin.clone());
+        }
+        if fragment.host.sandbox_image.is_some() {
+            self.host.sandbox_image = fragment.host.sandbox_image;
+        }
+        if fragment.host.image_archives.is_some() {
+            self.host.image_archives = fragment.host.image_archives;
+        }
+        for (name, r) in fragment.registries {
+            self.registries.insert(name, (r, origin.clone()));
         }
         let p = fragment.proxy;
         if p.http.is_some() || p.https.is_some() || p.no_proxy.is_some() {
@@ -552,6 +585,29 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             ));
         }
     };
+    let images_origin = m
+        .host_images_origin
+        .clone()
+        .unwrap_or(Origin::File(PathBuf::from(DEFAULT_PATH)));
+    let sandbox_image = m
+        .host
+        .sandbox_image
+        .as_deref()
+        .map(validate_image)
+        .transpose()
+        .map_err(|e| ConfigError::new(&images_origin, Some("host.sandbox_image"), e))?;
+    if let Some(dir) = &m.host.image_archives
+        && !dir.is_absolute()
+    {
+        return Err(ConfigError::new(
+            &images_origin,
+            Some("host.image_archives"),
+            format!("{} is not an absolute path", dir.display()),
+        ));
+    }
+    let registries = validate_registries(&m.registries)?;
+    let mut kubelet = kubelet;
+    kubelet.sandbox_image = sandbox_image.clone();
     let host = HostSettings {
         swap: m.host.swap.unwrap_or(true),
         kernel: m.host.kernel.unwrap_or(true),
@@ -563,6 +619,9 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         ipv6: false,
         inhibit_delay: kubelet::inhibit_delay(&kubelet),
         proxy: None,
+        sandbox_image,
+        registries,
+        image_archives: m.host.image_archives.clone(),
     };
     Ok(Settings {
         proxy,
@@ -583,6 +642,71 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
             pinned_refetch: m.pinned_refetch.map(|s| s.value).unwrap_or(false),
         },
     })
+}
+
+/// An image reference as the runtimes take it: a name, maybe a tag or digest; no scheme.
+fn validate_image(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.contains("://") || s.chars().any(|c| c.is_whitespace() || c == '"') {
+        return Err(format!(
+            "{s:?} is not an image reference (e.g. registry.k8s.io/pause:3.10)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `[registries]`: each name, mirror and CA path checked.
+fn validate_registries(
+    given: &std::collections::BTreeMap<String, (RegistryFragment, Origin)>,
+) -> Result<Vec<crate::host::registry::Registry>, ConfigError> {
+    use crate::host::registry::{Registry, validate_mirror, validate_name};
+    given
+        .iter()
+        .map(|(name, (r, origin))| {
+            let key = |k: &str| format!("registries.{name:?}{k}");
+            let err = |k: &str, e: String| ConfigError::new(origin, Some(&key(k)), e);
+            let name = validate_name(name).map_err(|e| err("", e))?;
+            let mirrors = r
+                .mirrors
+                .iter()
+                .flatten()
+                .map(|m| validate_mirror(m).map_err(|e| err(".mirrors", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(ca) = &r.ca
+                && !ca.is_absolute()
+            {
+                return Err(err(
+                    ".ca",
+                    format!("{} is not an absolute path", ca.display()),
+                ));
+            }
+            if mirrors.is_empty() && r.ca.is_none() {
+                return Err(err(
+                    "",
+                    "sets neither mirrors nor ca: there is nothing to configure".into(),
+                ));
+            }
+            Ok((
+                Registry {
+                    name,
+                    mirrors,
+                    ca: r.ca.clone(),
+                },
+                origin,
+            ))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|mut all| {
+            all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+            if let Some(w) = all.windows(2).find(|w| w[0].0.name == w[1].0.name) {
+                return Err(ConfigError::new(
+                    w[1].1,
+                    Some(&format!("registries.{:?}", w[1].0.name)),
+                    "is configured twice (names differ only in case)",
+                ));
+            }
+            Ok(all.into_iter().map(|(r, _)| r).collect())
+        })
 }
 
 /// `[proxy]`: `None` without `http` and `https`; each URL and `no_proxy` entry checked.
@@ -921,6 +1045,83 @@ mod tests {
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
             assert_eq!(e.origin, file("/d/10-proxy.toml"), "{text}");
         }
+    }
+
+    #[test]
+    fn registries_and_images_are_checked_and_named_by_their_file() {
+        let base = format!(
+            "[cluster]\nserver = \"10.0.0.1:6443\"\ntoken = \"abcdef.0123456789abcdef\"\nca_cert_hashes = [\"{PIN}\"]\n"
+        );
+        let s = validate(
+            merged(&[
+                ("/c.toml", &base),
+                (
+                    "/d/10-registries.toml",
+                    "[host]\nsandbox_image = \"mirror.corp/pause:3.10\"\nimage_archives = \"/var/lib/images\"\n\n\
+                     [registries.\"docker.io\"]\nmirrors = [\"https://mirror.corp/\"]\n\n\
+                     [registries.\"Registry.Corp:5000\"]\nca = \"/etc/kubejoin/corp.pem\"\n",
+                ),
+                // A later file replaces a registry whole.
+                (
+                    "/d/20-hub.toml",
+                    "[registries.\"docker.io\"]\nmirrors = [\"https://other.corp\"]\n",
+                ),
+            ])
+            .unwrap(),
+            &Tokens,
+        )
+        .unwrap();
+        assert_eq!(
+            s.host.sandbox_image.as_deref(),
+            Some("mirror.corp/pause:3.10")
+        );
+        assert_eq!(s.kubelet.sandbox_image, s.host.sandbox_image);
+        assert_eq!(
+            s.host.image_archives.as_deref(),
+            Some(Path::new("/var/lib/images"))
+        );
+        let names: Vec<(&str, Vec<String>, bool)> = s
+            .host
+            .registries
+            .iter()
+            .map(|r| (r.name.as_str(), r.mirrors.clone(), r.ca.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("docker.io", vec!["https://other.corp".to_string()], false),
+                ("registry.corp:5000", vec![], true),
+            ]
+        );
+        for (text, key) in [
+            (
+                "[host]\nsandbox_image = \"https://x/pause\"\n",
+                "host.sandbox_image",
+            ),
+            (
+                "[host]\nimage_archives = \"images\"\n",
+                "host.image_archives",
+            ),
+            (
+                "[registries.\"https://a\"]\nca = \"/a.pem\"\n",
+                "registries.\"https://a\"",
+            ),
+            (
+                "[registries.a]\nmirrors = [\"a.corp\"]\n",
+                "registries.\"a\".mirrors",
+            ),
+            ("[registries.a]\nca = \"a.pem\"\n", "registries.\"a\".ca"),
+            ("[registries.a]\n", "registries.\"a\""),
+        ] {
+            let e = validate(
+                merged(&[("/c.toml", &base), ("/d/10-r.toml", text)]).unwrap(),
+                &Tokens,
+            )
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert_eq!(e.origin, file("/d/10-r.toml"), "{text}");
+        }
+        assert!(merged(&[("/c.toml", "[registries.a]\nmirror = []\n")]).is_err());
     }
 
     #[test]

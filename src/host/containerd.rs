@@ -46,9 +46,54 @@ fn cri_paths(version: i64) -> (&'static str, &'static [&'static str]) {
     }
 }
 
-/// The config with CRI enabled, runc a working runtime (`runtime_type`) and `SystemdCgroup`
-/// set as kubelet's cgroup driver needs, or `None` when it already is. A missing file starts as `version = 2`.
-pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option<String>, String> {
+/// Where the sandbox image is set: the table and the key (containerd 2.x pins it in its
+/// images plugin; 1.x has one CRI plugin).
+fn sandbox_path(version: i64) -> (&'static [&'static str], &'static str) {
+    if version >= 3 {
+        (&["io.containerd.cri.v1.images", "pinned_images"], "sandbox")
+    } else {
+        (&["io.containerd.grpc.v1.cri"], "sandbox_image")
+    }
+}
+
+/// The table of the registry settings (`config_path`, and 1.x's deprecated `mirrors`).
+fn registry_path(version: i64) -> &'static [&'static str] {
+    if version >= 3 {
+        &["io.containerd.cri.v1.images", "registry"]
+    } else {
+        &["io.containerd.grpc.v1.cri", "registry"]
+    }
+}
+
+/// containerd 2.x's default `config_path`; 1.x has none.
+const V3_DEFAULT_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
+
+/// What kubejoin wants of containerd's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wants<'a> {
+    /// runc's cgroup driver is systemd's (kubelet's is).
+    pub systemd_cgroup: bool,
+    /// `[host] sandbox_image`.
+    pub sandbox_image: Option<&'a str>,
+    /// `[registries]` are set: the CRI plugin reads hosts.toml files (`config_path`).
+    pub registries: bool,
+}
+
+impl Wants<'_> {
+    pub fn cgroup(systemd_cgroup: bool) -> Wants<'static> {
+        Wants {
+            systemd_cgroup,
+            sandbox_image: None,
+            registries: false,
+        }
+    }
+}
+
+/// The config with CRI enabled, runc a working runtime (`runtime_type`) with
+/// `SystemdCgroup` set as kubelet's cgroup driver needs, and the sandbox image and the
+/// registries' directory where they are wanted, or `None` when it already is so. A
+/// missing file starts as `version = 2`.
+pub fn plan_config(current: Option<&str>, wants: &Wants) -> Result<Option<String>, String> {
     let text = current.unwrap_or("version = 2\n");
     let mut doc: DocumentMut = text
         .parse()
@@ -64,57 +109,184 @@ pub fn plan_config(current: Option<&str>, systemd_cgroup: bool) -> Result<Option
     // CRI must not be disabled (docker's containerd packages disable it).
     if let Some(disabled) = doc.get_mut("disabled_plugins").and_then(Item::as_array_mut) {
         let before = disabled.len();
-        disabled.retain(|v| v.as_str().is_none_or(|p| p != "cri" && p != plugin));
+        disabled.retain(|v| {
+            v.as_str()
+                .is_none_or(|p| p != "cri" && p != plugin && p != "io.containerd.cri.v1.images")
+        });
         if disabled.len() != before {
             // The line changed anyway; keep the remaining list tidy.
             disabled.fmt();
         }
     }
 
-    let plugins = doc
+    // Tables are created in order, so that each new header goes after the last.
+    // New headers go at the end, in the order they are made.
+    let mut next = 1 << 30;
+    let (runc_options, indent) = table_at(&mut doc, &mut next, path, 2, |depth, t| {
+        if depth == 1 && t.get("runtime_type").is_none() {
+            // Without it, containerd drops its default runc runtime once this table
+            // exists, and every sandbox fails with "container.Runtime.Name must be set".
+            t.insert("runtime_type", value(RUNC_V2));
+        }
+    })?;
+    set(
+        runc_options,
+        "SystemdCgroup",
+        value(wants.systemd_cgroup),
+        &indent,
+    );
+
+    if let Some(image) = wants.sandbox_image {
+        let (table, key) = sandbox_path(version);
+        let (table, indent) = table_at(&mut doc, &mut next, table, 1, |_, _| {})?;
+        set(table, key, value(image), &indent);
+    }
+    if wants.registries {
+        let registry = registry_path(version)
+            .iter()
+            .try_fold(doc.get("plugins"), |item, key| Some(item?.get(key)))
+            .flatten();
+        if registry
+            .and_then(|r| r.get("mirrors"))
+            .and_then(Item::as_table_like)
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(format!(
+                "[plugins.\"{plugin}\".registry.mirrors] is set, and containerd reads hosts.toml \
+                 files (which [registries] are written as) only without it: move those mirrors \
+                 to [registries] in kubejoin's configuration and remove them here"
+            ));
+        }
+        let unset = match registry
+            .and_then(|r| r.get("config_path"))
+            .and_then(Item::as_str)
+        {
+            None => version < 3,
+            Some(p) => p.trim().is_empty(),
+        };
+        if unset {
+            let (table, indent) =
+                table_at(&mut doc, &mut next, registry_path(version), 1, |_, _| {})?;
+            set(
+                table,
+                "config_path",
+                value(super::registry::CERTS_DIR),
+                &indent,
+            );
+        }
+    }
+    let out = doc.to_string();
+    Ok((out != text || current.is_none()).then_some(out))
+}
+
+/// The directory the CRI plugin reads registries' hosts.toml from: the first of its
+/// `config_path`, or `None` when it reads none.
+pub fn certs_dir(text: &str) -> Option<String> {
+    let doc: DocumentMut = text.parse().ok()?;
+    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let mut item = doc.get("plugins");
+    for key in registry_path(version) {
+        item = item.and_then(|i| i.get(key));
+    }
+    let path = match item
+        .and_then(|i| i.get("config_path"))
+        .and_then(Item::as_str)
+    {
+        Some(p) => p,
+        None if version >= 3 => V3_DEFAULT_CONFIG_PATH,
+        None => return None,
+    };
+    path.split(':')
+        .map(str::trim)
+        .find(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// The table at `plugins.<path>`, made where missing: new tables get headers at the end
+/// of the file, in the order they are made (`next`), so that the existing text is not
+/// split; all but the last `headers` tables on the way stay implicit (an implicit table
+/// shows its header once it has a key).
+/// `each(depth, table)` sees every table on the way (depth 0 is the last). Also returns
+/// the indentation of the last table's keys (that of its first key, or its header's and
+/// two spaces), for a key added to it.
+fn table_at<'d>(
+    doc: &'d mut DocumentMut,
+    next: &mut isize,
+    path: &[&str],
+    headers: usize,
+    mut each: impl FnMut(usize, &mut dyn toml_edit::TableLike),
+) -> Result<(&'d mut dyn toml_edit::TableLike, String), String> {
+    let mut table = doc
         .entry("plugins")
         .or_insert_with(|| Item::Table(implicit_table()))
         .as_table_like_mut()
         .ok_or("plugins is not a table")?;
-    // New tables get headers at the end of the file, in order (runc, then its options),
-    // so that the existing text is not split; the tables above them stay implicit.
-    let mut table = plugins;
+    let mut indent = String::new();
     for (i, key) in path.iter().enumerate() {
-        let depth = path.len() - 1 - i; // 0: options, 1: runc
-        table = table
-            .entry(key)
-            .or_insert_with(|| {
-                let mut t = Table::new();
-                t.set_implicit(depth > 1);
-                if depth <= 1 {
-                    t.set_position(Some((1 << 30) - depth as isize));
-                }
-                Item::Table(t)
-            })
+        let depth = path.len() - 1 - i;
+        let item = table.entry(key).or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(depth >= headers);
+            if depth < headers {
+                t.set_position(Some(*next));
+                *next += 1;
+            }
+            Item::Table(t)
+        });
+        if let (0, Some(t)) = (depth, item.as_table_mut()) {
+            indent = key_indent(t);
+        }
+        table = item
             .as_table_like_mut()
             .ok_or_else(|| format!("{key} is not a table"))?;
-        if depth == 1 && table.get("runtime_type").is_none() {
-            // Without it, containerd drops its default runc runtime once this table
-            // exists, and every sandbox fails with "container.Runtime.Name must be set".
-            table.insert("runtime_type", value(RUNC_V2));
-        }
+        each(depth, table);
     }
-    match table.get_mut("SystemdCgroup") {
-        Some(item) if item.as_bool() == Some(systemd_cgroup) => {}
+    Ok((table, indent))
+}
+
+/// The indentation of a table's keys: its first key's, else its header's and two spaces
+/// (none for a table without text of its own yet).
+fn key_indent(t: &Table) -> String {
+    let line_start = |prefix: Option<&toml_edit::RawString>| {
+        prefix
+            .and_then(|p| p.as_str())
+            .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
+            .filter(|p| p.chars().all(|c| c == ' ' || c == '\t'))
+    };
+    let first_value = t.iter().find(|(_, v)| v.is_value()).map(|(k, _)| k);
+    if let Some((key, _)) = first_value.and_then(|k| t.get_key_value(k)) {
+        return line_start(key.leaf_decor().prefix()).unwrap_or_default();
+    }
+    match line_start(t.decor().prefix()) {
+        Some(header) if !header.is_empty() => format!("{header}  "),
+        _ => String::new(),
+    }
+}
+
+/// Sets `key`, keeping the comments and indentation of a value that is replaced; a new
+/// key is indented by `indent`.
+fn set(table: &mut dyn toml_edit::TableLike, key: &str, new: Item, indent: &str) {
+    match table.get_mut(key) {
+        Some(item)
+            if item.type_name() == new.type_name()
+                && item.as_bool() == new.as_bool()
+                && item.as_str() == new.as_str() => {}
         Some(item) => {
-            // Replace the value only: the key's comments and indentation stay.
             let decor = item.as_value().map(|v| v.decor().clone());
-            *item = value(systemd_cgroup);
+            *item = new;
             if let (Some(decor), Some(v)) = (decor, item.as_value_mut()) {
                 *v.decor_mut() = decor;
             }
         }
         None => {
-            table.insert("SystemdCgroup", value(systemd_cgroup));
+            table.insert(key, new);
+            if !indent.is_empty()
+                && let Some(mut k) = table.key_mut(key)
+            {
+                k.leaf_decor_mut().set_prefix(indent);
+            }
         }
     }
-    let out = doc.to_string();
-    Ok((out != text || current.is_none()).then_some(out))
 }
 
 /// runc's cgroup driver as containerd's configuration sets it: `Some(true)` for systemd's,
@@ -172,35 +344,47 @@ mod tests {
 
     #[test]
     fn debians_config_gains_systemd_cgroup_and_keeps_the_rest() {
-        let out = plan_config(Some(DEBIAN), true).unwrap().unwrap();
+        let out = plan_config(Some(DEBIAN), &Wants::cgroup(true))
+            .unwrap()
+            .unwrap();
         assert!(out.starts_with(DEBIAN), "{out}");
         assert_eq!(
             &out[DEBIAN.len()..],
             "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
         );
-        assert_eq!(plan_config(Some(&out), true).unwrap(), None, "idempotent");
+        assert_eq!(
+            plan_config(Some(&out), &Wants::cgroup(true)).unwrap(),
+            None,
+            "idempotent"
+        );
     }
 
     #[test]
     fn comments_and_other_settings_stay_byte_for_byte() {
         let text = "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"cri\", \"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = false\n  BinaryName = \"/usr/local/bin/runc\"\n";
-        let out = plan_config(Some(text), true).unwrap().unwrap();
+        let out = plan_config(Some(text), &Wants::cgroup(true))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             out,
             "# ops: tuned for our nodes\nversion = 2\nroot = \"/data/containerd\"   # big disk\ndisabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\"]\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  # keep this\n  SystemdCgroup = true\n  BinaryName = \"/usr/local/bin/runc\"\n"
         );
         // A runc table that names its runtime type keeps it.
         let own = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n";
-        assert_eq!(plan_config(Some(own), true).unwrap(), None);
+        assert_eq!(plan_config(Some(own), &Wants::cgroup(true)).unwrap(), None);
     }
 
     #[test]
     fn the_cgroup_driver_containerd_runs_with() {
         assert_eq!(systemd_cgroup(None), Some(false));
         assert_eq!(systemd_cgroup(Some(DEBIAN)), Some(false));
-        let aligned = plan_config(Some(DEBIAN), true).unwrap().unwrap();
+        let aligned = plan_config(Some(DEBIAN), &Wants::cgroup(true))
+            .unwrap()
+            .unwrap();
         assert_eq!(systemd_cgroup(Some(&aligned)), Some(true));
-        let v3 = plan_config(Some("version = 3\n"), true).unwrap().unwrap();
+        let v3 = plan_config(Some("version = 3\n"), &Wants::cgroup(true))
+            .unwrap()
+            .unwrap();
         assert_eq!(systemd_cgroup(Some(&v3)), Some(true));
         assert_eq!(systemd_cgroup(Some("version = [")), None);
         let e = drivers_agree(Some(DEBIAN), true).unwrap_err();
@@ -225,14 +409,115 @@ mod tests {
 
     #[test]
     fn no_file_and_version_3() {
-        let out = plan_config(None, true).unwrap().unwrap();
+        let out = plan_config(None, &Wants::cgroup(true)).unwrap().unwrap();
         assert_eq!(
             out,
             "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n"
         );
-        let v3 = plan_config(Some("version = 3\n"), false).unwrap().unwrap();
+        let v3 = plan_config(Some("version = 3\n"), &Wants::cgroup(false))
+            .unwrap()
+            .unwrap();
         assert!(v3.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runc.options]\nSystemdCgroup = false\n"), "{v3}");
-        assert!(plan_config(Some("version = 1\n"), true).is_err());
-        assert!(plan_config(Some("version = \n"), true).is_err());
+        assert!(plan_config(Some("version = 1\n"), &Wants::cgroup(true)).is_err());
+        assert!(plan_config(Some("version = \n"), &Wants::cgroup(true)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod images_and_registries {
+    use super::*;
+
+    fn wants(image: &str) -> Wants<'_> {
+        Wants {
+            systemd_cgroup: true,
+            sandbox_image: Some(image),
+            registries: true,
+        }
+    }
+
+    const DEBIAN: &str = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n";
+
+    #[test]
+    fn containerd_1_gets_the_sandbox_image_and_reads_hosts_toml() {
+        let out = plan_config(Some(DEBIAN), &wants("corp/pause:1"))
+            .unwrap()
+            .unwrap();
+        // The key goes into the existing table, indented as its header.
+        assert!(
+            out.starts_with("version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"corp/pause:1\"\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n"),
+            "{out}"
+        );
+        assert_eq!(certs_dir(&out).as_deref(), Some("/etc/containerd/certs.d"));
+        assert_eq!(
+            plan_config(Some(&out), &wants("corp/pause:1")).unwrap(),
+            None
+        );
+        // Another image replaces the value in place.
+        let other = plan_config(Some(&out), &wants("corp/pause:2"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(other, out.replace("corp/pause:1", "corp/pause:2"));
+        // Without registries nothing about them is written.
+        let plain = plan_config(Some(DEBIAN), &Wants::cgroup(true))
+            .unwrap()
+            .unwrap();
+        assert!(
+            !plain.contains("registry") && !plain.contains("sandbox"),
+            "{plain}"
+        );
+        assert_eq!(certs_dir(&plain), None);
+        // A config_path of the user's own is kept.
+        let own = format!(
+            "{DEBIAN}  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = \"/etc/containerd/registries:/etc/docker/certs.d\"\n"
+        );
+        let out = plan_config(Some(&own), &wants("corp/pause:1"))
+            .unwrap()
+            .unwrap();
+        assert!(!out.contains("/etc/containerd/certs.d"), "{out}");
+        assert_eq!(
+            certs_dir(&out).as_deref(),
+            Some("/etc/containerd/registries")
+        );
+    }
+
+    #[test]
+    fn containerd_1_mirrors_of_the_old_kind_are_refused() {
+        let old = format!(
+            "{DEBIAN}[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://mirror\"]\n"
+        );
+        let e = plan_config(Some(&old), &wants("corp/pause:1")).unwrap_err();
+        assert!(e.contains("registry.mirrors] is set"), "{e}");
+        assert!(plan_config(Some(&old), &Wants::cgroup(true)).is_ok());
+    }
+
+    #[test]
+    fn containerd_2_pins_the_sandbox_image_in_its_images_plugin() {
+        let out = plan_config(Some("version = 3\n"), &wants("corp/pause:1"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.ends_with("\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"corp/pause:1\"\n"),
+            "{out}"
+        );
+        // 2.x reads /etc/containerd/certs.d by default.
+        assert!(!out.contains("config_path"), "{out}");
+        assert_eq!(certs_dir(&out).as_deref(), Some("/etc/containerd/certs.d"));
+        // `containerd config default` of 2.x: an empty config_path and its own pause.
+        let default = "version = 3\n[plugins]\n  [plugins.'io.containerd.cri.v1.images']\n    snapshotter = 'overlayfs'\n\n    [plugins.'io.containerd.cri.v1.images'.pinned_images]\n      sandbox = 'registry.k8s.io/pause:3.10'\n\n    [plugins.'io.containerd.cri.v1.images'.registry]\n      config_path = ''\n";
+        let out = plan_config(Some(default), &wants("corp/pause:1"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.starts_with("version = 3\n[plugins]\n  [plugins.'io.containerd.cri.v1.images']\n    snapshotter = 'overlayfs'\n\n    [plugins.'io.containerd.cri.v1.images'.pinned_images]\n      sandbox = \"corp/pause:1\"\n\n    [plugins.'io.containerd.cri.v1.images'.registry]\n      config_path = \"/etc/containerd/certs.d\"\n"),
+            "{out}"
+        );
+        assert_eq!(
+            plan_config(Some(&out), &wants("corp/pause:1")).unwrap(),
+            None
+        );
     }
 }

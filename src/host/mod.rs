@@ -7,11 +7,13 @@
 
 pub mod containerd;
 pub mod docker;
+pub mod images;
 pub mod kernel;
 pub mod link;
 pub mod logind;
 pub mod netfilter;
 pub mod proxy;
+pub mod registry;
 pub mod swap;
 
 use std::collections::BTreeSet;
@@ -52,6 +54,13 @@ pub struct HostSettings {
     /// `[proxy]`, completed: given to the runtime and kubelet as systemd drop-ins
     /// ([`proxy`]).
     pub proxy: Option<proxy::ProxyEnv>,
+    /// `[host] sandbox_image`: the runtime's pod sandbox ("pause") image.
+    pub sandbox_image: Option<String>,
+    /// `[registries]`: mirrors and CAs, as containerd's hosts.toml ([`registry`]).
+    pub registries: Vec<registry::Registry>,
+    /// `[host] image_archives`: a directory of image archives imported before kubelet
+    /// starts ([`images`]).
+    pub image_archives: Option<PathBuf>,
 }
 
 /// `[host] container_runtime`: which runtime kubejoin prepares.
@@ -124,6 +133,9 @@ impl Default for HostSettings {
             ipv6: false,
             inhibit_delay: None,
             proxy: None,
+            sandbox_image: None,
+            registries: Vec::new(),
+            image_archives: None,
         }
     }
 }
@@ -161,6 +173,15 @@ pub struct Facts {
     pub proxy_drop_ins: Vec<(String, Option<String>)>,
     pub docker: Option<DockerFacts>,
     pub containerd: Option<ContainerdFacts>,
+    /// Files kubejoin created on earlier runs (from its ledger): those of its kinds it no
+    /// longer wants (a proxy drop-in, a registry's hosts.toml) are removed.
+    pub created: Vec<PathBuf>,
+    /// `[host] image_archives`: each archive and the images it names (or why they
+    /// cannot be read), the files that are not archives, and the images the runtime has.
+    pub archives: Vec<(PathBuf, Result<Vec<String>, String>)>,
+    pub archives_unreadable: Option<String>,
+    pub not_archives: Vec<PathBuf>,
+    pub images_present: Vec<String>,
 }
 
 /// A container runtime's unit as it runs now, against its configuration file.
@@ -202,6 +223,21 @@ pub struct ContainerdFacts {
     pub config: Option<(String, u32)>,
     pub config_backup_exists: bool,
     pub running: Running,
+    /// Each `[registries]` hosts.toml kubejoin wants, in the certs directory the edited
+    /// config names.
+    pub hosts_files: Vec<HostsFile>,
+    /// The `[registries]` CA files that do not exist.
+    pub missing_cas: Vec<PathBuf>,
+}
+
+/// A registry's hosts.toml, as it is.
+#[derive(Debug, Clone, Default)]
+pub struct HostsFile {
+    pub registry: String,
+    pub path: PathBuf,
+    /// Its text and mode, if it exists.
+    pub current: Option<(String, u32)>,
+    pub backup_exists: bool,
 }
 
 /// docker, as it is.
@@ -233,6 +269,16 @@ pub enum PlanError {
     ContainerdMissing,
     #[error("/etc/containerd/config.toml cannot be edited: {0}")]
     ContainerdConfig(String),
+    /// `[registries]`, `sandbox_image` or `image_archives` with a runtime kubejoin does not
+    /// configure for them.
+    #[error("{what} is set, but {runtime}")]
+    RuntimeSettings { what: String, runtime: String },
+    #[error("[registries.\"{registry}\"] ca = {path:?} does not exist")]
+    RegistryCa { registry: String, path: PathBuf },
+    #[error("{path} is not an image archive kubejoin can import: {why}")]
+    ImageArchive { path: PathBuf, why: String },
+    #[error("[host] image_archives = {0:?} cannot be read: {1}")]
+    ImageArchives(PathBuf, String),
 }
 
 impl PlanError {
@@ -255,6 +301,23 @@ impl PlanError {
                 "fix {} (or regenerate it with `containerd config default`)",
                 containerd::CONFIG
             ),
+            PlanError::RuntimeSettings { .. } => {
+                "set [host] container_runtime = \"containerd\" (kubejoin writes these into \
+                 containerd's configuration), or remove them and configure the runtime yourself"
+                    .into()
+            }
+            PlanError::RegistryCa { .. } => {
+                "put the registry's CA certificate (PEM) there, or correct the path".into()
+            }
+            PlanError::ImageArchive { .. } => {
+                "replace it with the output of `docker save`, `ctr images export` or \
+                 `skopeo copy ... oci-archive:` (uncompressed, with the images' names), or \
+                 move it out of the directory"
+                    .into()
+            }
+            PlanError::ImageArchives(..) => {
+                "create the directory (root may read it), or remove [host] image_archives".into()
+            }
         }
     }
 }
@@ -304,6 +367,14 @@ pub enum Change {
     DeleteLink { name: String, why: &'static str },
     /// `Manager.Reload`: systemd reads unit files (a drop-in) again.
     Reload { why: &'static str },
+    /// A file kubejoin wrote on an earlier run and no longer wants.
+    Remove { path: PathBuf, why: &'static str },
+    /// An image archive imported into the runtime (`ctr images import`, `docker load`).
+    Import {
+        archive: PathBuf,
+        runtime: &'static str,
+        images: Vec<String>,
+    },
     /// `Manager.KillUnit(main)` with a signal, for a daemon to read its configuration again.
     Signal {
         unit: &'static str,
@@ -339,6 +410,16 @@ impl Change {
                 format!("KillUnit {unit} main signal {signal} ({why})")
             }
             Change::Reload { why } => format!("Reload ({why})"),
+            Change::Remove { path, why } => format!("remove {} ({why})", path.display()),
+            Change::Import {
+                archive,
+                runtime,
+                images,
+            } => format!(
+                "import {} into {runtime} ({})",
+                archive.display(),
+                images.join(", ")
+            ),
         }
     }
 }
@@ -468,10 +549,31 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
         )?,
         Runtime::Containerd => plan_containerd(
             facts.containerd.clone().unwrap_or_default(),
-            settings.systemd_cgroup,
+            settings,
             &mut changes,
         )?,
         Runtime::None | Runtime::Detect => {}
+    }
+    check_runtime_settings(settings)?;
+    if remove_unwanted(settings, facts, &mut changes) && proxied_runtime.is_none() {
+        // A runtime whose proxy drop-in went away restarts without it.
+        if let Some(unit) = proxied_units(settings.runtime)
+            .into_iter()
+            .find(|u| *u != proxy::KUBELET_UNIT)
+            && facts
+                .created
+                .iter()
+                .any(|p| *p == Path::new(&proxy::drop_in_path(unit)))
+            && settings.proxy.is_none()
+            && !changes
+                .iter()
+                .any(|c| matches!(c, Change::Restart { unit: u, .. } if u == unit))
+        {
+            changes.push(Change::Restart {
+                unit: unit.into(),
+                why: "to run without the proxy".into(),
+            });
+        }
     }
     // A runtime whose proxy changed takes it when it restarts (once).
     if let Some(unit) = proxied_runtime
@@ -484,7 +586,134 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             why: "to take its proxy".into(),
         });
     }
+    plan_imports(settings, facts, &mut changes)?;
     Ok(changes)
+}
+
+/// `[registries]`, `sandbox_image` and `image_archives` need a runtime kubejoin
+/// configures: containerd for all three, docker for the archives (and for the sandbox
+/// image, which kubelet's dockershim takes as a flag).
+fn check_runtime_settings(settings: &HostSettings) -> Result<(), PlanError> {
+    let runtime = match settings.runtime {
+        Runtime::Containerd => return Ok(()),
+        Runtime::Docker => "the container runtime is docker",
+        Runtime::None | Runtime::Detect => {
+            "kubejoin leaves the container runtime alone (no [host] container_runtime, and \
+             containerd.service is not installed; or container_runtime = \"none\")"
+        }
+    };
+    let docker = settings.runtime == Runtime::Docker;
+    let what = if !settings.registries.is_empty() {
+        "[registries]"
+    } else if settings.image_archives.is_some() && !docker {
+        "[host] image_archives"
+    } else if settings.sandbox_image.is_some() && !docker {
+        "[host] sandbox_image"
+    } else {
+        return Ok(());
+    };
+    Err(PlanError::RuntimeSettings {
+        what: what.into(),
+        runtime: runtime.into(),
+    })
+}
+
+/// Files kubejoin created on an earlier run, of the kinds it owns, that the settings no
+/// longer want: a unit's proxy drop-in, a registry's hosts.toml. `true` when a drop-in
+/// goes (systemd must read the units again).
+fn remove_unwanted(settings: &HostSettings, facts: &Facts, changes: &mut Vec<Change>) -> bool {
+    let wanted_drop_ins: Vec<String> = match settings.proxy {
+        Some(_) => proxied_units(settings.runtime)
+            .into_iter()
+            .map(proxy::drop_in_path)
+            .collect(),
+        None => Vec::new(),
+    };
+    let wanted_hosts: Vec<&PathBuf> = facts
+        .containerd
+        .iter()
+        .flat_map(|c| c.hosts_files.iter().map(|h| &h.path))
+        .collect();
+    let mut drop_in_gone = false;
+    for path in &facts.created {
+        let drop_in = path.file_name().is_some_and(|n| n == proxy::DROP_IN_NAME);
+        if drop_in && !wanted_drop_ins.iter().any(|w| path == Path::new(w)) {
+            changes.push(Change::Remove {
+                path: path.clone(),
+                why: "[proxy] no longer gives this unit a proxy",
+            });
+            drop_in_gone = true;
+        } else if registry::is_hosts_toml(path)
+            && settings.runtime == Runtime::Containerd
+            && !wanted_hosts.contains(&path)
+        {
+            changes.push(Change::Remove {
+                path: path.clone(),
+                why: "its registry is no longer in [registries]",
+            });
+        }
+    }
+    if drop_in_gone {
+        changes.push(Change::Reload {
+            why: "systemd reads the units without the proxy drop-in",
+        });
+    }
+    drop_in_gone
+}
+
+/// `[host] image_archives`: the archives with an image the runtime lacks, imported after
+/// the runtime's (re)start, the sandbox image's first.
+fn plan_imports(
+    settings: &HostSettings,
+    facts: &Facts,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let Some(dir) = &settings.image_archives else {
+        return Ok(());
+    };
+    let runtime = match settings.runtime {
+        Runtime::Docker => "docker",
+        _ => "containerd",
+    };
+    if let Some(why) = &facts.archives_unreadable {
+        return Err(PlanError::ImageArchives(dir.clone(), why.clone()));
+    }
+    let mut archives = Vec::new();
+    for (path, names) in &facts.archives {
+        match names {
+            Ok(names) if !names.is_empty() => archives.push(images::Archive {
+                path: path.clone(),
+                names: names.clone(),
+            }),
+            Ok(_) => {
+                return Err(PlanError::ImageArchive {
+                    path: path.clone(),
+                    why: "it names no image (no io.containerd.image.name annotation or whole \
+                          org.opencontainers.image.ref.name in index.json, no RepoTags in \
+                          manifest.json)"
+                        .into(),
+                });
+            }
+            Err(why) => {
+                return Err(PlanError::ImageArchive {
+                    path: path.clone(),
+                    why: why.clone(),
+                });
+            }
+        }
+    }
+    for a in images::to_import(
+        &archives,
+        &facts.images_present,
+        settings.sandbox_image.as_deref(),
+    ) {
+        changes.push(Change::Import {
+            archive: a.path.clone(),
+            runtime,
+            images: a.names.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The units that get the proxy: the runtime kubejoin prepares, and kubelet.
@@ -578,15 +807,43 @@ fn read_with_mode(path: &str) -> anyhow::Result<Option<(String, u32)>> {
 
 fn plan_containerd(
     c: ContainerdFacts,
-    systemd_cgroup: bool,
+    settings: &HostSettings,
     changes: &mut Vec<Change>,
 ) -> Result<(), PlanError> {
     if !c.installed {
         return Err(PlanError::ContainerdMissing);
     }
+    if let Some(path) = c.missing_cas.first() {
+        let registry = settings
+            .registries
+            .iter()
+            .find(|r| r.ca.as_ref() == Some(path))
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        return Err(PlanError::RegistryCa {
+            registry,
+            path: path.clone(),
+        });
+    }
+    // Read by containerd at each pull: no restart for these.
+    for h in &c.hosts_files {
+        let Some(r) = settings.registries.iter().find(|r| r.name == h.registry) else {
+            continue;
+        };
+        let want = registry::hosts_toml(r);
+        if h.current.as_ref().map(|(t, _)| t.as_str()) != Some(want.as_str()) {
+            changes.push(edit_or_write(
+                &h.path.display().to_string(),
+                "the registry's mirrors and CA, for containerd",
+                h.current.as_ref(),
+                h.backup_exists,
+                want,
+            ));
+        }
+    }
     let current = c.config.as_ref().map(|(t, _)| t.as_str());
-    let Some(new) =
-        containerd::plan_config(current, systemd_cgroup).map_err(PlanError::ContainerdConfig)?
+    let Some(new) = containerd::plan_config(current, &containerd_wants(settings))
+        .map_err(PlanError::ContainerdConfig)?
     else {
         if let Some(why) = c.running.needs_restart(containerd::CONFIG) {
             changes.push(Change::Restart {
@@ -598,7 +855,23 @@ fn plan_containerd(
     };
     changes.push(edit_or_write(
         containerd::CONFIG,
-        "the CRI plugin on and runc's cgroup driver matching kubelet's",
+        match (
+            settings.sandbox_image.is_some(),
+            settings.registries.is_empty(),
+        ) {
+            (false, true) => "the CRI plugin on and runc's cgroup driver matching kubelet's",
+            (true, true) => {
+                "the CRI plugin on, runc's cgroup driver matching kubelet's, and the sandbox image"
+            }
+            (false, false) => {
+                "the CRI plugin on, runc's cgroup driver matching kubelet's, and registries \
+                 read from hosts.toml"
+            }
+            (true, false) => {
+                "the CRI plugin on, runc's cgroup driver matching kubelet's, the sandbox image, \
+                 and registries read from hosts.toml"
+            }
+        },
         c.config.as_ref(),
         c.config_backup_exists,
         new,
@@ -608,6 +881,14 @@ fn plan_containerd(
         why: "to take its new configuration".into(),
     });
     Ok(())
+}
+
+fn containerd_wants(settings: &HostSettings) -> containerd::Wants<'_> {
+    containerd::Wants {
+        systemd_cgroup: settings.systemd_cgroup,
+        sandbox_image: settings.sandbox_image.as_deref(),
+        registries: !settings.registries.is_empty(),
+    }
 }
 
 fn plan_docker(
@@ -719,14 +1000,63 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         Runtime::Docker => facts.docker = Some(inspect_docker(systemd).await?),
         Runtime::Containerd => {
             let installed = systemd.exec_start(containerd::UNIT).await?.is_some();
-            facts.containerd = Some(ContainerdFacts {
+            let config = read_with_mode(containerd::CONFIG)?;
+            let mut c = ContainerdFacts {
                 installed,
-                config: read_with_mode(containerd::CONFIG)?,
                 config_backup_exists: backup_path(containerd::CONFIG).exists(),
                 running: running(systemd, containerd::UNIT, containerd::CONFIG).await?,
-            });
+                ..ContainerdFacts::default()
+            };
+            if !settings.registries.is_empty() {
+                // The directory the configuration names once edited.
+                let now = config.as_ref().map(|(t, _)| t.as_str());
+                let edited = containerd::plan_config(now, &containerd_wants(settings))
+                    .ok()
+                    .flatten();
+                let dir = edited
+                    .as_deref()
+                    .or(now)
+                    .and_then(containerd::certs_dir)
+                    .unwrap_or_else(|| registry::CERTS_DIR.into());
+                for r in &settings.registries {
+                    let path = registry::hosts_path(&dir, &r.name);
+                    c.hosts_files.push(HostsFile {
+                        registry: r.name.clone(),
+                        current: read_with_mode(&path.display().to_string())?,
+                        backup_exists: backup_path_of(&path).exists(),
+                        path,
+                    });
+                    if let Some(ca) = &r.ca
+                        && !ca.exists()
+                        && !c.missing_cas.contains(ca)
+                    {
+                        c.missing_cas.push(ca.clone());
+                    }
+                }
+            }
+            c.config = config;
+            facts.containerd = Some(c);
         }
         Runtime::None | Runtime::Detect => {}
+    }
+    if let Ok(Some(ledger)) = crate::ledger::load(Path::new(crate::ledger::LEDGER)) {
+        facts.created = ledger.created.into_keys().collect();
+    }
+    if let Some(dir) = &settings.image_archives {
+        match images::list(dir) {
+            Ok((tars, other)) => {
+                facts.archives = tars
+                    .into_iter()
+                    .map(|p| {
+                        let names = images::read_names(&p);
+                        (p, names)
+                    })
+                    .collect();
+                facts.not_archives = other;
+            }
+            Err(e) => facts.archives_unreadable = Some(e.to_string()),
+        }
+        facts.images_present = images::present(settings.runtime);
     }
     if !settings.swap {
         return Ok(facts);
@@ -868,6 +1198,10 @@ pub async fn apply(
                 }
             }
             Change::Reload { .. } => systemd.reload().await?,
+            Change::Remove { path, .. } => recorder.remove(path)?,
+            Change::Import {
+                archive, runtime, ..
+            } => images::import(runtime, archive)?,
             Change::DeleteLink { name, .. } => {
                 // Planned before docker restarted; it may have gone with the restart.
                 if link::exists(name) {
@@ -929,6 +1263,9 @@ mod tests {
         ipv6: false,
         inhibit_delay: None,
         proxy: None,
+        sandbox_image: None,
+        registries: Vec::new(),
+        image_archives: None,
     };
 
     #[test]
@@ -1026,6 +1363,9 @@ mod tests {
                     ipv6: false,
                     inhibit_delay: None,
                     proxy: None,
+                    sandbox_image: None,
+                    registries: Vec::new(),
+                    image_archives: None,
                 },
                 &facts()
             )
@@ -1066,6 +1406,9 @@ mod tests {
         ipv6: false,
         inhibit_delay: None,
         proxy: None,
+        sandbox_image: None,
+        registries: Vec::new(),
+        image_archives: None,
     };
 
     #[test]
@@ -1201,6 +1544,7 @@ mod tests {
                 config: Some((config.into(), 0o644)),
                 config_backup_exists: true,
                 running,
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -1279,6 +1623,9 @@ mod tests {
             ipv6: false,
             inhibit_delay: None,
             proxy: None,
+            sandbox_image: None,
+            registries: Vec::new(),
+            image_archives: None,
         };
         let f = Facts {
             containerd: Some(ContainerdFacts {
@@ -1286,6 +1633,7 @@ mod tests {
                 config: Some(("version = 2\ndisabled_plugins = [\"cri\"]\n".into(), 0o644)),
                 config_backup_exists: false,
                 running: up(),
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -1328,13 +1676,14 @@ mod tests {
         let configured = || ContainerdFacts {
             installed: true,
             config: Some((
-                containerd::plan_config(Some("version = 2\n"), true)
+                containerd::plan_config(Some("version = 2\n"), &containerd::Wants::cgroup(true))
                     .unwrap()
                     .unwrap(),
                 0o644,
             )),
             config_backup_exists: false,
             running: up(),
+            ..Default::default()
         };
         let f = Facts {
             containerd: Some(configured()),
@@ -1377,6 +1726,214 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_drop_in_and_a_registry_no_longer_configured_are_removed() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            ..Default::default()
+        };
+        let aligned = || ContainerdFacts {
+            installed: true,
+            config: Some((
+                containerd::plan_config(Some("version = 2\n"), &containerd::Wants::cgroup(true))
+                    .unwrap()
+                    .unwrap(),
+                0o644,
+            )),
+            running: up(),
+            ..Default::default()
+        };
+        let f = Facts {
+            containerd: Some(aligned()),
+            created: vec![
+                "/etc/systemd/system/containerd.service.d/90-kubejoin-proxy.conf".into(),
+                "/etc/systemd/system/kubelet.service.d/90-kubejoin-proxy.conf".into(),
+                "/etc/containerd/certs.d/docker.io/hosts.toml".into(),
+                "/var/lib/kubelet/config.yaml".into(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            described(&settings, &f),
+            [
+                "remove /etc/systemd/system/containerd.service.d/90-kubejoin-proxy.conf ([proxy] no longer gives this unit a proxy)",
+                "remove /etc/systemd/system/kubelet.service.d/90-kubejoin-proxy.conf ([proxy] no longer gives this unit a proxy)",
+                "remove /etc/containerd/certs.d/docker.io/hosts.toml (its registry is no longer in [registries])",
+                "Reload (systemd reads the units without the proxy drop-in)",
+                "RestartUnit containerd.service replace (to run without the proxy)",
+            ]
+        );
+    }
+
+    fn corp_registry() -> registry::Registry {
+        registry::Registry {
+            name: "registry.k8s.io".into(),
+            mirrors: vec!["https://mirror.corp:5000".into()],
+            ca: Some("/etc/kubejoin/corp-ca.pem".into()),
+        }
+    }
+
+    #[test]
+    fn registries_and_the_sandbox_image_go_to_containerd() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            sandbox_image: Some("registry.k8s.io/pause:3.10".into()),
+            registries: vec![corp_registry()],
+            ..Default::default()
+        };
+        let hosts = PathBuf::from("/etc/containerd/certs.d/registry.k8s.io/hosts.toml");
+        let facts = |hosts_text: Option<String>, config: String| Facts {
+            containerd: Some(ContainerdFacts {
+                installed: true,
+                config: Some((config, 0o644)),
+                running: up(),
+                hosts_files: vec![HostsFile {
+                    registry: "registry.k8s.io".into(),
+                    path: hosts.clone(),
+                    current: hosts_text.map(|t| (t, 0o644)),
+                    backup_exists: false,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let changes = plan(&settings, &facts(None, "version = 2\n".into())).unwrap();
+        let said: Vec<String> = changes.iter().map(Change::describe).collect();
+        assert_eq!(
+            said,
+            [
+                "write /etc/containerd/certs.d/registry.k8s.io/hosts.toml (the registry's mirrors and CA, for containerd)",
+                "edit /etc/containerd/config.toml (the CRI plugin on, runc's cgroup driver matching kubelet's, the sandbox image, and registries read from hosts.toml), original kept as /etc/containerd/config.toml.kubejoin-orig",
+                "RestartUnit containerd.service replace (to take its new configuration)",
+            ]
+        );
+        let Change::Edit { contents, .. } = &changes[1] else {
+            panic!()
+        };
+        // Once in place: nothing; the hosts.toml alone changed: no restart.
+        let done = facts(
+            Some(registry::hosts_toml(&corp_registry())),
+            contents.clone(),
+        );
+        assert!(described(&settings, &done).is_empty());
+        let stale = facts(Some("server = \"x\"\n".into()), contents.clone());
+        let said = described(&settings, &stale);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("edit /etc/containerd/certs.d/registry.k8s.io/hosts.toml"));
+        // A CA that is not there stops the plan.
+        let mut missing = facts(None, contents.clone());
+        missing.containerd.as_mut().unwrap().missing_cas = vec!["/etc/kubejoin/corp-ca.pem".into()];
+        let e = plan(&settings, &missing).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "[registries.\"registry.k8s.io\"] ca = \"/etc/kubejoin/corp-ca.pem\" does not exist"
+        );
+    }
+
+    #[test]
+    fn registries_and_images_need_a_runtime_kubejoin_configures() {
+        for (runtime, what) in [
+            (Runtime::None, "[registries]"),
+            (Runtime::Detect, "[registries]"),
+            (Runtime::Docker, "[registries]"),
+        ] {
+            let settings = HostSettings {
+                swap: false,
+                kernel: false,
+                runtime,
+                registries: vec![corp_registry()],
+                ..Default::default()
+            };
+            let f = Facts {
+                docker: Some(DockerFacts {
+                    installed: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let e = plan(&settings, &f).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("{what} is set, but")),
+                "{e}"
+            );
+            assert!(e.fix().contains("container_runtime = \"containerd\""));
+        }
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::None,
+            image_archives: Some("/var/lib/kubejoin/images".into()),
+            ..Default::default()
+        };
+        let e = plan(&settings, &Facts::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("[host] image_archives is set, but kubejoin leaves"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn archives_are_imported_after_the_runtime_restarts_sandbox_first() {
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            sandbox_image: Some("kubejoin.test/pause:1".into()),
+            image_archives: Some("/images".into()),
+            ..Default::default()
+        };
+        let mut f = Facts {
+            containerd: Some(ContainerdFacts {
+                installed: true,
+                config: Some(("version = 2\n".into(), 0o644)),
+                running: up(),
+                ..Default::default()
+            }),
+            archives: vec![
+                (
+                    "/images/app.tar".into(),
+                    Ok(vec!["kubejoin.test/app:1".into()]),
+                ),
+                (
+                    "/images/pause.tar".into(),
+                    Ok(vec!["kubejoin.test/pause:1".into()]),
+                ),
+            ],
+            ..Default::default()
+        };
+        let said = described(&settings, &f);
+        assert_eq!(
+            &said[1..],
+            [
+                "RestartUnit containerd.service replace (to take its new configuration)",
+                "import /images/pause.tar into containerd (kubejoin.test/pause:1)",
+                "import /images/app.tar into containerd (kubejoin.test/app:1)",
+            ]
+        );
+        f.images_present = vec!["kubejoin.test/app:1".into(), "kubejoin.test/pause:1".into()];
+        assert_eq!(described(&settings, &f).len(), 2, "nothing to import");
+        f.archives
+            .push(("/images/bad.tar".into(), Err("it has no index.json".into())));
+        let e = plan(&settings, &f).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/images/bad.tar is not an image archive kubejoin can import: it has no index.json"
+        );
+        f.archives.pop();
+        f.archives_unreadable = Some("No such file or directory (os error 2)".into());
+        assert!(
+            plan(&settings, &f)
+                .unwrap_err()
+                .fix()
+                .starts_with("create the directory")
+        );
+    }
+
+    #[test]
     fn kernel_prerequisites() {
         let settings = HostSettings {
             swap: false,
@@ -1389,6 +1946,9 @@ mod tests {
             ipv6: false,
             inhibit_delay: None,
             proxy: None,
+            sandbox_image: None,
+            registries: Vec::new(),
+            image_archives: None,
         };
         // A fresh host: no files, br_netfilter missing (its sysctls with it), no forwarding.
         let f = Facts {

@@ -145,6 +145,11 @@ pub fn kubelet_argv(s: &KubeletSettings, p: &Profile, node_ip: &[std::net::IpAdd
     if let (Cri::Remote(ep), false) = (&p.cri, p.endpoint_in_config) {
         argv.push(format!("--container-runtime-endpoint={ep}"));
     }
+    // dockershim's sandbox image; a CRI runtime has its own ([host] sandbox_image is
+    // written into containerd's configuration).
+    if let (Cri::Dockershim, Some(image)) = (&p.cri, &s.sandbox_image) {
+        argv.push(format!("--pod-infra-container-image={image}"));
+    }
     // The seed's; a flag in every version (not a KubeletConfiguration field).
     argv.push("--runtime-cgroups=/systemd/system.slice".into());
     // A flag in every version (no KubeletConfiguration field); extra_args may set its own.
@@ -255,6 +260,42 @@ mod tests {
             extra_args: vec!["--v=2".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_sandbox_image_is_a_flag_for_dockershim_only() {
+        let s = KubeletSettings {
+            sandbox_image: Some("mirror.corp/pause:3.2".into()),
+            ..Default::default()
+        };
+        let flag = "--pod-infra-container-image=mirror.corp/pause:3.2".to_string();
+        let (docker, _) = rendered("v1.20.2", Runtime::Docker, &s);
+        assert!(docker.contains(&flag), "{docker:?}");
+        for (version, runtime) in [
+            ("v1.20.2", Runtime::Containerd),
+            ("v1.30.0", Runtime::Containerd),
+            ("v1.36.2", Runtime::Containerd),
+        ] {
+            let (argv, _) = rendered(version, runtime, &s);
+            assert!(
+                !argv.iter().any(|a| a.starts_with("--pod-infra")),
+                "{version}: {argv:?}"
+            );
+        }
+        // cri-dockerd has its own: refused rather than ignored.
+        let node = crate::kubelet::profile::Node {
+            version: Version::parse("v1.30.0").unwrap(),
+            runtime: Runtime::Docker,
+            cgroup_v2: true,
+        };
+        let e = profile(&s, &node).unwrap_err();
+        assert_eq!(e.key, "sandbox_image");
+        assert!(
+            e.fix
+                .contains("--pod-infra-container-image=mirror.corp/pause:3.2"),
+            "{}",
+            e.fix
+        );
     }
 
     #[test]

@@ -163,6 +163,19 @@ pub fn profile(s: &KubeletSettings, node: &Node) -> Result<Profile, Conflict> {
         });
     }
     let cri_dockerd = cri == Cri::Remote(CRI_DOCKERD_SOCKET.into());
+    if cri_dockerd && let Some(image) = &s.sandbox_image {
+        return Err(Conflict {
+            key: "sandbox_image",
+            message: format!(
+                "[host] sandbox_image = {image:?} cannot be given to docker through kubelet {v}: \
+                 its sandbox image is cri-dockerd's"
+            ),
+            fix: format!(
+                "remove [host] sandbox_image and start cri-dockerd with --pod-infra-container-image={image}, \
+                 or use containerd"
+            ),
+        });
+    }
     let runtime_unit = match &s.runtime_unit {
         Some(explicit) => explicit.clone(),
         None => match node.runtime {
