@@ -79,15 +79,21 @@ pub fn written() -> Vec<Written> {
         entry(
             &host::proxy::drop_in_path("<unit>"),
             "0644",
-            "`[proxy]` for containerd.service or docker.service (the runtime kubejoin prepares) and kubelet.service: HTTP_PROXY, HTTPS_PROXY and a completed NO_PROXY",
+            "`[proxy]` for containerd.service or docker.service (the runtime kubejoin prepares) and kubelet.service: HTTP_PROXY, HTTPS_PROXY and a completed NO_PROXY; removed when `[proxy]` no longer gives the unit one",
         ),
         edited(
             docker::DAEMON_JSON,
             "docker's bridge, iptables and masquerading off, its cgroup driver (runtime docker)",
         ),
         edited(
+            &crate::host::registry::hosts_path("<config_path>", "<registry>")
+                .display()
+                .to_string(),
+            "each of `[registries]`: its mirrors and CA, as containerd's hosts.toml, under the CRI plugin's first config_path (/etc/containerd/certs.d unless it names another); removed when the registry leaves `[registries]` (a file kubejoin created; one it edited stays until `kubejoin reset` restores it)",
+        ),
+        edited(
             containerd::CONFIG,
-            "runc's SystemdCgroup and the CRI plugin enabled (runtime containerd)",
+            "runc's SystemdCgroup and the CRI plugin enabled, `[host] sandbox_image`, and the CRI plugin's registry config_path when `[registries]` are set (runtime containerd)",
         ),
         entry(
             files::BOOTSTRAP_KUBECONFIG,

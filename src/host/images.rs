@@ -182,15 +182,15 @@ pub fn to_import<'a>(
     out
 }
 
-/// The images in the runtime's store (containerd's CRI namespace, or docker's), by
-/// name; empty when the runtime does not answer (it is about to be restarted, or not
+/// The images in the store of `runtime` (`"containerd"`: its CRI namespace; `"docker"`),
+/// by name; empty when the runtime does not answer (it is about to be restarted, or not
 /// running yet: everything is imported then).
-pub fn present(runtime: super::Runtime) -> Vec<String> {
+pub fn present(runtime: &str) -> Vec<String> {
     let out = match runtime {
-        super::Runtime::Containerd => std::process::Command::new("ctr")
+        "containerd" => std::process::Command::new("ctr")
             .args(["--namespace", CRI_NAMESPACE, "images", "list", "--quiet"])
             .output(),
-        super::Runtime::Docker => std::process::Command::new("docker")
+        "docker" => std::process::Command::new("docker")
             .args(["image", "list", "--format", "{{.Repository}}:{{.Tag}}"])
             .output(),
         _ => return Vec::new(),

@@ -177,10 +177,10 @@ pub struct Facts {
     /// longer wants (a proxy drop-in, a registry's hosts.toml) are removed.
     pub created: Vec<PathBuf>,
     /// `[host] image_archives`: each archive and the images it names (or why they
-    /// cannot be read), the files that are not archives, and the images the runtime has.
+    /// cannot be read), or why the directory cannot be read; and the images the runtime
+    /// has.
     pub archives: Vec<(PathBuf, Result<Vec<String>, String>)>,
     pub archives_unreadable: Option<String>,
-    pub not_archives: Vec<PathBuf>,
     pub images_present: Vec<String>,
 }
 
@@ -661,6 +661,14 @@ fn remove_unwanted(settings: &HostSettings, facts: &Facts, changes: &mut Vec<Cha
     drop_in_gone
 }
 
+/// The runtime an archive is imported into, by name ([`images::import`]).
+fn importer(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Docker => "docker",
+        _ => "containerd",
+    }
+}
+
 /// `[host] image_archives`: the archives with an image the runtime lacks, imported after
 /// the runtime's (re)start, the sandbox image's first.
 fn plan_imports(
@@ -671,10 +679,7 @@ fn plan_imports(
     let Some(dir) = &settings.image_archives else {
         return Ok(());
     };
-    let runtime = match settings.runtime {
-        Runtime::Docker => "docker",
-        _ => "containerd",
-    };
+    let runtime = importer(settings.runtime);
     if let Some(why) = &facts.archives_unreadable {
         return Err(PlanError::ImageArchives(dir.clone(), why.clone()));
     }
@@ -1052,11 +1057,17 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
                         (p, names)
                     })
                     .collect();
-                facts.not_archives = other;
+                for path in other {
+                    tracing::info!(
+                        phase = "host",
+                        "{} is not an image archive (*.tar): left alone",
+                        path.display()
+                    );
+                }
             }
             Err(e) => facts.archives_unreadable = Some(e.to_string()),
         }
-        facts.images_present = images::present(settings.runtime);
+        facts.images_present = images::present(importer(settings.runtime));
     }
     if !settings.swap {
         return Ok(facts);

@@ -83,17 +83,28 @@ fn quoted(s: &str) -> String {
 }
 
 /// `hosts.toml` for `r`: each mirror may pull and resolve (what a mirror of a registry
-/// does), then the registry itself; the CA for each.
+/// does), then the registry itself; the CA for each. Without mirrors the registry is
+/// its own `[host]` entry: containerd 1.6 refuses a hosts.toml without one ("invalid
+/// `host` tree", found against containerd 1.6.20).
 pub fn hosts_toml(r: &Registry) -> String {
     let ca =
         r.ca.as_ref()
             .map(|p| format!("ca = {}\n", quoted(&p.display().to_string())))
             .unwrap_or_default();
+    let server = server(&r.name);
     let mut out = format!(
-        "# Written by kubejoin from [registries.{}] in /etc/kubejoin/config.toml.\nserver = {}\n{ca}",
+        "# Written by kubejoin from [registries.{}] in /etc/kubejoin/config.toml.\nserver = {}\n",
         quoted(&r.name),
-        quoted(&server(&r.name)),
+        quoted(&server),
     );
+    if r.mirrors.is_empty() {
+        out.push_str(&format!(
+            "\n[host.{}]\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n{ca}",
+            quoted(&server)
+        ));
+        return out;
+    }
+    out.push_str(&ca);
     for m in &r.mirrors {
         out.push_str(&format!(
             "\n[host.{}]\ncapabilities = [\"pull\", \"resolve\"]\n{ca}",
@@ -168,7 +179,7 @@ mod tests {
         };
         let text = hosts_toml(&own);
         assert!(
-            text.ends_with("server = \"https://registry.corp:5000\"\n"),
+            text.ends_with("server = \"https://registry.corp:5000\"\n\n[host.\"https://registry.corp:5000\"]\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n"),
             "{text}"
         );
         // What containerd reads is TOML.
