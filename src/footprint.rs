@@ -91,6 +91,11 @@ pub fn written() -> Vec<Written> {
                 .to_string(),
             "each of `[registries]`: its mirrors and CA, as containerd's hosts.toml, under the CRI plugin's first config_path (/etc/containerd/certs.d unless it names another); removed when the registry leaves `[registries]` (a file kubejoin created; one it edited stays until `kubejoin reset` restores it)",
         ),
+        entry(
+            crate::host::registry::KUBELET_AUTH,
+            "0600",
+            "`[registries]` credentials, for kubelet's image pulls (a file that was there before keeps its other entries); removed when no registry has credentials (a file kubejoin created)",
+        ),
         edited(
             containerd::CONFIG,
             "runc's SystemdCgroup and the CRI plugin enabled, `[host] sandbox_image`, and the CRI plugin's registry config_path when `[registries]` are set (runtime containerd)",

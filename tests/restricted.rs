@@ -5,7 +5,8 @@
 //! - behind a proxy: the internet only through a CONNECT proxy on loopback that logs what
 //!   it carries; a registry with its own CA stands for the internet's registries, and
 //!   mirrors registry.k8s.io, whose sandbox image kubelet's first pod needs; kubejoin's
-//!   own requests never go through the proxy, containerd's pulls do.
+//!   own requests never go through the proxy, containerd's pulls do; a private
+//!   repository is pulled with the credentials kubejoin gives kubelet.
 //!
 //! Slow (a control plane and a kubelet each): run them by name, e.g.
 //! `cargo test --test restricted air_gapped`.
@@ -212,6 +213,8 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
             &c("server.pem"),
             &c("server.key"),
             &registry_log.display().to_string(),
+            "sleeper",
+            "robot:s3cret",
         ],
     ));
     let _proxy = ChildGuard(serve(
@@ -225,6 +228,11 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
         std::fs::read(certs.join("ca.pem")).unwrap(),
         0o644,
     );
+    tb.write(
+        "/etc/kubejoin/registry.credentials",
+        "robot:s3cret\n",
+        0o600,
+    );
 
     let cp = ControlPlane::start(&tb, VERSION, &bin);
     configure(&tb, &cp, "containerd", "");
@@ -233,14 +241,20 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
         "[host]\nsandbox_image = \"registry.k8s.io/pause:3.10\"\n\n\
          [proxy]\nhttps = \"http://127.0.0.1:3128\"\n\n\
          [registries.\"registry.k8s.io\"]\nmirrors = [\"https://registry.kubejoin.test\"]\nca = \"/etc/kubejoin/registry-ca.pem\"\n\n\
-         [registries.\"registry.kubejoin.test\"]\nca = \"/etc/kubejoin/registry-ca.pem\"\n",
+         [registries.\"registry.kubejoin.test\"]\nca = \"/etc/kubejoin/registry-ca.pem\"\n\
+         credentials_file = \"/etc/kubejoin/registry.credentials\"\n",
         0o644,
     );
     let plan = text(&tb.exec_ok(&["kubejoin", "plan"]));
+    assert!(
+        !plan.contains("s3cret") && !plan.contains("cm9ib3Q6czNjcmV0"),
+        "{plan}"
+    );
     for line in [
         "would write /etc/containerd/certs.d/registry.k8s.io/hosts.toml (the registry's mirrors and CA, for containerd)",
         "would write /etc/containerd/certs.d/registry.kubejoin.test/hosts.toml",
         "the sandbox image, and registries read from hosts.toml",
+        "would write /var/lib/kubelet/config.json (registry credentials, for kubelet's image pulls; mode 0600, contents not shown)",
     ] {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
@@ -257,6 +271,8 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
         hosts.contains("[host.\"https://registry.kubejoin.test\"]\ncapabilities = [\"pull\", \"resolve\"]\nca = \"/etc/kubejoin/registry-ca.pem\"\n"),
         "{hosts}"
     );
+    let mode = text(&tb.exec_ok(&["stat", "-c", "%a", "/var/lib/kubelet/config.json"]));
+    assert_eq!(mode.trim(), "600");
     let images_before = images(&tb);
     assert!(!images_before.contains("pause"), "{images_before}");
 
@@ -272,9 +288,11 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
         "the proxy carried more than the pulls:\n{carried}"
     );
     assert!(!carried.is_empty(), "nothing went through the proxy");
-    // The mirror says which registry it stands for; containerd resolves a tag with HEAD.
+    // The mirror says which registry it stands for; containerd resolves a tag with HEAD;
+    // the private repository is challenged, then read with kubelet's credentials.
     for request in [
         "HEAD /v2/pause/manifests/3.10?ns=registry.k8s.io",
+        "401 HEAD /v2/sleeper/manifests/1",
         "HEAD /v2/sleeper/manifests/1",
     ] {
         assert!(
@@ -306,6 +324,7 @@ fn worker_behind_a_proxy_pulls_through_its_registry_mirror_with_its_own_ca() {
         "/etc/containerd/certs.d/registry.kubejoin.test/hosts.toml",
         "/etc/systemd/system/containerd.service.d/90-kubejoin-proxy.conf",
         "/etc/systemd/system/kubelet.service.d/90-kubejoin-proxy.conf",
+        "/var/lib/kubelet/config.json",
     ] {
         assert!(tb.read(path).is_err(), "{path} is still there:\n{report}");
     }

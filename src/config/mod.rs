@@ -49,6 +49,8 @@ pub struct RegistryFragment {
     pub mirrors: Option<Vec<String>>,
     /// The CA the registry's and its mirrors' certificates chain to (a PEM file).
     pub ca: Option<PathBuf>,
+    /// A file (mode 0600) holding `username:password` for the registry.
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// `[proxy]`: the proxy for the internet, for the container runtime and kubelet.
@@ -672,18 +674,21 @@ fn validate_registries(
                 .flatten()
                 .map(|m| validate_mirror(m).map_err(|e| err(".mirrors", e)))
                 .collect::<Result<Vec<_>, _>>()?;
-            if let Some(ca) = &r.ca
-                && !ca.is_absolute()
-            {
-                return Err(err(
-                    ".ca",
-                    format!("{} is not an absolute path", ca.display()),
-                ));
+            for (k, path) in [(".ca", &r.ca), (".credentials_file", &r.credentials_file)] {
+                if let Some(path) = path
+                    && !path.is_absolute()
+                {
+                    return Err(err(
+                        k,
+                        format!("{} is not an absolute path", path.display()),
+                    ));
+                }
             }
-            if mirrors.is_empty() && r.ca.is_none() {
+            if mirrors.is_empty() && r.ca.is_none() && r.credentials_file.is_none() {
                 return Err(err(
                     "",
-                    "sets neither mirrors nor ca: there is nothing to configure".into(),
+                    "sets none of mirrors, ca and credentials_file: there is nothing to configure"
+                        .into(),
                 ));
             }
             Ok((
@@ -691,6 +696,7 @@ fn validate_registries(
                     name,
                     mirrors,
                     ca: r.ca.clone(),
+                    credentials: r.credentials_file.clone(),
                 },
                 origin,
             ))

@@ -182,6 +182,10 @@ pub struct Facts {
     pub archives: Vec<(PathBuf, Result<Vec<String>, String>)>,
     pub archives_unreadable: Option<String>,
     pub images_present: Vec<String>,
+    /// kubelet's config.json (registry credentials), as it is, when `[registries]` give
+    /// credentials; and each such registry's credentials (or why they cannot be used).
+    pub kubelet_auth: Option<(registry::Secret, u32)>,
+    pub credentials: Vec<(String, Result<registry::Secret, String>)>,
 }
 
 /// A container runtime's unit as it runs now, against its configuration file.
@@ -279,6 +283,14 @@ pub enum PlanError {
     ImageArchive { path: PathBuf, why: String },
     #[error("[host] image_archives = {0:?} cannot be read: {1}")]
     ImageArchives(PathBuf, String),
+    #[error("[registries.\"{registry}\"] credentials_file = {path:?} cannot be used: {why}")]
+    RegistryCredentials {
+        registry: String,
+        path: PathBuf,
+        why: String,
+    },
+    #[error("{0}")]
+    KubeletAuth(String),
 }
 
 impl PlanError {
@@ -318,6 +330,15 @@ impl PlanError {
             PlanError::ImageArchives(..) => {
                 "create the directory (root may read it), or remove [host] image_archives".into()
             }
+            PlanError::RegistryCredentials { path, .. } => format!(
+                "write username:password on one line into {} and run: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
+            PlanError::KubeletAuth(_) => format!(
+                "fix {} (a docker config.json: {{\"auths\": {{...}}}}) or move it aside",
+                registry::KUBELET_AUTH
+            ),
         }
     }
 }
@@ -369,6 +390,14 @@ pub enum Change {
     Reload { why: &'static str },
     /// A file kubejoin wrote on an earlier run and no longer wants.
     Remove { path: PathBuf, why: &'static str },
+    /// A file that holds secrets, written whole with mode 0600: its contents are never
+    /// shown (no diff, no `Debug`, not serialized).
+    WriteSecret {
+        path: PathBuf,
+        why: &'static str,
+        #[serde(skip)]
+        contents: registry::Secret,
+    },
     /// An image archive imported into the runtime (`ctr images import`, `docker load`).
     Import {
         archive: PathBuf,
@@ -411,6 +440,12 @@ impl Change {
             }
             Change::Reload { why } => format!("Reload ({why})"),
             Change::Remove { path, why } => format!("remove {} ({why})", path.display()),
+            Change::WriteSecret { path, why, .. } => {
+                format!(
+                    "write {} ({why}; mode 0600, contents not shown)",
+                    path.display()
+                )
+            }
             Change::Import {
                 archive,
                 runtime,
@@ -586,8 +621,55 @@ pub fn plan(settings: &HostSettings, facts: &Facts) -> Result<Vec<Change>, PlanE
             why: "to take its proxy".into(),
         });
     }
+    plan_credentials(settings, facts, &mut changes)?;
     plan_imports(settings, facts, &mut changes)?;
     Ok(changes)
+}
+
+/// `[registries]` credentials: kubelet's config.json, which kubelet reads at each pull
+/// (nothing restarts).
+fn plan_credentials(
+    settings: &HostSettings,
+    facts: &Facts,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let mut entries = Vec::new();
+    for r in &settings.registries {
+        let Some(path) = &r.credentials else {
+            continue;
+        };
+        match facts.credentials.iter().find(|(name, _)| *name == r.name) {
+            Some((_, Ok(secret))) => entries.push((r.name.as_str(), secret)),
+            Some((_, Err(why))) => {
+                return Err(PlanError::RegistryCredentials {
+                    registry: r.name.clone(),
+                    path: path.clone(),
+                    why: why.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // A file kubejoin created holds exactly what the settings give (a registry taken
+    // out loses its entry); one that was there before keeps its other entries.
+    let current = facts.kubelet_auth.as_ref();
+    let ours = facts
+        .created
+        .iter()
+        .any(|p| p == Path::new(registry::KUBELET_AUTH));
+    let base = current.filter(|_| !ours).map(|(t, _)| t.as_str());
+    let want = registry::kubelet_auth(base, &entries).map_err(PlanError::KubeletAuth)?;
+    if current.is_none_or(|(t, mode)| *t != want || mode & 0o077 != 0) {
+        changes.push(Change::WriteSecret {
+            path: registry::KUBELET_AUTH.into(),
+            why: "registry credentials, for kubelet's image pulls",
+            contents: want,
+        });
+    }
+    Ok(())
 }
 
 /// `[registries]`, `sandbox_image` and `image_archives` need a runtime kubejoin
@@ -643,6 +725,13 @@ fn remove_unwanted(settings: &HostSettings, facts: &Facts, changes: &mut Vec<Cha
                 why: "[proxy] no longer gives this unit a proxy",
             });
             drop_in_gone = true;
+        } else if path == Path::new(registry::KUBELET_AUTH)
+            && !settings.registries.iter().any(|r| r.credentials.is_some())
+        {
+            changes.push(Change::Remove {
+                path: path.clone(),
+                why: "no registry in [registries] has credentials any more",
+            });
         } else if registry::is_hosts_toml(path)
             && settings.runtime == Runtime::Containerd
             && !wanted_hosts.contains(&path)
@@ -1044,6 +1133,25 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         }
         Runtime::None | Runtime::Detect => {}
     }
+    for r in &settings.registries {
+        if let Some(path) = &r.credentials {
+            facts
+                .credentials
+                .push((r.name.clone(), read_credentials(path)));
+        }
+    }
+    if !facts.credentials.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = registry::KUBELET_AUTH;
+        facts.kubelet_auth = match std::fs::read_to_string(path) {
+            Ok(text) => Some((
+                registry::Secret::new(text),
+                std::fs::metadata(path)?.permissions().mode() & 0o7777,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("failed to read {path}")),
+        };
+    }
     if let Ok(Some(ledger)) = crate::ledger::load(Path::new(crate::ledger::LEDGER)) {
         facts.created = ledger.created.into_keys().collect();
     }
@@ -1087,6 +1195,21 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         }
     }
     Ok(facts)
+}
+
+/// A registry's credentials file: private to root, one line of `username:password`.
+fn read_credentials(path: &Path) -> Result<registry::Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "it holds a password but is readable by group or others (mode {mode:04o})"
+        ));
+    }
+    let text = registry::Secret::new(std::fs::read_to_string(path).map_err(|e| e.to_string())?);
+    registry::parse_credentials(text.as_str())?;
+    Ok(text)
 }
 
 async fn inspect_docker(systemd: &Systemd) -> anyhow::Result<DockerFacts> {
@@ -1210,6 +1333,15 @@ pub async fn apply(
             }
             Change::Reload { .. } => systemd.reload().await?,
             Change::Remove { path, .. } => recorder.remove(path)?,
+            Change::WriteSecret { path, contents, .. } => {
+                recorder.write(
+                    path,
+                    contents.as_str().as_bytes(),
+                    0o600,
+                    Wrote::Whole,
+                    None,
+                )?;
+            }
             Change::Import {
                 archive, runtime, ..
             } => images::import(runtime, archive)?,
@@ -1782,6 +1914,7 @@ mod tests {
             name: "registry.k8s.io".into(),
             mirrors: vec!["https://mirror.corp:5000".into()],
             ca: Some("/etc/kubejoin/corp-ca.pem".into()),
+            credentials: None,
         }
     }
 
@@ -1841,6 +1974,114 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "[registries.\"registry.k8s.io\"] ca = \"/etc/kubejoin/corp-ca.pem\" does not exist"
+        );
+    }
+
+    #[test]
+    fn registry_credentials_go_to_kubelet_and_are_never_shown() {
+        let mut corp = corp_registry();
+        corp.credentials = Some("/etc/kubejoin/corp.credentials".into());
+        let settings = HostSettings {
+            swap: false,
+            kernel: false,
+            runtime: Runtime::Containerd,
+            registries: vec![corp],
+            ..Default::default()
+        };
+        let aligned = containerd::plan_config(
+            Some("version = 2\n"),
+            &containerd::Wants {
+                systemd_cgroup: true,
+                sandbox_image: None,
+                registries: true,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let mut f = Facts {
+            containerd: Some(ContainerdFacts {
+                installed: true,
+                config: Some((aligned, 0o644)),
+                running: up(),
+                hosts_files: vec![HostsFile {
+                    registry: "registry.k8s.io".into(),
+                    path: "/etc/containerd/certs.d/registry.k8s.io/hosts.toml".into(),
+                    current: Some((registry::hosts_toml(&corp_registry()), 0o644)),
+                    backup_exists: false,
+                }],
+                ..Default::default()
+            }),
+            credentials: vec![(
+                "registry.k8s.io".into(),
+                Ok(registry::Secret::new("robot:s3cret\n".into())),
+            )],
+            ..Default::default()
+        };
+        let changes = plan(&settings, &f).unwrap();
+        assert_eq!(
+            changes.iter().map(Change::describe).collect::<Vec<_>>(),
+            [
+                "write /var/lib/kubelet/config.json (registry credentials, for kubelet's image pulls; mode 0600, contents not shown)"
+            ]
+        );
+        let shown = format!("{changes:?}{}", serde_json::to_string(&changes).unwrap());
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("cm9ib3Q6czNjcmV0"),
+            "{shown}"
+        );
+        // In place: nothing; readable by others: written again (0600).
+        let Change::WriteSecret { contents, .. } = &changes[0] else {
+            panic!()
+        };
+        f.kubelet_auth = Some((contents.clone(), 0o600));
+        assert!(plan(&settings, &f).unwrap().is_empty());
+        f.kubelet_auth = Some((contents.clone(), 0o644));
+        assert_eq!(plan(&settings, &f).unwrap().len(), 1);
+        // Someone else's entries stay in a file that was there before kubejoin; in the
+        // file kubejoin created, only the registries of the settings are left.
+        let theirs = "{\"auths\":{\"quay.io\":{\"auth\":\"eDp5\"}}}\n";
+        f.kubelet_auth = Some((registry::Secret::new(theirs.into()), 0o600));
+        let [Change::WriteSecret { contents, .. }] = &plan(&settings, &f).unwrap()[..] else {
+            panic!()
+        };
+        assert!(
+            contents.as_str().contains("quay.io") && contents.as_str().contains("registry.k8s.io")
+        );
+        f.created = vec![registry::KUBELET_AUTH.into()];
+        let [Change::WriteSecret { contents, .. }] = &plan(&settings, &f).unwrap()[..] else {
+            panic!()
+        };
+        assert!(!contents.as_str().contains("quay.io"));
+        f.created.clear();
+        // A file readable by others stops the plan, without its contents.
+        f.credentials[0].1 =
+            Err("it holds a password but is readable by group or others (mode 0644)".into());
+        let e = plan(&settings, &f).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "[registries.\"registry.k8s.io\"] credentials_file = \"/etc/kubejoin/corp.credentials\" cannot be used: it holds a password but is readable by group or others (mode 0644)"
+        );
+        assert!(
+            e.fix()
+                .ends_with("chmod 600 /etc/kubejoin/corp.credentials")
+        );
+        // No credentials any more: kubejoin's file goes.
+        let none = HostSettings {
+            registries: vec![corp_registry()],
+            ..settings.clone()
+        };
+        f.credentials.clear();
+        f.kubelet_auth = None;
+        f.created = vec![registry::KUBELET_AUTH.into()];
+        assert_eq!(
+            plan(&none, &f)
+                .unwrap()
+                .iter()
+                .map(Change::describe)
+                .collect::<Vec<_>>(),
+            [
+                "remove /var/lib/kubelet/config.json (no registry in [registries] has credentials any more)"
+            ]
         );
     }
 

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 /// `config_path` when kubejoin sets it (containerd 1.x has none by default).
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
 
@@ -19,6 +21,80 @@ pub struct Registry {
     /// A PEM file with the CA(s) that the registry's and its mirrors' certificates chain
     /// to, when it is not a public one.
     pub ca: Option<PathBuf>,
+    /// A file (mode 0600) holding `username:password` for the registry: given to kubelet,
+    /// which hands them to the runtime with each pull of the registry's images.
+    pub credentials: Option<PathBuf>,
+}
+
+/// kubelet's docker-config file of registry credentials (in its root directory, read by
+/// every kubelet kubejoin supports).
+pub const KUBELET_AUTH: &str = "/var/lib/kubelet/config.json";
+
+/// Text that holds a secret: never shown by `Debug`, wiped when dropped.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(Zeroizing::new(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A credentials file's text: one line, `username:password`, both non-empty. The error
+/// never quotes the text.
+pub fn parse_credentials(text: &str) -> Result<(), String> {
+    let line = text.trim_end_matches(['\n', '\r']);
+    match line.split_once(':') {
+        Some((user, pass)) if !user.is_empty() && !pass.is_empty() && !line.contains('\n') => {
+            Ok(())
+        }
+        _ => Err("it does not hold one line of username:password".into()),
+    }
+}
+
+/// The `auths` key kubelet matches a registry's images with: Docker Hub's is Docker's
+/// own index URL, the only one kubelet's keyring uses for an image named without a
+/// registry (`nginx`, `library/nginx`); any other registry is its name.
+fn auth_key(registry: &str) -> String {
+    if registry == "docker.io" {
+        "https://index.docker.io/v1/".into()
+    } else {
+        registry.into()
+    }
+}
+
+/// kubelet's config.json with `auths` set for each `(registry, "username:password")`,
+/// other entries and keys of an existing file kept.
+pub fn kubelet_auth(current: Option<&str>, entries: &[(&str, &Secret)]) -> Result<Secret, String> {
+    use base64::Engine;
+    let mut doc: serde_json::Map<String, serde_json::Value> = match current {
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
+            .map_err(|_| format!("{KUBELET_AUTH} is not a JSON object"))?,
+        _ => serde_json::Map::new(),
+    };
+    let auths = doc
+        .entry("auths")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()))
+        .as_object_mut()
+        .ok_or_else(|| format!("{KUBELET_AUTH}: auths is not an object"))?;
+    for (registry, credentials) in entries {
+        let line = credentials.as_str().trim_end_matches(['\n', '\r']);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(line);
+        auths.insert(auth_key(registry), serde_json::json!({ "auth": encoded }));
+    }
+    let mut text = serde_json::to_string_pretty(&doc).expect("a JSON map serializes");
+    text.push('\n');
+    Ok(Secret::new(text))
 }
 
 /// A registry's name as image references spell it: a host (a DNS name or an IP address,
@@ -163,6 +239,7 @@ mod tests {
             name: "docker.io".into(),
             mirrors: vec!["https://mirror.corp:5000".into(), "http://10.0.0.5".into()],
             ca: Some("/etc/kubejoin/corp-ca.pem".into()),
+            credentials: None,
         };
         assert_eq!(
             hosts_toml(&r),
@@ -176,6 +253,7 @@ mod tests {
             name: "registry.corp:5000".into(),
             mirrors: Vec::new(),
             ca: None,
+            credentials: None,
         };
         let text = hosts_toml(&own);
         assert!(
@@ -191,5 +269,37 @@ mod tests {
         );
         assert!(is_hosts_toml(&hosts_path(CERTS_DIR, "docker.io")));
         assert!(!is_hosts_toml(Path::new("/etc/containerd/config.toml")));
+    }
+
+    #[test]
+    fn credentials_go_to_kubelets_config_json_and_nowhere_else() {
+        assert!(parse_credentials("robot:s3cret\n").is_ok());
+        for bad in ["", "robot", ":x", "robot:", "a:b\nc:d\n"] {
+            let e = parse_credentials(bad).unwrap_err();
+            assert!(!e.contains("robot") || bad.is_empty(), "{e}");
+        }
+        let secret = Secret::new("robot:s3cret\n".into());
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        let out = kubelet_auth(None, &[("registry.corp:5000", &secret)]).unwrap();
+        // base64("robot:s3cret")
+        assert_eq!(
+            out.as_str(),
+            "{\n  \"auths\": {\n    \"registry.corp:5000\": {\n      \"auth\": \"cm9ib3Q6czNjcmV0\"\n    }\n  }\n}\n"
+        );
+        // Another registry's entry and other keys stay.
+        let theirs =
+            "{\"auths\":{\"docker.io\":{\"auth\":\"eDp5\"}},\"HttpHeaders\":{\"A\":\"b\"}}";
+        let merged = kubelet_auth(Some(theirs), &[("registry.corp:5000", &secret)]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(merged.as_str()).unwrap();
+        assert_eq!(v["auths"]["docker.io"]["auth"], "eDp5");
+        assert_eq!(v["HttpHeaders"]["A"], "b");
+        assert_eq!(v["auths"]["registry.corp:5000"]["auth"], "cm9ib3Q6czNjcmV0");
+        assert!(kubelet_auth(Some("[]"), &[]).is_err());
+        let hub = kubelet_auth(None, &[("docker.io", &secret)]).unwrap();
+        assert!(
+            hub.as_str().contains("\"https://index.docker.io/v1/\""),
+            "{}",
+            hub.as_str()
+        );
     }
 }

@@ -2,12 +2,14 @@
 """Two small servers for tests of restricted networks, run in a testbed's network
 namespace (its own loopback):
 
-  registry.py registry PORT LAYOUT CERT KEY LOG
+  registry.py registry PORT LAYOUT CERT KEY LOG [PRIVATE USER:PASSWORD]
       A read-only OCI registry over TLS serving the images of an OCI image layout
       (LAYOUT/index.json, LAYOUT/blobs/sha256/): a manifest by tag for any repository
       whose name in the layout ends in /<repository>:<tag>, blobs by digest. Each
       request is logged as "METHOD PATH" (with its query, where a mirror says which
-      registry it stands for).
+      registry it stands for). With PRIVATE, that repository needs HTTP Basic
+      authentication as USER:PASSWORD; a request without it is answered 401 and logged
+      as "401 METHOD PATH".
 
   registry.py proxy PORT TARGET_PORT LOG
       An HTTP CONNECT proxy that logs "CONNECT host:port" for each tunnel and carries it
@@ -15,6 +17,7 @@ namespace (its own loopback):
       anything else is refused with 502 and logged.
 """
 
+import base64
 import http.server
 import json
 import os
@@ -33,7 +36,10 @@ def log(path, line):
         f.write(line + "\n")
 
 
-def registry(port, layout, cert, key, logfile):
+def registry(port, layout, cert, key, logfile, private=None, credentials=None):
+    expected = None
+    if credentials:
+        expected = "Basic " + base64.b64encode(credentials.encode()).decode()
     with open(os.path.join(layout, "index.json")) as f:
         index = json.load(f)
     blobs = os.path.join(layout, "blobs", "sha256")
@@ -63,8 +69,14 @@ def registry(port, layout, cert, key, logfile):
                 return f.read()
 
         def do_GET(self):
-            log(logfile, f"{self.command} {self.path}")
             path = self.path.split("?", 1)[0]
+            if (private and path.startswith(f"/v2/{private}/")
+                    and self.headers.get("Authorization") != expected):
+                log(logfile, f"401 {self.command} {self.path}")
+                return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}',
+                                 {"Content-Type": "application/json",
+                                  "WWW-Authenticate": 'Basic realm="kubejoin.test"'})
+            log(logfile, f"{self.command} {self.path}")
             if path in ("/v2/", "/v2"):
                 return self.send(200, b"{}", {"Content-Type": "application/json"})
             if not path.startswith("/v2/"):
@@ -163,7 +175,7 @@ def proxy(port, target_port, logfile):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "registry":
-        registry(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+        registry(int(sys.argv[2]), *sys.argv[3:9])
     elif mode == "proxy":
         proxy(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:
