@@ -98,7 +98,7 @@ cache=$(bash scripts/real-kubernetes.sh --print-cache)
 if [ ! -x "$cache/v1.36.2/kubelet" ] && [ ! -x "$cache/v1.20.2/kubelet" ]; then
   echo
   echo "== part 3 needs a real Kubernetes: building etcd and v1.20.2 once into $cache"
-  echo "   (scripts/real-kubernetes.sh: about 12 minutes the first time on 2 cores, cached after)"
+  echo "   (scripts/real-kubernetes.sh: about 6 minutes the first time on 2 cores, cached after)"
   bash scripts/real-kubernetes.sh etcd 1.20
 fi
 echo

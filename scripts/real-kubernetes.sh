@@ -10,7 +10,8 @@
 #                    kubeadm (scripts/vm-beside-kubeadm.sh), not the tests CI runs
 # Facts behind every step: ../shared/real-kubernetes.md. Needs root (apt) and no network
 # beyond Debian's archive and PyPI. Cold, on a fresh 2-core machine: etcd and v1.20.2 about
-# 12 minutes, v1.36.2 about 8 more (the quick start's measure); warm: seconds.
+# 6 minutes, v1.36.2 about 6 more (measured on a fresh, otherwise idle 2-core machine:
+# 328 s and 357 s; up to 2.5 times as long with other work beside them); warm: seconds.
 #
 #   scripts/real-kubernetes.sh [--print-cache] [1.20|1.36|etcd|kubeadm-1.36]...
 #
@@ -28,6 +29,9 @@ wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=(etcd 1.20 1.36)
 
 log() { echo "== real-kubernetes: $*" >&2; }
+# apt without its chatter on stderr: needrestart's hook (which prints Perl warnings when
+# apt has no terminal) suspended, debconf without a frontend to ask through.
+export NEEDRESTART_SUSPEND=1 DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
 built() { local d=$1; shift; for b in "$@"; do [ -x "$d/$b" ] || return 1; done; }
 
 apt_install() {
@@ -119,14 +123,17 @@ EOF
       apt-get update -q >/dev/null
     fi
     local t; t=$(mktemp -d)
-    (cd "$t" && apt-get source --download-only -q kubernetes >/dev/null)
+    # apt downloads as root into a temporary directory its _apt user cannot enter, and
+    # warns so; the download is checked against the signed index all the same.
+    (cd "$t" && apt-get source --download-only -q kubernetes 2>&1 >/dev/null |
+      { grep -v '^W: Download is performed unsandboxed' || true; } >&2)
     mkdir -p "$src.tmp"
     tar -xzf "$t"/kubernetes_*.orig.tar.gz -C "$src.tmp" --strip-components=1
     rm -rf "$t" "$src"
     mv "$src.tmp" "$src"
   fi
   fix_reflect2 "$src"
-  log "1.20: make (GOPATH mode, Go 1.19): about 12 minutes cold on 2 cores"
+  log "1.20: make (GOPATH mode, Go 1.19): about 6 minutes cold on 2 cores"
   (cd "$src" && PATH=/usr/lib/go-1.19/bin:$PATH CGO_ENABLED=0 GOPROXY=off GOFLAGS= \
      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubelet cmd/kubectl cmd/kubeadm" >&2)
   mkdir -p "$out"
@@ -171,7 +178,7 @@ KUBE_GIT_VERSION=v1.36.2+ocp.${commit}
 KUBE_GIT_MAJOR=1
 KUBE_GIT_MINOR=36
 EOF
-  log "1.36: make (Go 1.27, vendored): about 8 minutes cold on 2 cores"
+  log "1.36: make (Go 1.27, vendored): about 6 minutes cold on 2 cores"
   (cd "$src" && PATH=$goroot/bin:$PATH GOTOOLCHAIN=local GOEXPERIMENT=nojsonv2 GOFLAGS=-mod=vendor \
      GOPROXY=off CGO_ENABLED=0 GOMAXPROCS=2 KUBE_GIT_VERSION_FILE="$src/.kubejoin-version" \
      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubelet cmd/kubectl" >&2)

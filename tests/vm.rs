@@ -24,6 +24,12 @@ use support::cluster::{self, ControlPlane, Setup};
 use support::vm::{self, Netns, Vm};
 
 const KUBE: &str = "v1.36.2";
+
+/// The Kubernetes of the control plane and of the guests' kubelet: v1.36.2, or the one
+/// `KUBEJOIN_VM_KUBE` names (scripts/vm-kubelet.sh).
+fn kube() -> String {
+    std::env::var("KUBEJOIN_VM_KUBE").unwrap_or_else(|_| KUBE.into())
+}
 const SERVER: &str = "https://10.0.2.2:6443";
 const POD_IMAGE: &str = "kubejoin.test/sleeper:1";
 /// The pod's image, and the sandbox image under the names containerd 1.6 (bookworm) and
@@ -55,14 +61,15 @@ impl World {
         if !vm::available() {
             return None;
         }
-        let bin = cluster::binaries(KUBE)?;
+        let kube = kube();
+        let bin = cluster::binaries(&kube)?;
         let deb = vm::deb()?;
         let dir = std::env::temp_dir().join(format!("kubejoin-vm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ns = Netns::new(&dir);
         let cp = ControlPlane::start_with(
             &ns,
-            KUBE,
+            &kube,
             &bin,
             Setup {
                 seed: false,
@@ -589,6 +596,32 @@ fn workers_join_on_first_boot_survive_a_reboot_and_a_power_cut() {
     });
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "{failed:#?}");
+    let _ = std::fs::remove_dir_all(&w.dir);
+}
+
+/// First boot and reboot on each release of `KUBEJOIN_VM_RELEASES` (default both), with
+/// the Kubernetes of `KUBEJOIN_VM_KUBE`, two VMs at a time (`scripts/vm-kubelet.sh`).
+#[test]
+#[ignore = "a first boot per release, with the kubelet KUBEJOIN_VM_KUBE names: scripts/vm-kubelet.sh"]
+fn first_boot_and_reboot_with_each_release() {
+    let Some(w) = World::new("kubelet") else {
+        return;
+    };
+    let releases = std::env::var("KUBEJOIN_VM_RELEASES").unwrap_or("bookworm trixie".into());
+    let releases: Vec<&str> = releases.split_whitespace().collect();
+    let failures = support::two_at_a_time(
+        &releases,
+        |release| format!("{release} with Kubernetes {}", kube()),
+        |release| {
+            let r = first_boot_and_reboot(&w, release);
+            match &r {
+                Ok(line) => eprintln!("vm-kubelet: {} ok: {line}", kube()),
+                Err(e) => eprintln!("vm-kubelet: {} FAILED: {e}", kube()),
+            }
+            r.map(|_| ())
+        },
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     let _ = std::fs::remove_dir_all(&w.dir);
 }
 
