@@ -64,6 +64,8 @@ TOML
 kubeconfig="$work/var/lib/kubelet/bootstrap-kubeconfig"
 
 echo "== kubejoin discover against $url (CA pin $pin)"
+echo "   (the double's bootstrap signer signs cluster-info a second late, as a real one lags a"
+echo "   new token: the warning \"cluster-info not usable yet\" and a retry are expected)"
 "$bin/kubejoin" discover --config "$work/etc/kubejoin/config.toml" --write-kubeconfig "$kubeconfig"
 echo
 echo "== $(stat -c '%A %n' "$kubeconfig"), token redacted here:"

@@ -522,14 +522,14 @@ async fn kubelet_config_line(
     ca_pem: &[u8],
     token: &crate::token::BootstrapToken,
 ) -> Line {
-    use crate::join::cluster_config::{Read, api_version, as_token, read};
+    use crate::join::cluster_config::{Read, Reader, api_version, as_token, read};
     let name = "kubelet-config";
     let api = match as_token(server, ca_pem, token) {
         Ok(api) => api,
         Err(e) => return line(name, Verdict::Fail, e.to_string(), e.fix()),
     };
     let version = api_version(&api).await;
-    match read(&api, version.as_ref()).await {
+    match read(&api, version.as_ref(), Reader::Token).await {
         Ok(Read::Found(c)) => line(
             name,
             Verdict::Ok,

@@ -89,6 +89,11 @@ fn join_a_worker_in_a_testbed() {
             "kubejoin.service",
         ],
     );
+    println!(
+        "(expected above: the warning that swap is on, which host preparation then turns off, and \
+         \"cluster-info not usable yet\" while the double's bootstrap signer takes its second, \
+         as a real one lags a new token: kubejoin waits and retries)"
+    );
     show(
         &tb,
         "the units",

@@ -531,7 +531,9 @@ fn the_bootstrap_credentials_go_once_the_node_is_in() {
         return;
     }
     let tb = node(false, "").boot().unwrap();
-    let double = api(&tb, ApiServer::builder());
+    // A Role that lets only tokens read the cluster's kubelet configuration: a joined
+    // node falls back on what its join recorded.
+    let double = api(&tb, ApiServer::builder().kubelet_config_for_tokens_only());
     let out = tb.exec_ok(&["kubejoin", "run"]);
     assert!(
         text(&out).contains("outcome:       joined"),

@@ -38,9 +38,19 @@ pub fn names(api_version: Option<&Version>) -> Vec<String> {
     names
 }
 
+/// Who asks: the bootstrap token (at the join) or the node (its own certificate, after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Token,
+    Node,
+}
+
 /// How the answers for every name add up (`answers`: each name's status, and its
-/// ConfigMap when 200).
-pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<Read, Failure> {
+/// ConfigMap when 200), for `who` asked.
+pub fn conclude(
+    answers: &[(String, u16, Option<serde_json::Value>)],
+    who: Reader,
+) -> Result<Read, Failure> {
     for (name, status, body) in answers {
         if *status != 200 {
             continue;
@@ -70,19 +80,30 @@ pub fn conclude(answers: &[(String, u16, Option<serde_json::Value>)]) -> Result<
     Ok(if statuses.contains(&401) {
         Read::NotRead {
             absent,
-            why: format!("the API server does not accept the bootstrap token: {tried}"),
-            fix: "start kube-apiserver with --enable-bootstrap-token-auth=true (kubelet's TLS bootstrap needs it too)"
-                .into(),
+            why: match who {
+                Reader::Token => format!("the API server does not accept the bootstrap token: {tried}"),
+                Reader::Node => format!("the API server does not accept this node's client certificate: {tried}"),
+            },
+            fix: match who {
+                Reader::Token => "start kube-apiserver with --enable-bootstrap-token-auth=true (kubelet's TLS bootstrap needs it too)",
+                Reader::Node => "check that kube-apiserver's --client-ca-file is the cluster CA that signed kubelet's certificate",
+            }
+            .into(),
         }
     } else if statuses.contains(&403) {
         Read::NotRead {
             absent,
             why: format!(
-                "this bootstrap token may not read the cluster's kubelet configuration (there may be none): {tried}"
+                "{} may not read the cluster's kubelet configuration (there may be none): {tried}",
+                match who {
+                    Reader::Token => "this bootstrap token",
+                    Reader::Node => "this node",
+                }
             ),
             fix: "on the control plane, `kubejoin cluster prepare` publishes kube-system/kubelet-config where there is \
-                  none and lets tokens of group system:bootstrappers:kubeadm:default-node-token read it (tokens from \
-                  `kubejoin token create` and `kubeadm token create` are in that group)"
+                  none and lets tokens of group system:bootstrappers:kubeadm:default-node-token and the nodes \
+                  (group system:nodes) read it, as kubeadm's Role does (tokens from `kubejoin token create` and \
+                  `kubeadm token create` are in that group)"
                 .into(),
         }
     } else {
@@ -115,7 +136,7 @@ pub async fn api_version(api: &Api) -> Option<Version> {
 /// Reads it with `api` (as the bootstrap token, or as the node with kubelet's own
 /// certificate: kubeadm's Role lets both read it). An answer other than 200, 401, 403 or
 /// 404, or none, after three tries is a transient failure.
-pub async fn read(api: &Api, api_version: Option<&Version>) -> Result<Read, Failure> {
+pub async fn read(api: &Api, api_version: Option<&Version>, who: Reader) -> Result<Read, Failure> {
     let mut answers = Vec::new();
     for name in names(api_version) {
         let path = format!("/api/v1/namespaces/kube-system/configmaps/{name}");
@@ -146,7 +167,7 @@ pub async fn read(api: &Api, api_version: Option<&Version>) -> Result<Read, Fail
             break;
         }
     }
-    conclude(&answers)
+    conclude(&answers, who)
 }
 
 /// The cluster's configuration a run recorded (`state`, the last report): `Some(None)` the
@@ -189,10 +210,13 @@ mod tests {
     #[test]
     fn answers_add_up() {
         let cm = json!({"data": {"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: [10.96.0.10]\n"}});
-        let found = conclude(&[
-            ("kubelet-config".into(), 403, None),
-            ("kubelet-config-1.20".into(), 200, Some(cm)),
-        ])
+        let found = conclude(
+            &[
+                ("kubelet-config".into(), 403, None),
+                ("kubelet-config-1.20".into(), 200, Some(cm)),
+            ],
+            Reader::Token,
+        )
         .unwrap();
         let Read::Found(c) = found else {
             panic!("{found:?}")
@@ -201,17 +225,29 @@ mod tests {
         assert_eq!(c.fields["clusterDNS"], json!(["10.96.0.10"]));
 
         let Read::NotRead { why, fix, absent } =
-            conclude(&[("kubelet-config".into(), 403, None)]).unwrap()
+            conclude(&[("kubelet-config".into(), 403, None)], Reader::Token).unwrap()
         else {
             panic!()
         };
-        assert!(why.contains("may not read"), "{why}");
+        assert!(
+            why.starts_with("this bootstrap token may not read"),
+            "{why}"
+        );
+        let Read::NotRead { why: as_node, .. } =
+            conclude(&[("kubelet-config".into(), 403, None)], Reader::Node).unwrap()
+        else {
+            panic!()
+        };
+        assert!(as_node.starts_with("this node may not read"), "{as_node}");
         assert!(fix.contains("kubejoin cluster prepare"), "{fix}");
         assert!(!absent);
-        let Read::NotRead { why, absent, .. } = conclude(&[
-            ("kubelet-config".into(), 404, None),
-            ("kubelet-config-1.20".into(), 404, None),
-        ])
+        let Read::NotRead { why, absent, .. } = conclude(
+            &[
+                ("kubelet-config".into(), 404, None),
+                ("kubelet-config-1.20".into(), 404, None),
+            ],
+            Reader::Token,
+        )
         .unwrap() else {
             panic!()
         };
@@ -219,7 +255,11 @@ mod tests {
         assert!(absent, "only 404s: the cluster has none");
 
         let bad = json!({"data": {"kubelet": "kind: Pod\n"}});
-        let e = conclude(&[("kubelet-config".into(), 200, Some(bad.clone()))]).unwrap_err();
+        let e = conclude(
+            &[("kubelet-config".into(), 200, Some(bad.clone()))],
+            Reader::Node,
+        )
+        .unwrap_err();
         assert_eq!(e.exit_code(), crate::failure::exit::NEEDS_PERSON);
     }
 

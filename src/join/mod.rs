@@ -460,7 +460,7 @@ async fn clusters_kubelet_config(
     as_token: &Api,
     api_version: Option<&Version>,
 ) -> Result<Option<kubelet::config::ClusterConfig>, Failure> {
-    let read = cluster_config::read(as_token, api_version).await?;
+    let read = cluster_config::read(as_token, api_version, cluster_config::Reader::Token).await?;
     Ok(match read {
         cluster_config::Read::Found(c) => {
             tracing::info!(
@@ -492,7 +492,7 @@ async fn clusters_kubelet_config_as_node(
     let read = match Api::as_node(cert, ca_pem) {
         Ok(api) => {
             let version = cluster_config::api_version(&api).await;
-            cluster_config::read(&api, version.as_ref())
+            cluster_config::read(&api, version.as_ref(), cluster_config::Reader::Node)
                 .await
                 .map_err(|e| e.to_string())
         }

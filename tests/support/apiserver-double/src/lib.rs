@@ -324,6 +324,7 @@ pub struct Builder {
     change_kubeconfig_after: Option<usize>,
     date_offset_s: i64,
     admit_per_second: Option<f64>,
+    nodes_read_kubelet_config: bool,
 }
 
 impl Default for Builder {
@@ -344,6 +345,7 @@ impl Default for Builder {
             change_kubeconfig_after: None,
             date_offset_s: 0,
             admit_per_second: None,
+            nodes_read_kubelet_config: true,
         }
     }
 }
@@ -402,6 +404,13 @@ impl Builder {
     /// The bootstrap signer adds signatures only this long after start.
     pub fn sign_after(mut self, delay: Duration) -> Self {
         self.sign_after = delay;
+        self
+    }
+
+    /// The cluster's kubelet configuration for kubeadm's token group only, not for the
+    /// nodes (a Role without system:nodes): a joined node cannot read it again.
+    pub fn kubelet_config_for_tokens_only(mut self) -> Self {
+        self.nodes_read_kubelet_config = false;
         self
     }
 
@@ -927,16 +936,39 @@ async fn answer(
             {
                 return respond(200, kubelet_config_json(), None, true);
             }
+            // kubeadm's ClusterRole kubeadm:get-nodes (since v1.18) lets the same group get
+            // Nodes: none is registered before kubelet's TLS bootstrap.
+            Some(user)
+                if path.starts_with("/api/v1/nodes/")
+                    && user.groups.iter().any(|g| g == KUBEADM_TOKEN_GROUP) =>
+            {
+                let name = path.trim_start_matches("/api/v1/nodes/");
+                return status_body(
+                    404,
+                    format!(
+                        r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":{},"reason":"NotFound","details":{{"name":{},"kind":"nodes"}},"code":404}}"#,
+                        go_json(&format!(r#"nodes "{name}" not found"#)),
+                        go_json(name)
+                    ),
+                    None,
+                );
+            }
             Some(user) => return forbidden(&user.name),
             None => return status(401, None),
         }
     }
     // A node's client certificate (CN system:node:<name>): the Node authorizer lets it
     // read its own Node, which the double says kubelet has registered, NotReady as real
-    // kubelet's is on a cluster without a network plugin (and nothing else:
-    // the double grants its kubelet configuration to kubeadm's token group only, so that a
-    // joined node keeps what its join recorded). /version is anyone's.
+    // kubelet's is on a cluster without a network plugin; kubeadm's Role
+    // kubeadm:kubelet-config-1.20 lets it (group system:nodes) read the cluster's kubelet
+    // configuration. /version is anyone's.
     if let Some(user) = user.filter(|_| path != "/version") {
+        if path == KUBELET_CONFIG_PATH
+            && user.starts_with("system:node:")
+            && state.config.nodes_read_kubelet_config
+        {
+            return respond(200, kubelet_config_json(), None, true);
+        }
         let node = path.strip_prefix("/api/v1/nodes/").unwrap_or_default();
         if !node.is_empty() && user.strip_prefix("system:node:") == Some(node) {
             return respond(
