@@ -155,7 +155,27 @@ impl World {
     fn wait_joined(&self, vm: &mut Vm, hostname: &str) -> Result<Duration, String> {
         let started = Instant::now();
         let mut registered = None;
+        let mut rounds = 0u32;
         loop {
+            rounds += 1;
+            // A failure kubejoin.service does not retry (exit 2: the configuration or a
+            // check a person must fix) ends the wait at once, with what kubejoin said.
+            if registered.is_none()
+                && rounds.is_multiple_of(10)
+                && let Ok((_, state)) = vm.try_sh(
+                    "systemctl show -p ActiveState,ExecMainStatus --value kubejoin.service",
+                    Duration::from_secs(20),
+                )
+                && {
+                    let values: Vec<&str> = state.split_whitespace().collect();
+                    values.contains(&"failed") && values.contains(&"2")
+                }
+            {
+                return Err(format!(
+                    "kubejoin.service failed with a failure it does not retry:\n{}",
+                    journal(vm, "kubejoin", 40)
+                ));
+            }
             if registered.is_none()
                 && !self
                     .kubectl(&["get", "node", hostname, "-o", "name"])
@@ -339,7 +359,9 @@ fn journal(vm: &Vm, unit: &str, lines: usize) -> String {
 /// Error lines about cgroups in kubelet's and containerd's journals.
 fn cgroup_errors(vm: &Vm) -> String {
     vm.sh(
-        "journalctl --no-pager -o cat -u kubelet -u containerd | grep -i cgroup | grep -E '^E[0-9]{4} |level=error' || true",
+        // journalctl's own notes (a journal file a power cut left truncated, which it
+        // skips) go to its standard error: not the units' lines.
+        "journalctl --no-pager -o cat -u kubelet -u containerd 2>/dev/null | grep -i cgroup | grep -E '^E[0-9]{4} |level=error' || true",
     )
 }
 
@@ -552,8 +574,9 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result
     }
     let on_disk = vm.files_on_disk(&paths);
     vm.boot("");
-    w.wait_joined(&mut vm, &hostname)?;
-    w.joined_right(&vm, &hostname, &token_id)?;
+    let at = |e: String| format!("{release}: power cut {cut}: {e}");
+    w.wait_joined(&mut vm, &hostname).map_err(at)?;
+    w.joined_right(&vm, &hostname, &token_id).map_err(at)?;
     let torn = torn(&on_disk, &before, &files_in_guest(&vm));
     if !torn.is_empty() {
         return Err(format!(
@@ -562,7 +585,7 @@ fn power_cut(w: &World, release: &str, cut: &Cut, n: usize, pod: bool) -> Result
         ));
     }
     if pod {
-        w.pod_keeps_running(&vm, &hostname)?;
+        w.pod_keeps_running(&vm, &hostname).map_err(at)?;
     }
     let present = on_disk.values().filter(|v| v.is_some()).count();
     Ok(format!(

@@ -182,6 +182,8 @@ pub struct Sourced<T> {
 pub struct Merged {
     /// The main file, named in errors about keys that nothing set.
     main_file: Option<PathBuf>,
+    /// The main file is there and holds nothing (flags may still say everything).
+    main_empty: bool,
     kubelet: kubelet::KubeletMerged,
     host: HostFragment,
     host_runtime_origin: Option<Origin>,
@@ -445,15 +447,24 @@ impl ClusterSettings {
 /// Turns the merged configuration into settings, naming the file and key of any error.
 pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigError> {
     let main_file = m.main_file.clone();
-    let missing = |key: &str, what: &str| ConfigError {
-        origin: Origin::File(
+    let main_empty = m.main_empty;
+    let missing = |key: &str, what: &str| {
+        let origin = Origin::File(
             main_file
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
-        ),
-        key: Some(key.to_string()),
-        message: format!("is required: {what}"),
-        transient: false,
+        );
+        // With no server either, nothing configures the join at all; flags that give a
+        // server are meant to go with an empty file.
+        if main_empty && key == "cluster.server" {
+            return empty_main_file(&origin, key);
+        }
+        ConfigError {
+            origin,
+            key: Some(key.to_string()),
+            message: format!("is required: {what}"),
+            transient: false,
+        }
     };
     let servers = m.servers.ok_or_else(|| {
         missing(
@@ -850,6 +861,9 @@ pub fn load(
             Err(e) if i == 0 && !explicit && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(ConfigError::new(&origin, None, format!("cannot read: {e}"))),
         };
+        if i == 0 {
+            merged.main_empty = text.trim().is_empty();
+        }
         let fragment = parse_fragment(&text, &origin)?;
         let c = &fragment.cluster;
         if c.token_command.is_some() || c.token.is_some() {
@@ -882,6 +896,23 @@ pub fn load(
     }
     merged.apply(overrides);
     validate(merged, &DiskTokens)
+}
+
+/// A required key missing because the main file holds nothing (not even a comment): what
+/// a file written at first boot becomes when the power goes before it reaches the disk
+/// (cloud-init's write_files does not sync; ext4 then keeps the new file and loses its
+/// contents). Said as that, rather than as the first missing key.
+fn empty_main_file(origin: &Origin, key: &str) -> ConfigError {
+    ConfigError::new(
+        origin,
+        None,
+        format!(
+            "is empty, so nothing sets {key}. A file that cloud-init wrote at first boot is left \
+             empty when the power goes before it reaches the disk (write_files does not sync): \
+             `cloud-init clean --logs --reboot` runs the first boot again from the same \
+             user-data; or write the file again"
+        ),
+    )
 }
 
 /// Reads tokens from files, the credential directory and stdin.
@@ -988,6 +1019,25 @@ mod tests {
             m.add(parse_fragment(text, &origin)?, &origin)?;
         }
         Ok(m)
+    }
+
+    #[test]
+    fn an_empty_main_file_is_said_to_be_empty_with_the_way_back() {
+        let merged = |empty: bool| Merged {
+            main_file: Some(PathBuf::from(DEFAULT_PATH)),
+            main_empty: empty,
+            ..Default::default()
+        };
+        let said = validate(merged(true), &Tokens).unwrap_err().to_string();
+        assert!(
+            said.starts_with(
+                "/etc/kubejoin/config.toml: is empty, so nothing sets cluster.server."
+            ),
+            "{said}"
+        );
+        assert!(said.contains("cloud-init clean --logs --reboot"), "{said}");
+        let said = validate(merged(false), &Tokens).unwrap_err().to_string();
+        assert!(said.contains("cluster.server: is required"), "{said}");
     }
 
     #[test]
