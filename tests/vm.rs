@@ -728,6 +728,7 @@ fn the_files_a_power_cut_is_checked_on_are_kubejoins_own_list() {
     let mut want = [
         "/var/lib/kubelet/bootstrap-kubeconfig",
         "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubelet/config.json",
         "/etc/kubernetes/kubelet.conf.d/50-kubejoin.conf",
         "/etc/systemd/logind.conf.d/90-kubejoin.conf",
         "/etc/kubernetes/pki/ca.crt",
