@@ -622,6 +622,16 @@ fn workers_join_on_first_boot_survive_a_reboot_and_a_power_cut() {
     let _ = std::fs::remove_dir_all(&w.dir);
 }
 
+/// One line on standard error for a VM's check, `TAG ok: ...` or `TAG FAILED: ...` (the
+/// lines the scripts keep), and its outcome for [`support::two_at_a_time`].
+fn told(tag: &str, r: Result<String, String>) -> Result<(), String> {
+    match &r {
+        Ok(line) => eprintln!("{tag} ok: {line}"),
+        Err(e) => eprintln!("{tag} FAILED: {e}"),
+    }
+    r.map(|_| ())
+}
+
 /// First boot and reboot on each release of `KUBEJOIN_VM_RELEASES` (default both), with
 /// the Kubernetes of `KUBEJOIN_VM_KUBE`, two VMs at a time (`scripts/vm-kubelet.sh`).
 #[test]
@@ -636,12 +646,10 @@ fn first_boot_and_reboot_with_each_release() {
         &releases,
         |release| format!("{release} with Kubernetes {}", kube()),
         |release| {
-            let r = first_boot_and_reboot(&w, release);
-            match &r {
-                Ok(line) => eprintln!("vm-kubelet: {} ok: {line}", kube()),
-                Err(e) => eprintln!("vm-kubelet: {} FAILED: {e}", kube()),
-            }
-            r.map(|_| ())
+            told(
+                &format!("vm-kubelet: {}", kube()),
+                first_boot_and_reboot(&w, release),
+            )
         },
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -701,14 +709,7 @@ fn power_cut_matrix() {
         let results = support::two_at_a_time(
             &cuts,
             |(n, c)| format!("{release} #{n} {c}"),
-            |(n, c)| {
-                let r = power_cut(&w, release, c, *n, false);
-                match &r {
-                    Ok(line) => eprintln!("vm-matrix: ok: {line}"),
-                    Err(e) => eprintln!("vm-matrix: FAILED: {e}"),
-                }
-                r.map(|_| ())
-            },
+            |(n, c)| told("vm-matrix:", power_cut(&w, release, c, *n, false)),
         );
         eprintln!(
             "vm-matrix: {release}: {} cuts, {} converged with no torn file",

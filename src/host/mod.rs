@@ -1141,16 +1141,8 @@ pub async fn inspect(settings: &HostSettings, systemd: &Systemd) -> anyhow::Resu
         }
     }
     if !facts.credentials.is_empty() {
-        use std::os::unix::fs::PermissionsExt;
-        let path = registry::KUBELET_AUTH;
-        facts.kubelet_auth = match std::fs::read_to_string(path) {
-            Ok(text) => Some((
-                registry::Secret::new(text),
-                std::fs::metadata(path)?.permissions().mode() & 0o7777,
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("failed to read {path}")),
-        };
+        facts.kubelet_auth = read_with_mode(registry::KUBELET_AUTH)?
+            .map(|(text, mode)| (registry::Secret::new(text), mode));
     }
     if let Ok(Some(ledger)) = crate::ledger::load(Path::new(crate::ledger::LEDGER)) {
         facts.created = ledger.created.into_keys().collect();
