@@ -8,12 +8,16 @@
 #   $CACHE/etcd/etcd Debian 12's etcd-server 3.4, unpacked (installing it starts a service)
 #   $CACHE/v1.36.2/kubeadm  only when asked for (part kubeadm-1.36): the worker VMs beside
 #                    kubeadm (scripts/vm-beside-kubeadm.sh), not the tests CI runs
+#   $CACHE/v1.36.2/  kube-scheduler kube-proxy e2e.test agnhost (part workloads): a whole
+#                    test cluster and Kubernetes' own end-to-end specs on kubejoin workers
+#                    (tests/workloads.rs, scripts/conformance.sh; agnhost is the program of
+#                    e2e's agnhost image, test/images/agnhost); about 8 minutes more
 # Facts behind every step: ../shared/real-kubernetes.md. Needs root (apt) and no network
 # beyond Debian's archive and PyPI. Cold, on a fresh 2-core machine: etcd and v1.20.2 about
 # 6 minutes, v1.36.2 about 6 more (measured on a fresh, otherwise idle 2-core machine:
 # 328 s and 357 s; up to 2.5 times as long with other work beside them); warm: seconds.
 #
-#   scripts/real-kubernetes.sh [--print-cache] [1.20|1.36|etcd|kubeadm-1.36]...
+#   scripts/real-kubernetes.sh [--print-cache] [1.20|1.36|etcd|workloads|kubeadm-1.36]...
 #
 # CACHE is $KUBEJOIN_KUBE_CACHE, else /var/cache/kubejoin-kubernetes.
 set -euo pipefail
@@ -26,7 +30,7 @@ bins_120=("${bins[@]}" kubeadm)
 
 if [ "${1:-}" = --print-cache ]; then echo "$cache"; exit 0; fi
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(etcd 1.20 1.36)
+[ ${#wanted[@]} -gt 0 ] || wanted=(etcd 1.20 1.36 workloads)
 
 log() { echo "== real-kubernetes: $*" >&2; }
 # apt without its chatter on stderr: needrestart's hook (which prints Perl warnings when
@@ -186,21 +190,26 @@ EOF
   for b in "${bins[@]}"; do install -m 0755 "$src/_output/local/bin/linux/amd64/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"; done
 }
 
-# kubeadm v1.36.2 from the same unpacked source (build_136 first), for the VMs beside kubeadm.
-build_kubeadm_136() {
+# More of v1.36.2 from the same unpacked source (build_136 first): kubeadm for the VMs
+# beside kubeadm; kube-scheduler, kube-proxy and e2e.test for the workloads on kubejoin
+# workers. make's cache is the one build_136 filled, so only these binaries are compiled.
+build_more_136() {
+  local what=$1 minutes=$2; shift 2
   build_136
   local out=$cache/v1.36.2 src=$cache/src/kubernetes-1.36.2
-  [ -x "$out/kubeadm" ] && return
-  [ -f "$src/Makefile" ] || return
+  built "$out" "$@" && return
+  [ -f "$src/Makefile" ] || return 0
   local goroot
   local venv=$cache/go1.27
   goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
   [ -x "$goroot/bin/go" ] || goroot=$(dirname "$(dirname "$(find "$venv" -path '*/go/bin/go' -type f | head -n1)")")
-  log "1.36: make cmd/kubeadm: about 4 minutes cold on 2 cores"
+  log "1.36: make $what: about $minutes minutes cold on 2 cores"
   (cd "$src" && PATH=$goroot/bin:$PATH GOTOOLCHAIN=local GOEXPERIMENT=nojsonv2 GOFLAGS=-mod=vendor \
      GOPROXY=off CGO_ENABLED=0 GOMAXPROCS=2 KUBE_GIT_VERSION_FILE="$src/.kubejoin-version" \
-     make WHAT="cmd/kubeadm" >&2)
-  install -m 0755 "$src/_output/local/bin/linux/amd64/kubeadm" "$out/kubeadm.tmp" && mv "$out/kubeadm.tmp" "$out/kubeadm"
+     make WHAT="$what" >&2)
+  for b in "$@"; do
+    install -m 0755 "$src/_output/local/bin/linux/amd64/$b" "$out/$b.tmp" && mv "$out/$b.tmp" "$out/$b"
+  done
 }
 
 for w in "${wanted[@]}"; do
@@ -208,8 +217,10 @@ for w in "${wanted[@]}"; do
     etcd) build_etcd ;;
     1.20) build_120 ;;
     1.36) build_136 ;;
-    kubeadm-1.36) build_kubeadm_136 ;;
-    *) echo "unknown part: $w (etcd, 1.20, 1.36, kubeadm-1.36)" >&2; exit 2 ;;
+    kubeadm-1.36) build_more_136 cmd/kubeadm 4 kubeadm ;;
+    workloads) build_more_136 "cmd/kube-scheduler cmd/kube-proxy test/e2e/e2e.test test/images/agnhost" 8 \
+                 kube-scheduler kube-proxy e2e.test agnhost ;;
+    *) echo "unknown part: $w (etcd, 1.20, 1.36, workloads, kubeadm-1.36)" >&2; exit 2 ;;
   esac
 done
 for v in v1.20.2 v1.36.2; do

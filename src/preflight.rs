@@ -13,6 +13,8 @@ use crate::kubelet::files::{CERT_DIR, KUBELET_KUBECONFIG};
 use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
 use crate::kubelet::version::Version;
 
+mod pod_network;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -72,6 +74,13 @@ pub struct Facts {
     pub cgroup_v2: bool,
     /// kubelet needs cri-dockerd (docker, kubelet >= 1.24): whether its socket exists.
     pub cri_dockerd: Option<bool>,
+    /// Where the runtime looks for CNI plugins and what is there (`None`: a runtime whose
+    /// directories kubejoin does not know, or kubelet's profile unknown).
+    pub cni: Option<crate::kubelet::cni::Found>,
+    /// `net.bridge.bridge-nf-call-iptables` (`None`: br_netfilter not loaded).
+    pub bridge_nf: Option<bool>,
+    /// Host preparation loads br_netfilter and sets forwarding (`[host] kernel`).
+    pub kernel_managed: bool,
 }
 
 fn check(
@@ -97,6 +106,7 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
     runtime_check(f, kubelet, &mut checks);
     swap_check(f, &mut checks);
     node_checks(f, &mut checks);
+    pod_network::checks(f, &mut checks);
     downgrade_ignored(&mut checks, ignore);
     checks
 }
@@ -283,7 +293,7 @@ fn swap_check(f: &Facts, checks: &mut Vec<Check>) {
     ));
 }
 
-/// The node itself: tools kubelet uses, its port, forwarding, its name, an earlier join.
+/// The node itself: tools kubelet uses, its port, an earlier join.
 fn node_checks(f: &Facts, checks: &mut Vec<Check>) {
     use Severity::*;
     let missing: Vec<&str> = f
@@ -313,20 +323,6 @@ fn node_checks(f: &Facts, checks: &mut Vec<Check>) {
             "port 10250 is in use by another program".into()
         },
         Some("kubelet serves on 10250: find the program with `ss -ltnp 'sport = :10250'` and stop it".into()),
-    ));
-    checks.push(check(
-        "IPForward",
-        f.ip_forward == Some(true),
-        Warning,
-        match f.ip_forward {
-            Some(true) => "net.ipv4.ip_forward is 1".into(),
-            Some(false) => "net.ipv4.ip_forward is 0".into(),
-            None => "net.ipv4.ip_forward cannot be read".into(),
-        },
-        Some(
-            "pods need forwarding: `sysctl -w net.ipv4.ip_forward=1` and set it in /etc/sysctl.d/"
-                .into(),
-        ),
     ));
 
     checks.push(check(
@@ -430,8 +426,7 @@ pub fn inspect(
     kubelet: &KubeletSettings,
     version: &Result<Version, String>,
     profile: Option<&Profile>,
-    swap_managed: bool,
-    zram_managed: bool,
+    host: &crate::host::HostSettings,
     bus: Result<(), String>,
     kubelet_active: bool,
 ) -> Facts {
@@ -463,8 +458,8 @@ pub fn inspect(
         swaps: std::fs::read_to_string("/proc/swaps")
             .map(|t| parse_proc_swaps(&t))
             .unwrap_or_default(),
-        swap_managed,
-        zram_managed,
+        swap_managed: host.swap,
+        zram_managed: host.swap_zram,
         tools: ["iptables", "mount", "nsenter"]
             .map(|t| (t, on_path(t)))
             .to_vec(),
@@ -481,6 +476,13 @@ pub fn inspect(
         kubelet_version: version.clone(),
         cgroup_v2: crate::kubelet::cgroup_v2(),
         cri_dockerd,
+        cni: profile
+            .and_then(pod_network::dirs)
+            .map(crate::kubelet::cni::inspect),
+        bridge_nf: std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+            .ok()
+            .map(|v| v.trim() == "1"),
+        kernel_managed: host.kernel,
     }
 }
 
@@ -533,7 +535,7 @@ mod tests {
         assert_eq!(bus.exit_code(), crate::failure::exit::TRANSIENT);
     }
 
-    fn healthy() -> Facts {
+    pub(super) fn healthy() -> Facts {
         Facts {
             euid: 0,
             pid1: "systemd".into(),
@@ -552,6 +554,14 @@ mod tests {
             kubelet_version: Ok(Version::parse("v1.20.2").unwrap()),
             cgroup_v2: false,
             cri_dockerd: None,
+            cni: Some(crate::kubelet::cni::Found {
+                dirs: crate::kubelet::cni::containerd("/etc/containerd/config.toml", None),
+                loopback: true,
+                debian_plugins: false,
+                conf_exists: true,
+            }),
+            bridge_nf: Some(true),
+            kernel_managed: false,
         }
     }
 

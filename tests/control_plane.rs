@@ -150,7 +150,7 @@ fn bare(version: &str, signer: bool) -> Option<(Testbed, ControlPlane, std::fs::
             seed: false,
             signer,
             token_auth: true,
-            bind_any: false,
+            ..Default::default()
         },
     )
 }
@@ -809,7 +809,7 @@ fn a_cluster_without_bootstrap_token_auth() {
             seed: false,
             signer: true,
             token_auth: false,
-            bind_any: false,
+            ..Default::default()
         },
     ) else {
         return;

@@ -165,7 +165,7 @@ fn join_a_worker_to_real_kubernetes() {
             seed: false,
             signer: true,
             token_auth: true,
-            bind_any: false,
+            ..Default::default()
         },
     );
     // The operator's half, on the control plane (here: this machine, on the testbed's

@@ -190,7 +190,13 @@ pub async fn readiness_now() -> Result<kubelet::node_status::Readiness, String> 
         .ok_or_else(|| "kubelet has no client certificate".to_string())?;
     let reader = kubelet::ready::NodeReader::new(&cert, &ca)?;
     match reader.read().await {
-        kubelet::ready::NodeAnswer::Registered(node) => Ok(kubelet::node_status::explain(&node)),
+        kubelet::ready::NodeAnswer::Registered(node) => {
+            let r = kubelet::node_status::explain(&node);
+            Ok(match kubelet::serving::read() {
+                Some((why, fix)) => r.and(&why, &fix),
+                None => r,
+            })
+        }
         kubelet::ready::NodeAnswer::NotYet(why) => Err(why),
     }
 }

@@ -33,8 +33,7 @@ impl NodeKubelet {
             &settings.kubelet,
             &self.version,
             self.profile.as_ref(),
-            settings.host.swap,
-            settings.host.swap_zram,
+            &settings.host,
             bus,
             kubelet_active,
         )

@@ -3,6 +3,7 @@
 //! Ready ([`node_status`]),
 //! and why kubelet exited ([`fatal`], from its journal).
 
+pub mod cni;
 pub mod config;
 pub mod fatal;
 pub mod files;
@@ -11,6 +12,7 @@ pub mod node_status;
 pub mod profile;
 pub mod ready;
 pub mod reserve;
+pub mod serving;
 pub mod version;
 
 use std::path::Path;

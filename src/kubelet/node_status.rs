@@ -29,6 +29,25 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// With a problem besides the Ready condition's (the node cannot be reached, its
+    /// serving certificate is missing): a Ready node says it in its summary, a NotReady one
+    /// in why; the fix is added.
+    pub fn and(mut self, problem: &str, fix: &str) -> Readiness {
+        if self.ready {
+            self.summary = format!("{}, but {problem}", self.summary);
+        } else {
+            self.why = Some(match self.why.take() {
+                Some(why) => format!("{why}; and {problem}"),
+                None => problem.into(),
+            });
+        }
+        self.fix = Some(match self.fix.take() {
+            Some(f) => format!("{f}; and {fix}"),
+            None => fix.into(),
+        });
+        self
+    }
+
     /// As a clause in a sentence: `Ready`, `NotReady: no network plugin yet, expected until
     /// one is installed`.
     pub fn clause(&self) -> String {
@@ -66,8 +85,38 @@ impl Readiness {
 /// The directory CNI plugins put their network configuration in.
 pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 
-/// Reads a Node object's conditions.
+/// What a Node without an address is missing, and the fix.
+const NO_ADDRESS: &str = "the Node has no address: the API server cannot reach kubelet, so \
+                          logs, exec and port-forward fail (\"no preferred addresses found\")";
+const NO_ADDRESS_FIX: &str = "kubelet found no address on this host but loopback: give the host \
+                              an address on the network the API server reaches it on (or set \
+                              [kubelet] node_ip_cidrs to it), then restart kubelet";
+
+/// The Node reports an address the API server can dial kubelet at (an InternalIP or an
+/// ExternalIP). kubelet reports none on a host whose only address is loopback.
+pub fn has_address(node: &Value) -> bool {
+    node["status"]["addresses"].as_array().is_some_and(|a| {
+        a.iter().any(|a| {
+            matches!(a["type"].as_str(), Some("InternalIP" | "ExternalIP"))
+                && a["address"].as_str().is_some_and(|ip| !ip.is_empty())
+        })
+    })
+}
+
+/// Reads a Node object's conditions and addresses.
 pub fn explain(node: &Value) -> Readiness {
+    let r = conditions(node);
+    // Only once kubelet has posted its status: a Node without conditions has no
+    // addresses yet either.
+    if r.summary != NOT_REPORTED && !has_address(node) {
+        return r.and(NO_ADDRESS, NO_ADDRESS_FIX);
+    }
+    r
+}
+
+const NOT_REPORTED: &str = "not reported yet";
+
+fn conditions(node: &Value) -> Readiness {
     let conditions: Vec<&Value> = node["status"]["conditions"]
         .as_array()
         .map(|c| c.iter().collect())
@@ -85,7 +134,7 @@ pub fn explain(node: &Value) -> Readiness {
     let Some(ready) = condition("Ready") else {
         return Readiness {
             ready: false,
-            summary: "not reported yet".into(),
+            summary: NOT_REPORTED.into(),
             why: Some("kubelet has not posted the Node's Ready condition yet".into()),
             fix: None,
             expected: Some("expected for some seconds after registering".into()),
@@ -209,7 +258,34 @@ mod tests {
         json!({"status": {"conditions": [
             {"type": "MemoryPressure", "status": "False"},
             {"type": "Ready", "status": status, "reason": reason, "message": message},
+        ], "addresses": [
+            {"type": "InternalIP", "address": "10.0.2.15"},
+            {"type": "Hostname", "address": "worker-1"},
         ]}})
+    }
+
+    #[test]
+    fn a_node_without_an_address_is_named() {
+        // What real kubelet 1.36 registers on a host with only loopback: no addresses
+        // but its hostname, Ready all the same.
+        let mut lonely = node("True", "KubeletReady", "kubelet is posting ready status");
+        lonely["status"]["addresses"] = json!([{"type": "Hostname", "address": "worker-1"}]);
+        let r = explain(&lonely);
+        assert!(r.ready);
+        assert_eq!(
+            r.line(),
+            "Ready, but the Node has no address: the API server cannot reach kubelet, so logs, exec and port-forward fail (\"no preferred addresses found\")"
+        );
+        assert!(r.fix.as_ref().unwrap().contains("node_ip_cidrs"));
+        // NotReady as well: both are said.
+        lonely["status"]["conditions"][1]["status"] = json!("False");
+        lonely["status"]["conditions"][1]["message"] = json!("container runtime is down");
+        let r = explain(&lonely);
+        assert!(r.why.as_ref().unwrap().ends_with("; and the Node has no address: the API server cannot reach kubelet, so logs, exec and port-forward fail (\"no preferred addresses found\")"), "{:?}", r.why);
+        assert!(r.fix.as_ref().unwrap().starts_with("check the runtime"));
+        // Before kubelet posts its status, no addresses is no news.
+        assert!(explain(&json!({"metadata": {"name": "n"}})).fix.is_none());
+        assert!(has_address(&node("True", "", "")));
     }
 
     #[test]

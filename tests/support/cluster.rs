@@ -43,6 +43,16 @@ pub fn cache() -> PathBuf {
 /// outside CI a missing build skips the test with the reason; under `CI=true` it fails it
 /// (CI builds them first).
 pub fn binaries(version: &str) -> Option<PathBuf> {
+    binaries_with(version, &[])
+}
+
+/// The binaries that make a whole cluster beside kube-apiserver and
+/// kube-controller-manager, and Kubernetes' own end-to-end tests (`scripts/real-kubernetes.sh
+/// workloads`).
+pub const WORKLOADS: [&str; 3] = ["kube-scheduler", "kube-proxy", "e2e.test"];
+
+/// As [`binaries`], with `extra` binaries too.
+pub fn binaries_with(version: &str, extra: &[&str]) -> Option<PathBuf> {
     let dir = cache().join(version);
     let etcd = cache().join("etcd/etcd");
     let missing = [
@@ -52,6 +62,7 @@ pub fn binaries(version: &str) -> Option<PathBuf> {
         "kubectl",
     ]
     .iter()
+    .chain(extra)
     .map(|b| dir.join(b))
     .chain([etcd])
     .find(|p| !p.exists());
@@ -134,6 +145,15 @@ fn make_pki(dir: &Path) {
             "/CN=system:kube-controller-manager",
             "client.ext",
         ),
+        ("scheduler", "/CN=system:kube-scheduler", "client.ext"),
+        // kube-apiserver's client certificate towards kubelets (logs, exec), as kubeadm's
+        // apiserver-kubelet-client; kubelet asks the API server whether it may (webhook
+        // authorization), and system:masters may.
+        (
+            "apiserver-kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "client.ext",
+        ),
     ] {
         let (key, csr, crt) = (
             format!("{name}.key"),
@@ -171,6 +191,7 @@ fn make_pki(dir: &Path) {
     for (name, user) in [
         ("admin", "admin"),
         ("controller-manager", "controller-manager"),
+        ("scheduler", "scheduler"),
     ] {
         fs::write(
             dir.join(format!("{name}.conf")),
@@ -195,7 +216,20 @@ pub struct Setup {
     /// kube-apiserver listens on every address of the namespace, not only its loopback
     /// (its certificate also names 10.0.2.2).
     pub bind_any: bool,
+    /// A whole cluster for workloads: kube-scheduler runs, kube-controller-manager
+    /// allocates each Node a pod CIDR from [`CLUSTER_CIDR`], and OpenShift's fork keeps its
+    /// service-CA publisher (pods with a service-account token need its ConfigMap).
+    pub workloads: bool,
+    /// kube-apiserver verifies kubelets' serving certificates with the cluster CA
+    /// (`--kubelet-certificate-authority`): logs and exec need a serving certificate the
+    /// cluster issued.
+    pub verify_kubelets: bool,
 }
+
+/// The pods' addresses, as kubeadm's `--pod-network-cidr` sets them; each Node gets a /24.
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The Services' addresses.
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 impl Default for Setup {
     fn default() -> Self {
@@ -204,6 +238,8 @@ impl Default for Setup {
             signer: true,
             token_auth: true,
             bind_any: false,
+            workloads: false,
+            verify_kubelets: false,
         }
     }
 }
@@ -297,12 +333,20 @@ impl ControlPlane {
             &format!("--service-account-key-file={}", p("sa.pub")),
             &format!("--service-account-signing-key-file={}", p("sa.key")),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/12",
+            &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--endpoint-reconciler-type=none",
             "--enable-admission-plugins=NodeRestriction",
+            &format!(
+                "--kubelet-client-certificate={}",
+                p("apiserver-kubelet-client.crt")
+            ),
+            &format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")),
         ]);
         if version.starts_with("v1.20") {
             apiserver.arg("--insecure-port=0");
+        }
+        if setup.verify_kubelets {
+            apiserver.arg(format!("--kubelet-certificate-authority={}", p("ca.crt")));
         }
         cp.spawn("kube-apiserver", apiserver);
         let mut controllers = if setup.signer {
@@ -310,8 +354,9 @@ impl ControlPlane {
         } else {
             "*".to_string()
         };
-        if !version.starts_with("v1.20") {
-            // OpenShift's fork adds a controller under '*' that needs its own setup.
+        if !version.starts_with("v1.20") && !setup.workloads {
+            // OpenShift's fork adds a controller under '*' that publishes a ConfigMap in
+            // every namespace; off where configmaps must match upstream's.
             controllers.push_str(",-service-ca-certificate-publisher-controller");
         }
         let mut cm = in_netns(tb, &bin.join("kube-controller-manager"));
@@ -330,7 +375,26 @@ impl ControlPlane {
         if version.starts_with("v1.20") {
             cm.arg("--port=0");
         }
+        if setup.workloads {
+            cm.args([
+                "--allocate-node-cidrs=true",
+                &format!("--cluster-cidr={CLUSTER_CIDR}"),
+                &format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            ]);
+        }
         cp.spawn("kube-controller-manager", cm);
+        if setup.workloads {
+            let mut scheduler = in_netns(tb, &bin.join("kube-scheduler"));
+            scheduler.args([
+                &format!("--kubeconfig={}", p("scheduler.conf")),
+                &format!("--authentication-kubeconfig={}", p("scheduler.conf")),
+                &format!("--authorization-kubeconfig={}", p("scheduler.conf")),
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=10259",
+            ]);
+            cp.spawn("kube-scheduler", scheduler);
+        }
 
         let healthy = wait_for(Duration::from_secs(90), || {
             let out = cp.kubectl_out(tb, &["get", "--raw", "/readyz"]);
@@ -358,6 +422,27 @@ impl ControlPlane {
             cp.apply_seed(tb);
         }
         cp
+    }
+
+    /// kube-proxy for the worker `node` whose network namespace `tb` is: what a cluster's
+    /// kube-proxy DaemonSet runs there, as a process of this machine's files in that
+    /// namespace instead of a pod (no image of it can be had here), with the admin's
+    /// credentials. iptables mode; the conntrack table's size and timeouts, which are
+    /// kernel-wide, are left as they are.
+    pub fn start_kube_proxy(&mut self, tb: &impl Place, node: &str) {
+        let mut proxy = in_netns(tb, &self.bin.join("kube-proxy"));
+        proxy.args([
+            &format!("--kubeconfig={}", self.admin_conf().display()),
+            &format!("--hostname-override={node}"),
+            &format!("--cluster-cidr={CLUSTER_CIDR}"),
+            "--proxy-mode=iptables",
+            "--conntrack-max-per-core=0",
+            "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0",
+            "--metrics-bind-address=127.0.0.1:10249",
+            "--healthz-bind-address=127.0.0.1:10256",
+        ]);
+        self.spawn("kube-proxy", proxy);
     }
 
     /// kubejoin, as a process of this machine (its files) on the testbed's loopback, with

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod images;
 pub mod node;
 pub mod overlay;
+pub mod podnet;
 pub mod testbed;
 pub mod vm;
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Kubernetes' own end-to-end specs on a kubejoin worker (tests/workloads.rs,
+# the_conformance_list_on_a_kubejoin_worker): a v1.36.2 cluster with kube-scheduler and
+# kube-proxy on a testbed's loopback, a worker joined by `kubejoin run` with a pod
+# network, and e2e.test (built from the same tree) run on the conformance list: the CI
+# sample's five specs and those that need agnhost's image (built here from
+# test/images/agnhost). e2e.test's JUnit report goes to
+# target/conformance/testbed-v1.36.2-list/junit_01.xml, its log beside it; one line per spec
+# (`passed: ...`, `failed: ...`) for the README. About 20 minutes on 2 cores.
+#
+#   scripts/conformance.sh [SUBSTRING]   only the list's specs whose name contains it
+#
+# Needs: scripts/real-kubernetes.sh etcd 1.36 workloads (run here when missing), and
+# install-deps.sh's containernetworking-plugins and busybox-static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/real-kubernetes.sh etcd 1.36 workloads
+export KUBEJOIN_CONFORMANCE_FOCUS=${1:-}
+mkdir -p target/conformance
+log=target/conformance/conformance-$(date +%Y%m%d-%H%M%S).log
+echo "== conformance: full log in $log"
+started=$SECONDS
+status=0
+cargo test --locked --test workloads the_conformance_list_on_a_kubejoin_worker -- --ignored --nocapture \
+  >"$log" 2>&1 || status=$?
+grep -E '^  (passed|failed|skipped|timedout|panicked|interrupted|aborted): ' "$log" || true
+[ $status -eq 0 ] || grep -E 'e2e.test: [0-9]+ of [0-9]+ specs ran' "$log" || true
+echo "== conformance: $(( (SECONDS - started) / 60 )) minutes, report: target/conformance/testbed-v1.36.2-list/"
+exit $status
