@@ -186,6 +186,23 @@ fn conditions(node: &Value) -> Readiness {
                 .to_string(),
             None,
         )
+    } else if lower.contains("failed to initialize csinode")
+        || lower.contains("csinode is not yet initialized")
+    {
+        // kubelet annotates its CSINode once its Node exists, retrying at 30 ms x 8^n
+        // (about 140 s in all) and exiting to be restarted after: a Node that registers
+        // more than about 18 s after kubelet starts is NotReady until the next try.
+        (
+            "kubelet is still initializing its CSINode".to_string(),
+            "kubelet's CSI volume manager tried to annotate the node's CSINode before the Node \
+             registered; it tries again on its own schedule (about 140 s in all) and restarts \
+             kubelet if it still cannot"
+                .to_string(),
+            "nothing, if it clears within about two minutes; if it lasts, see `journalctl -u \
+             kubelet -b | grep CSINode`"
+                .to_string(),
+            Some("expected for up to about two minutes after registering".to_string()),
+        )
     } else if lower.contains("pleg is not healthy") {
         (
             "the runtime answers too slowly (PLEG)".to_string(),
@@ -320,6 +337,16 @@ mod tests {
             "NotReady: the container runtime is not ready"
         );
         assert!(runtime.expected.is_none());
+        // What real kubelet 1.36 said when its Node registered ~20 s after it started.
+        let csinode = explain(&node(
+            "False",
+            "KubeletNotReady",
+            "failed to initialize CSINode: error updating CSINode annotation: timed out waiting for the condition; caused by: nodes \"worker-1\" not found",
+        ));
+        assert_eq!(
+            csinode.line(),
+            "NotReady: kubelet is still initializing its CSINode (expected for up to about two minutes after registering)"
+        );
         let pleg = explain(&node(
             "False",
             "KubeletNotReady",

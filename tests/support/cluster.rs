@@ -341,6 +341,9 @@ impl ControlPlane {
                 p("apiserver-kubelet-client.crt")
             ),
             &format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")),
+            // As kubeadm sets it: the Node's address first (the default tries its
+            // hostname first, which nothing here resolves).
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
         ]);
         if version.starts_with("v1.20") {
             apiserver.arg("--insecure-port=0");

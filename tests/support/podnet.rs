@@ -1,9 +1,12 @@
 //! A pod network for the tests, made as a network plugin makes one (the cluster's side,
 //! not kubejoin's): Debian's containernetworking-plugins (bridge, host-local, loopback,
-//! portmap) with a conflist rendered from the Node's `spec.podCIDR`, written atomically
+//! portmap, firewall) with a conflist rendered from the Node's `spec.podCIDR`, written atomically
 //! (a temporary file renamed into /etc/cni/net.d, which the runtime watches), and a route
 //! to each other worker's pod CIDR via its InternalIP (host-gw, as kindnetd and Kubernetes
-//! the Hard Way do).
+//! the Hard Way do). The `firewall` plugin accepts each pod's traffic in the FORWARD chain,
+//! as network plugins do: a host whose FORWARD policy is DROP (docker sets it) drops
+//! traffic between pods of one bridge otherwise, once br_netfilter sends bridged traffic
+//! through iptables.
 
 #![allow(dead_code)] // not every test binary has pods
 
@@ -32,7 +35,8 @@ pub fn conflist(pod_cidr: &str) -> String {
         "routes": [{{"dst": "0.0.0.0/0"}}]
       }}
     }},
-    {{"type": "portmap", "capabilities": {{"portMappings": true}}}}
+    {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
+    {{"type": "firewall"}}
   ]
 }}
 "#
