@@ -17,21 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::cluster::{
-    self, ControlPlane, configure, host_sysctls, in_netns_of, pin_sysctls, worker,
+    self, ControlPlane, configure, host_sysctls, in_netns_of, pin_sysctls, testbed_containerd,
+    worker,
 };
 use support::testbed::{self, Testbed};
 use support::text;
 
 const VERSION: &str = "v1.36.2";
-
-/// containerd as a testbed needs it for pods: runc may not lower oom_score_adj here (the
-/// machine lacks CAP_SYS_RESOURCE). Everything else about images is kubejoin's.
-fn testbed_containerd(tb: &Testbed) {
-    let out = tb.sh(
-        "set -e\nsed -i 's|^  \\[plugins.\"io.containerd.grpc.v1.cri\"\\]$|&\\n    restrict_oom_score_adj = true|' /etc/containerd/config.toml\ngrep -q restrict_oom_score_adj /etc/containerd/config.toml\nsystemctl restart containerd\n",
-    );
-    assert!(out.status.success(), "{}", text(&out));
-}
 
 /// The testbed reaches nothing but itself.
 fn assert_no_route(tb: &Testbed) {

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::cluster::{
-    self, ControlPlane, Setup, WORKLOADS, configure, host_sysctls, in_netns_of, pin_sysctls, worker,
+    self, ControlPlane, Setup, WORKLOADS, configure, host_sysctls, in_netns_of, pin_sysctls,
+    testbed_containerd, worker,
 };
 use support::testbed::{self, Testbed, wait_for};
 use support::{podnet, text};
@@ -49,16 +50,6 @@ const SAMPLE: [&str; 5] = [
     "Pods should support retrieving logs from the container over websockets",
     "Probing container should be restarted with a exec \"cat /tmp/health\" liveness probe",
 ];
-
-/// containerd as a testbed needs it for pods: runc may not lower oom_score_adj here (the
-/// machine lacks CAP_SYS_RESOURCE). Everything else about images and the sandbox is
-/// kubejoin's.
-fn testbed_containerd(tb: &Testbed) {
-    let out = tb.sh(
-        "set -e\nsed -i 's|^  \\[plugins.\"io.containerd.grpc.v1.cri\"\\]$|&\\n    restrict_oom_score_adj = true|' /etc/containerd/config.toml\ngrep -q restrict_oom_score_adj /etc/containerd/config.toml\nsystemctl restart containerd\n",
-    );
-    assert!(out.status.success(), "{}", text(&out));
-}
 
 /// The worker's network: one interface with [`NODE_IP`] and the default route, leading
 /// nowhere (a veth whose peer is in the testbed too: nothing leaves it).
@@ -620,8 +611,8 @@ fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
 }
 
 /// The conformance list (`scripts/conformance.sh`): the sample and the specs that need
-/// agnhost's image, each as e2e.test names it.
-const LIST: [&str; 12] = [
+/// agnhost's image, each as e2e.test names it. Left out, and why: [`LEFT_OUT`].
+const LIST: [&str; 10] = [
     SAMPLE[0],
     SAMPLE[1],
     SAMPLE[2],
@@ -632,8 +623,20 @@ const LIST: [&str; 12] = [
     "Networking Granular Checks: Pods should function for intra-pod communication: udp [NodeConformance]",
     "Networking Granular Checks: Pods should function for node-pod communication: http [LinuxOnly]",
     "Networking Granular Checks: Pods should function for node-pod communication: udp [LinuxOnly]",
-    "Services should serve a basic endpoint from pods",
-    "DNS should provide DNS for the cluster",
+];
+
+/// Specs of the issue's list that cannot run here, and why (the README says the same).
+const LEFT_OUT: [(&str, &str); 2] = [
+    (
+        "DNS should provide DNS for the cluster",
+        "no DNS server for the cluster (CoreDNS is not in Debian's archive), and its probe pod \
+         needs the glibc-dns-testing image and agnhost's dig, which are not built here",
+    ),
+    (
+        "Services should serve a basic endpoint from pods",
+        "it reaches the Service by its name (`nc endpoint-test2 80`), which needs the \
+         cluster's DNS",
+    ),
 ];
 
 #[test]
@@ -650,5 +653,8 @@ fn the_conformance_list_on_a_kubejoin_worker() {
             .collect(),
         _ => LIST.to_vec(),
     };
+    for (spec, why) in LEFT_OUT {
+        eprintln!("  left out: {spec}: {why}");
+    }
     e2e(&c.tb, &c.cp, &specs, &report_dir("testbed-v1.36.2-list"));
 }

@@ -825,6 +825,15 @@ pub fn worker(bin: &std::path::Path) -> testbed::Builder {
     b
 }
 
+/// containerd as a testbed needs it for pods: runc may not lower oom_score_adj here (the
+/// machine lacks CAP_SYS_RESOURCE). Everything else about images is kubejoin's.
+pub fn testbed_containerd(tb: &Testbed) {
+    let out = tb.sh(
+        "set -e\nsed -i 's|^  \\[plugins.\"io.containerd.grpc.v1.cri\"\\]$|&\\n    restrict_oom_score_adj = true|' /etc/containerd/config.toml\ngrep -q restrict_oom_score_adj /etc/containerd/config.toml\nsystemctl restart containerd\n",
+    );
+    assert!(out.status.success(), "{}", super::text(&out));
+}
+
 /// Binds read-only files with kubelet's values over the kernel-wide sysctls it writes.
 pub fn pin_sysctls(tb: &Testbed) {
     let mut script = String::from("set -e; mkdir -p /run/sysctl-pin\n");

@@ -36,16 +36,19 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > rootfs/etc/group
 /// Builds `DIR/image.tar`: Kubernetes' e2e agnhost image under every name of `names`, as
 /// its Dockerfile (test/images/agnhost) makes it, from the `agnhost` program built from the
 /// same tree: the program (and `agnhost-2`, a link to it), busybox's applets for the
-/// shell tools the specs exec (`nc`, `wget`, ...), this machine's curl with its libraries,
-/// `/uploads`; `agnhost pause` the default.
+/// shell tools the specs exec, and as the image has them this machine's curl and
+/// OpenBSD's nc (`-u`, `-v`, which busybox's lacks) with their libraries, and dash as
+/// `sh` (Debian's busybox ash runs its own applets before PATH's programs), `/uploads`;
+/// `agnhost pause` the default.
 pub fn agnhost(dir: &Path, program: &Path, names: &[&str]) -> PathBuf {
     let rootfs = format!(
         "mkdir -p rootfs/bin rootfs/tmp rootfs/etc rootfs/uploads
 cp {program} rootfs/agnhost && ln -s agnhost rootfs/agnhost-2
 cp /bin/busybox rootfs/bin/busybox
 for a in $(rootfs/bin/busybox --list); do [ -e rootfs/bin/$a ] || ln -s busybox rootfs/bin/$a; done
-rm -f rootfs/bin/curl; cp /usr/bin/curl rootfs/bin/curl
-for lib in $(ldd /usr/bin/curl | grep -o '/[^ ]*'); do mkdir -p rootfs$(dirname $lib); cp -L $lib rootfs$lib; done
+rm -f rootfs/bin/curl rootfs/bin/nc rootfs/bin/sh
+cp /usr/bin/curl rootfs/bin/curl; cp /bin/nc.openbsd rootfs/bin/nc; cp /bin/dash rootfs/bin/sh
+for lib in $(for b in /usr/bin/curl /bin/nc.openbsd /bin/dash; do ldd $b; done | grep -o '/[^ ]*' | sort -u); do mkdir -p rootfs$(dirname $lib); cp -L $lib rootfs$lib; done
 chmod 1777 rootfs/tmp
 printf 'root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home:/bin/sh\n' > rootfs/etc/passwd
 printf 'root:x:0:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' > rootfs/etc/group
