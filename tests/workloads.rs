@@ -13,8 +13,8 @@
 //! is ever pulled: the sandbox ("pause") image is a static program that sleeps, busybox is
 //! Debian's busybox-static (`support::images`).
 //!
-//! Slow (a control plane, a kubelet and e2e.test): run it by name,
-//! `cargo test --test workloads`. `scripts/conformance.sh` runs the whole list.
+//! Slow (a control plane, a kubelet and e2e.test, about 4 minutes): run it by name,
+//! `cargo test --test workloads`, or `scripts/conformance.sh` for its output.
 
 mod support;
 
@@ -41,14 +41,35 @@ const AGNHOST: [&str; 2] = [
 /// address and the API server cannot reach it.
 const NODE_IP: &str = "10.0.2.15";
 
-/// The specs every CI run runs: all of Kubernetes' conformance, each needing only busybox
-/// and pause (`../shared/workloads.md` §2). `scripts/conformance.sh` runs more.
-const SAMPLE: [&str; 5] = [
+/// The conformance list, each spec as e2e.test names it (`../shared/workloads.md` §2), all
+/// of Kubernetes' conformance: the first five need only busybox and pause, the rest
+/// agnhost. Every CI run runs it (about 90 s of the test). Left out, and why:
+/// [`LEFT_OUT`].
+const LIST: [&str; 10] = [
     "Kubelet when scheduling a busybox command in a pod should print the output to logs",
     "Pods should be submitted and removed",
     "Pods should support remote command execution over websockets",
     "Pods should support retrieving logs from the container over websockets",
     "Probing container should be restarted with a exec \"cat /tmp/health\" liveness probe",
+    "ConfigMap should be consumable from pods in volume [NodeConformance]",
+    "Networking Granular Checks: Pods should function for intra-pod communication: http [NodeConformance]",
+    "Networking Granular Checks: Pods should function for intra-pod communication: udp [NodeConformance]",
+    "Networking Granular Checks: Pods should function for node-pod communication: http [LinuxOnly]",
+    "Networking Granular Checks: Pods should function for node-pod communication: udp [LinuxOnly]",
+];
+
+/// Specs of the issue's list that cannot run here, and why (the README says the same).
+const LEFT_OUT: [(&str, &str); 2] = [
+    (
+        "DNS should provide DNS for the cluster",
+        "no DNS server for the cluster (CoreDNS is not in Debian's archive), and its probe pod \
+         needs the glibc-dns-testing image and agnhost's dig, which are not built here",
+    ),
+    (
+        "Services should serve a basic endpoint from pods",
+        "it reaches the Service by its name (`nc endpoint-test2 80`), which needs the \
+         cluster's DNS",
+    ),
 ];
 
 /// The worker's network: one interface with [`NODE_IP`] and the default route, leading
@@ -62,10 +83,9 @@ fn node_network(tb: &Testbed) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-/// The images, in the directory `[host] image_archives` names; agnhost's where its
-/// program is given.
-fn carry_images(tb: &Testbed, agnhost: Option<&Path>) {
-    let mut images = vec![
+/// The images, in the directory `[host] image_archives` names.
+fn carry_images(tb: &Testbed, agnhost: &Path) {
+    let images = [
         (
             "pause",
             support::images::sleeper(&tb.dir().join("pause"), &[PAUSE]),
@@ -74,13 +94,11 @@ fn carry_images(tb: &Testbed, agnhost: Option<&Path>) {
             "busybox",
             support::images::busybox(&tb.dir().join("busybox"), &[BUSYBOX]),
         ),
-    ];
-    if let Some(program) = agnhost {
-        images.push((
+        (
             "agnhost",
-            support::images::agnhost(&tb.dir().join("agnhost"), program, &AGNHOST),
-        ));
-    }
+            support::images::agnhost(&tb.dir().join("agnhost"), agnhost, &AGNHOST),
+        ),
+    ];
     for (name, archive) in images {
         tb.write(
             format!("/var/lib/kubejoin-images/{name}.tar"),
@@ -338,18 +356,11 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts the cluster and joins its worker with `kubejoin run`, the images `agnhost`
-/// says carried in `[host] image_archives`; `None` (skipped, said why) where the binaries
-/// or testbeds are missing.
-fn joined_worker(agnhost: bool) -> Option<Cluster> {
+/// Starts the cluster and joins its worker with `kubejoin run`, its images carried in
+/// `[host] image_archives`; `None` (skipped, said why) where the binaries or testbeds are
+/// missing.
+fn joined_worker() -> Option<Cluster> {
     let bin = cluster::binaries_with(VERSION, &WORKLOADS)?;
-    if agnhost && !bin.join("agnhost").exists() {
-        eprintln!(
-            "SKIPPED: no {}; build it with scripts/real-kubernetes.sh workloads",
-            bin.join("agnhost").display()
-        );
-        return None;
-    }
     if !testbed::available() {
         return None;
     }
@@ -359,7 +370,7 @@ fn joined_worker(agnhost: bool) -> Option<Cluster> {
     pin_sysctls(&tb);
     testbed_containerd(&tb);
     node_network(&tb);
-    carry_images(&tb, agnhost.then(|| bin.join("agnhost")).as_deref());
+    carry_images(&tb, &bin.join("agnhost"));
     let mut cp = ControlPlane::start_with(
         &tb,
         VERSION,
@@ -482,7 +493,7 @@ fn joined_worker(agnhost: bool) -> Option<Cluster> {
 
 #[test]
 fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
-    let Some(c) = joined_worker(false) else {
+    let Some(c) = joined_worker() else {
         return;
     };
     let (tb, cp, node, cidr) = (&c.tb, &c.cp, &c.node, &c.cidr);
@@ -606,45 +617,8 @@ fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
     };
     assert_eq!(cgroup.trim(), expected);
 
-    // Kubernetes' own specs.
-    e2e(tb, cp, &SAMPLE, &report_dir("testbed-v1.36.2"));
-}
-
-/// The conformance list (`scripts/conformance.sh`): the sample and the specs that need
-/// agnhost's image, each as e2e.test names it. Left out, and why: [`LEFT_OUT`].
-const LIST: [&str; 10] = [
-    SAMPLE[0],
-    SAMPLE[1],
-    SAMPLE[2],
-    SAMPLE[3],
-    SAMPLE[4],
-    "ConfigMap should be consumable from pods in volume [NodeConformance]",
-    "Networking Granular Checks: Pods should function for intra-pod communication: http [NodeConformance]",
-    "Networking Granular Checks: Pods should function for intra-pod communication: udp [NodeConformance]",
-    "Networking Granular Checks: Pods should function for node-pod communication: http [LinuxOnly]",
-    "Networking Granular Checks: Pods should function for node-pod communication: udp [LinuxOnly]",
-];
-
-/// Specs of the issue's list that cannot run here, and why (the README says the same).
-const LEFT_OUT: [(&str, &str); 2] = [
-    (
-        "DNS should provide DNS for the cluster",
-        "no DNS server for the cluster (CoreDNS is not in Debian's archive), and its probe pod \
-         needs the glibc-dns-testing image and agnhost's dig, which are not built here",
-    ),
-    (
-        "Services should serve a basic endpoint from pods",
-        "it reaches the Service by its name (`nc endpoint-test2 80`), which needs the \
-         cluster's DNS",
-    ),
-];
-
-#[test]
-#[ignore = "the whole conformance list, about 20 minutes: scripts/conformance.sh"]
-fn the_conformance_list_on_a_kubejoin_worker() {
-    let Some(c) = joined_worker(true) else {
-        return;
-    };
+    // Kubernetes' own specs: the list, or those of its specs whose name has
+    // KUBEJOIN_CONFORMANCE_FOCUS in it (`scripts/conformance.sh SUBSTRING`).
     let specs: Vec<&str> = match std::env::var("KUBEJOIN_CONFORMANCE_FOCUS") {
         Ok(f) if !f.is_empty() => LIST
             .iter()
@@ -656,5 +630,5 @@ fn the_conformance_list_on_a_kubejoin_worker() {
     for (spec, why) in LEFT_OUT {
         eprintln!("  left out: {spec}: {why}");
     }
-    e2e(&c.tb, &c.cp, &specs, &report_dir("testbed-v1.36.2-list"));
+    e2e(tb, cp, &specs, &report_dir("testbed-v1.36.2"));
 }

@@ -47,9 +47,9 @@ pub fn binaries(version: &str) -> Option<PathBuf> {
 }
 
 /// The binaries that make a whole cluster beside kube-apiserver and
-/// kube-controller-manager, and Kubernetes' own end-to-end tests (`scripts/real-kubernetes.sh
-/// workloads`).
-pub const WORKLOADS: [&str; 3] = ["kube-scheduler", "kube-proxy", "e2e.test"];
+/// kube-controller-manager, Kubernetes' own end-to-end tests and the program of their
+/// agnhost image (`scripts/real-kubernetes.sh workloads`).
+pub const WORKLOADS: [&str; 4] = ["kube-scheduler", "kube-proxy", "e2e.test", "agnhost"];
 
 /// As [`binaries`], with `extra` binaries too.
 pub fn binaries_with(version: &str, extra: &[&str]) -> Option<PathBuf> {
