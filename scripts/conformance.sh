@@ -5,7 +5,7 @@
 # network, and e2e.test (built from the same tree) run on the conformance list, whose
 # agnhost image is built here from test/images/agnhost. e2e.test's JUnit report goes to
 # target/conformance/testbed-v1.36.2/junit_01.xml, its log beside it; one line per spec
-# (`passed: ...`, `failed: ...`, `left out: ...` with why) for the README. About 4 minutes
+# (`passed: ...`, `failed: ...`, `left out: ...` with why) for the README. About 5 minutes
 # on 2 cores.
 #
 #   scripts/conformance.sh [SUBSTRING]   only the list's specs whose name contains it

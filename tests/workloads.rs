@@ -13,7 +13,7 @@
 //! is ever pulled: the sandbox ("pause") image is a static program that sleeps, busybox is
 //! Debian's busybox-static (`support::images`).
 //!
-//! Slow (a control plane, a kubelet and e2e.test, about 4 minutes): run it by name,
+//! Slow (a control plane, a kubelet and e2e.test, about 5 minutes): run it by name,
 //! `cargo test --test workloads`, or `scripts/conformance.sh` for its output.
 
 mod support;
@@ -43,7 +43,7 @@ const NODE_IP: &str = "10.0.2.15";
 
 /// The conformance list, each spec as e2e.test names it (`../shared/workloads.md` §2), all
 /// of Kubernetes' conformance: the first five need only busybox and pause, the rest
-/// agnhost. Every CI run runs it (about 90 s of the test). Left out, and why:
+/// agnhost. Every CI run runs it (about 3 of the test's 5 minutes). Left out, and why:
 /// [`LEFT_OUT`].
 const LIST: [&str; 10] = [
     "Kubelet when scheduling a busybox command in a pod should print the output to logs",
