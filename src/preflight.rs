@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use crate::config::KubeletSettings;
 use crate::config::kubelet::valid_node_name;
 use crate::failure::Failure;
@@ -13,34 +11,11 @@ use crate::kubelet::files::{CERT_DIR, KUBELET_KUBECONFIG};
 use crate::kubelet::profile::{CRI_DOCKERD_SOCKET, Cri, Profile};
 use crate::kubelet::version::Version;
 
+mod check;
 mod pod_network;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// kubeadm-style name, for `--ignore-preflight-errors`.
-    pub name: &'static str,
-    pub ok: bool,
-    pub severity: Severity,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
+use check::check;
+pub use check::{Check, Severity};
 
 /// What preflight looks at.
 #[derive(Debug, Clone)]
@@ -64,8 +39,6 @@ pub struct Facts {
     /// Tools kubelet and kube-proxy need, and whether each is on PATH.
     pub tools: Vec<(&'static str, bool)>,
     pub port_10250_free: bool,
-    /// `net.ipv4.ip_forward`.
-    pub ip_forward: Option<bool>,
     pub hostname: String,
     /// kubelet already has a client certificate.
     pub joined: bool,
@@ -74,29 +47,8 @@ pub struct Facts {
     pub cgroup_v2: bool,
     /// kubelet needs cri-dockerd (docker, kubelet >= 1.24): whether its socket exists.
     pub cri_dockerd: Option<bool>,
-    /// Where the runtime looks for CNI plugins and what is there (`None`: a runtime whose
-    /// directories kubejoin does not know, or kubelet's profile unknown).
-    pub cni: Option<crate::kubelet::cni::Found>,
-    /// `net.bridge.bridge-nf-call-iptables` (`None`: br_netfilter not loaded).
-    pub bridge_nf: Option<bool>,
-    /// Host preparation loads br_netfilter and sets forwarding (`[host] kernel`).
-    pub kernel_managed: bool,
-}
-
-fn check(
-    name: &'static str,
-    ok: bool,
-    severity: Severity,
-    message: String,
-    fix: Option<String>,
-) -> Check {
-    Check {
-        name,
-        ok,
-        severity,
-        message,
-        fix: if ok { None } else { fix },
-    }
+    /// Forwarding, bridge netfilter and the CNI plugins.
+    pub pod_network: pod_network::Facts,
 }
 
 /// The checks, in order. `ignore` names checks whose errors become warnings (`all`: every one).
@@ -106,7 +58,7 @@ pub fn evaluate(f: &Facts, kubelet: &KubeletSettings, ignore: &[String]) -> Vec<
     runtime_check(f, kubelet, &mut checks);
     swap_check(f, &mut checks);
     node_checks(f, &mut checks);
-    pod_network::checks(f, &mut checks);
+    pod_network::checks(&f.pod_network, &mut checks);
     downgrade_ignored(&mut checks, ignore);
     checks
 }
@@ -464,9 +416,6 @@ pub fn inspect(
             .map(|t| (t, on_path(t)))
             .to_vec(),
         port_10250_free: std::net::TcpListener::bind("0.0.0.0:10250").is_ok(),
-        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-            .ok()
-            .map(|v| v.trim() == "1"),
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
             .trim()
@@ -476,13 +425,7 @@ pub fn inspect(
         kubelet_version: version.clone(),
         cgroup_v2: crate::kubelet::cgroup_v2(),
         cri_dockerd,
-        cni: profile
-            .and_then(pod_network::dirs)
-            .map(crate::kubelet::cni::inspect),
-        bridge_nf: std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-            .ok()
-            .map(|v| v.trim() == "1"),
-        kernel_managed: host.kernel,
+        pod_network: pod_network::inspect(profile, host.kernel),
     }
 }
 
@@ -535,7 +478,7 @@ mod tests {
         assert_eq!(bus.exit_code(), crate::failure::exit::TRANSIENT);
     }
 
-    pub(super) fn healthy() -> Facts {
+    fn healthy() -> Facts {
         Facts {
             euid: 0,
             pid1: "systemd".into(),
@@ -548,20 +491,12 @@ mod tests {
             zram_managed: false,
             tools: vec![("iptables", true), ("mount", true), ("nsenter", true)],
             port_10250_free: true,
-            ip_forward: Some(true),
             hostname: "worker-1".into(),
             joined: false,
             kubelet_version: Ok(Version::parse("v1.20.2").unwrap()),
             cgroup_v2: false,
             cri_dockerd: None,
-            cni: Some(crate::kubelet::cni::Found {
-                dirs: crate::kubelet::cni::containerd("/etc/containerd/config.toml", None),
-                loopback: true,
-                debian_plugins: false,
-                conf_exists: true,
-            }),
-            bridge_nf: Some(true),
-            kernel_managed: false,
+            pod_network: pod_network::healthy(),
         }
     }
 
@@ -614,7 +549,7 @@ mod tests {
             (Box::new(|f| f.tools[0].1 = false), "Tools", Warning),
             (Box::new(|f| f.port_10250_free = false), "Port-10250", Error),
             (
-                Box::new(|f| f.ip_forward = Some(false)),
+                Box::new(|f| f.pod_network.ip_forward = Some(false)),
                 "IPForward",
                 Warning,
             ),

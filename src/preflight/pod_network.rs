@@ -3,13 +3,38 @@
 //! fails, and kubeadm no longer checks it), and the CNI plugins where the runtime looks
 //! for them.
 
-use super::{Check, Facts, Severity, check};
+use super::check::{Check, Severity, check};
 use crate::kubelet::cni::{self, DEBIAN_BIN_DIR, Dirs, LOOPBACK};
 use crate::kubelet::profile::{Cri, Profile};
 
+/// What these checks look at.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// `net.ipv4.ip_forward`.
+    pub ip_forward: Option<bool>,
+    /// `net.bridge.bridge-nf-call-iptables` (`None`: br_netfilter not loaded).
+    pub bridge_nf: Option<bool>,
+    /// Host preparation loads br_netfilter and sets forwarding (`[host] kernel`).
+    pub kernel_managed: bool,
+    /// Where the runtime looks for CNI plugins and what is there (`None`: a runtime whose
+    /// directories kubejoin does not know, or kubelet's profile unknown).
+    pub cni: Option<cni::Found>,
+}
+
+/// Reads the host: the two sysctls, and the CNI directories of `profile`'s runtime.
+pub fn inspect(profile: Option<&Profile>, kernel_managed: bool) -> Facts {
+    let one = |path: &str| std::fs::read_to_string(path).ok().map(|v| v.trim() == "1");
+    Facts {
+        ip_forward: one("/proc/sys/net/ipv4/ip_forward"),
+        bridge_nf: one("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+        kernel_managed,
+        cni: profile.and_then(dirs).map(cni::inspect),
+    }
+}
+
 /// Where this node's runtime looks for CNI plugins; `None` for a runtime kubejoin does
 /// not configure (its directories are its own).
-pub fn dirs(profile: &Profile) -> Option<Dirs> {
+fn dirs(profile: &Profile) -> Option<Dirs> {
     match &profile.cri {
         Cri::Dockershim => Some(cni::docker(false)),
         Cri::Remote(_) if profile.cri_dockerd => Some(cni::docker(true)),
@@ -127,6 +152,23 @@ fn plugins_check(found: &cni::Found) -> Check {
 }
 
 #[cfg(test)]
+/// A host where every check passes.
+pub fn healthy() -> Facts {
+    use cni::Found;
+    Facts {
+        ip_forward: Some(true),
+        bridge_nf: Some(true),
+        kernel_managed: false,
+        cni: Some(Found {
+            dirs: cni::containerd("/etc/containerd/config.toml", None),
+            loopback: true,
+            debian_plugins: false,
+            conf_exists: true,
+        }),
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::kubelet::cni::Found;
@@ -200,7 +242,7 @@ mod tests {
 
     #[test]
     fn forwarding_and_bridge_netfilter() {
-        let mut f = crate::preflight::tests::healthy();
+        let mut f = healthy();
         f.bridge_nf = None;
         f.kernel_managed = true;
         f.ip_forward = Some(false);
