@@ -90,7 +90,9 @@ fn join_a_worker_in_a_testbed() {
         ],
     );
     println!(
-        "(expected above: the warning that swap is on, which host preparation then turns off, and \
+        "(expected above: the warning that swap is on, which host preparation then turns off; \
+         the one that no CNI plugins are where the runtime looks, true of this node, which runs no \
+         pods in the demo (a network plugin or the administrator installs them); and \
          \"cluster-info not usable yet\" while the double's bootstrap signer takes its second, \
          as a real one lags a new token: kubejoin waits and retries)"
     );
