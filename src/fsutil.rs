@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+/// Whether `path` is an executable file: `None` when there is none, `Some(false)` when it
+/// is not a file or no one may execute it.
+pub fn executable(path: &Path) -> Option<bool> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// A file kubejoin could not write, and what to do about it.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {what} {}", path.display())]

@@ -382,10 +382,7 @@ pub fn inspect(
     bus: Result<(), String>,
     kubelet_active: bool,
 ) -> Facts {
-    use std::os::unix::fs::PermissionsExt;
-    let binary = std::fs::metadata(&kubelet.binary)
-        .ok()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let binary = crate::fsutil::executable(&kubelet.binary);
     let socket = profile.and_then(|p| match &p.cri {
         Cri::Remote(ep) => ep.strip_prefix("unix://").map(PathBuf::from),
         Cri::Dockershim => Some(PathBuf::from("/run/docker.sock")),

@@ -269,9 +269,9 @@ fn regex_escape(s: &str) -> String {
 }
 
 /// Runs e2e.test against the cluster, in the testbed's network namespace, with the
-/// admin's kubeconfig: the specs `specs` name, its report in `report`. Returns each spec
-/// run and its status.
-fn e2e(tb: &Testbed, cp: &ControlPlane, specs: &[&str], report: &Path) -> Vec<(String, String)> {
+/// admin's kubeconfig: the specs `specs` name, its report in `report`; prints each spec
+/// run and its status, and fails unless every one ran and passed.
+fn e2e(tb: &Testbed, cp: &ControlPlane, specs: &[&str], report: &Path) {
     let log = report.join("e2e.log");
     let out = in_netns_of(tb.pid(), cp.bin.join("e2e.test"))
         .env("HOME", tb.dir())
@@ -311,7 +311,6 @@ fn e2e(tb: &Testbed, cp: &ControlPlane, specs: &[&str], report: &Path) -> Vec<(S
             .collect::<Vec<_>>()
             .join("\n")
     );
-    results
 }
 
 /// A pod with CPU and memory limits, which prints what its cgroup holds (cgroup v2:

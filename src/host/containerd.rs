@@ -18,6 +18,11 @@ pub fn socket_path() -> &'static str {
 /// runc's shim, containerd's default runtime type.
 pub const RUNC_V2: &str = "io.containerd.runc.v2";
 
+/// A configuration's version, 1 where it names none (as containerd reads it).
+fn config_version(doc: &DocumentMut) -> i64 {
+    doc.get("version").and_then(Item::as_integer).unwrap_or(1)
+}
+
 /// The CRI plugin's id in config version 2 (containerd 1.x) and 3 (containerd 2.x), and
 /// where runc's options live under it.
 fn cri_paths(version: i64) -> (&'static str, &'static [&'static str]) {
@@ -98,7 +103,7 @@ pub fn plan_config(current: Option<&str>, wants: &Wants) -> Result<Option<String
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| e.to_string())?;
-    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let version = config_version(&doc);
     if version < 2 {
         return Err(format!(
             "config version {version} is too old to edit; regenerate it with `containerd config default`"
@@ -183,7 +188,7 @@ pub fn plan_config(current: Option<&str>, wants: &Wants) -> Result<Option<String
 /// `config_path`, or `None` when it reads none.
 pub fn certs_dir(text: &str) -> Option<String> {
     let doc: DocumentMut = text.parse().ok()?;
-    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let version = config_version(&doc);
     let mut item = doc.get("plugins");
     for key in registry_path(version) {
         item = item.and_then(|i| i.get(key));
@@ -289,6 +294,56 @@ fn set(table: &mut dyn toml_edit::TableLike, key: &str, new: Item, indent: &str)
     }
 }
 
+/// Where the CRI plugin looks for CNI plugins and their configuration, as a configuration
+/// sets them; `None` for what it leaves to containerd's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniDirs {
+    /// The bin dirs and the key that set them: `bin_dirs` (2.1's list, config version 3
+    /// only) or `bin_dir`.
+    pub bin: Option<(Vec<String>, &'static str)>,
+    pub conf: Option<String>,
+}
+
+/// The CNI directories `text` sets (version 1's `plugins.cri`, version 2's
+/// `plugins."io.containerd.grpc.v1.cri"`, version 3's `plugins."io.containerd.cri.v1.runtime"`);
+/// `None` when it is not TOML.
+pub fn cni_dirs(text: &str) -> Option<CniDirs> {
+    let doc: DocumentMut = text.parse().ok()?;
+    let version = config_version(&doc);
+    let plugin = if version < 2 {
+        "cri"
+    } else {
+        cri_paths(version).0
+    };
+    let cni = doc
+        .get("plugins")
+        .and_then(|p| p.get(plugin))
+        .and_then(|p| p.get("cni"));
+    let string = |key: &str| {
+        cni.and_then(|c| c.get(key))
+            .and_then(Item::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let list = cni
+        .and_then(|c| c.get("bin_dirs"))
+        .and_then(Item::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|d| !d.is_empty() && version >= 3);
+    Some(CniDirs {
+        bin: match list {
+            Some(d) => Some((d, "bin_dirs")),
+            None => string("bin_dir").map(|d| (vec![d], "bin_dir")),
+        },
+        conf: string("conf_dir"),
+    })
+}
+
 /// runc's cgroup driver as containerd's configuration sets it: `Some(true)` for systemd's,
 /// `Some(false)` for cgroupfs (also when the file or the key is absent: containerd's
 /// default), `None` when the file is not TOML kubejoin can read.
@@ -297,7 +352,7 @@ pub fn systemd_cgroup(current: Option<&str>) -> Option<bool> {
         return Some(false);
     };
     let doc: DocumentMut = text.parse().ok()?;
-    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let version = config_version(&doc);
     let (_, path) = cri_paths(version.max(2));
     let mut item = doc.get("plugins");
     for key in path {

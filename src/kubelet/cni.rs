@@ -8,8 +8,6 @@
 
 use std::path::PathBuf;
 
-use toml_edit::{DocumentMut, Item};
-
 /// containerd's, cri-dockerd's and the dockershim's default bin dir.
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 /// Where Debian's `containernetworking-plugins` puts them.
@@ -31,63 +29,41 @@ pub struct Dirs {
     pub source: String,
 }
 
-/// containerd's dirs from its configuration's text (`None`: no file, its defaults). Config
-/// version 1 (`plugins.cri`), 2 (`plugins."io.containerd.grpc.v1.cri"`) and 3
-/// (`plugins."io.containerd.cri.v1.runtime"`, `bin_dirs` or the older `bin_dir`).
+/// containerd's dirs from its configuration's text (`None`: no file), as
+/// [`crate::host::containerd::cni_dirs`] reads it, with containerd's defaults for what it
+/// leaves out.
 pub fn containerd(config_path: &str, config: Option<&str>) -> Dirs {
-    let defaults = |why: String| Dirs {
-        runtime: "containerd",
-        bin: vec![DEFAULT_BIN_DIR.into()],
-        conf: crate::kubelet::node_status::CNI_CONF_DIR.into(),
-        source: why,
-    };
-    let Some(text) = config else {
-        return defaults(format!("containerd's default: no {config_path}"));
-    };
-    let Ok(doc) = text.parse::<DocumentMut>() else {
-        return defaults(format!(
-            "containerd's default: {config_path} does not parse"
-        ));
-    };
-    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(1);
-    let plugin = match version {
-        v if v >= 3 => "io.containerd.cri.v1.runtime",
-        2 => "io.containerd.grpc.v1.cri",
-        _ => "cri",
-    };
-    let cni = doc
-        .get("plugins")
-        .and_then(|p| p.get(plugin))
-        .and_then(|p| p.get("cni"));
-    let string = |key: &str| {
-        cni.and_then(|c| c.get(key))
-            .and_then(Item::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let dirs: Option<Vec<PathBuf>> = cni
-        .and_then(|c| c.get("bin_dirs"))
-        .and_then(Item::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .filter(|d: &Vec<PathBuf>| !d.is_empty() && version >= 3);
-    let (bin, source) = match (dirs, string("bin_dir")) {
-        (Some(d), _) => (d, format!("bin_dirs in {config_path}")),
-        (None, Some(d)) => (vec![d.into()], format!("bin_dir in {config_path}")),
-        (None, None) => (
-            vec![DEFAULT_BIN_DIR.into()],
-            format!("containerd's default: {config_path} sets no bin_dir"),
+    let conf_default = || crate::kubelet::node_status::CNI_CONF_DIR.into();
+    let (bin, conf, source) = match config.map(crate::host::containerd::cni_dirs) {
+        None => (
+            None,
+            conf_default(),
+            format!("containerd's default: no {config_path}"),
         ),
+        Some(None) => (
+            None,
+            conf_default(),
+            format!("containerd's default: {config_path} does not parse"),
+        ),
+        Some(Some(set)) => {
+            let source = match &set.bin {
+                Some((_, key)) => format!("{key} in {config_path}"),
+                None => format!("containerd's default: {config_path} sets no bin_dir"),
+            };
+            (
+                set.bin.map(|(dirs, _)| dirs),
+                set.conf.map(PathBuf::from).unwrap_or_else(conf_default),
+                source,
+            )
+        }
     };
     Dirs {
         runtime: "containerd",
-        bin,
-        conf: string("conf_dir")
-            .unwrap_or(crate::kubelet::node_status::CNI_CONF_DIR)
-            .into(),
+        bin: bin.map_or_else(
+            || vec![DEFAULT_BIN_DIR.into()],
+            |d| d.into_iter().map(PathBuf::from).collect(),
+        ),
+        conf,
         source,
     }
 }
@@ -120,10 +96,7 @@ pub struct Found {
 
 /// Reads the bin dirs and the conf dir.
 pub fn inspect(dirs: Dirs) -> Found {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: PathBuf| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let executable = |p: PathBuf| crate::fsutil::executable(&p) == Some(true);
     Found {
         loopback: dirs.bin.iter().any(|d| executable(d.join(LOOPBACK))),
         debian_plugins: executable(PathBuf::from(DEBIAN_BIN_DIR).join(LOOPBACK)),

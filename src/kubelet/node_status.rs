@@ -105,22 +105,22 @@ pub fn has_address(node: &Value) -> bool {
 
 /// Reads a Node object's conditions and addresses.
 pub fn explain(node: &Value) -> Readiness {
-    let r = conditions(node);
-    // Only once kubelet has posted its status: a Node without conditions has no
+    let conditions: Vec<&Value> = node["status"]["conditions"]
+        .as_array()
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
+    let r = readiness(&conditions);
+    // Only once kubelet has posted its status: a Node without a Ready condition has no
     // addresses yet either.
-    if r.summary != NOT_REPORTED && !has_address(node) {
+    let reported = conditions.iter().any(|c| c["type"] == "Ready");
+    if reported && !has_address(node) {
         return r.and(NO_ADDRESS, NO_ADDRESS_FIX);
     }
     r
 }
 
-const NOT_REPORTED: &str = "not reported yet";
-
-fn conditions(node: &Value) -> Readiness {
-    let conditions: Vec<&Value> = node["status"]["conditions"]
-        .as_array()
-        .map(|c| c.iter().collect())
-        .unwrap_or_default();
+/// What the Node's conditions say.
+fn readiness(conditions: &[&Value]) -> Readiness {
     let condition = |kind: &str| conditions.iter().find(|c| c["type"] == kind).copied();
     let pressure: Vec<&str> = [
         ("MemoryPressure", "memory"),
@@ -134,7 +134,7 @@ fn conditions(node: &Value) -> Readiness {
     let Some(ready) = condition("Ready") else {
         return Readiness {
             ready: false,
-            summary: NOT_REPORTED.into(),
+            summary: "not reported yet".into(),
             why: Some("kubelet has not posted the Node's Ready condition yet".into()),
             fix: None,
             expected: Some("expected for some seconds after registering".into()),
