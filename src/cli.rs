@@ -257,6 +257,21 @@ pub struct TokenCreateArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = TokenOutput::Config)]
     pub output: TokenOutput,
+
+    /// The node that joins with the token deletes it on the cluster once it is in, and
+    /// every copy of it dies with it (a Role and RoleBinding let the token delete its own
+    /// Secret and nothing else). The default with --output cloud-init; otherwise give
+    /// --single-use. --single-use=false: a token for several nodes.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub single_use: Option<bool>,
+}
+
+impl TokenCreateArgs {
+    /// Whether the token is single-use: as asked, else with cloud-init's user-data.
+    pub fn single_use(&self) -> bool {
+        self.single_use
+            .unwrap_or(self.output == TokenOutput::CloudInit)
+    }
 }
 
 /// A TTL; zero: the token never expires.
@@ -397,7 +412,24 @@ mod tests {
         assert_eq!(a.ttl, std::time::Duration::ZERO);
         assert_eq!(a.groups, [crate::cluster::tokens::DEFAULT_GROUP]);
         assert_eq!(a.output, TokenOutput::Config);
+        assert!(!a.single_use());
         assert!(Cli::try_parse_from(["kubejoin", "token", "delete"]).is_err());
+        let single_use = |args: &[&str]| {
+            let mut all = vec!["kubejoin", "token", "create"];
+            all.extend(args);
+            match Cli::try_parse_from(all).unwrap().command {
+                Command::Token(TokenCommand::Create(a)) => a.single_use(),
+                _ => panic!(),
+            }
+        };
+        assert!(single_use(&["--single-use"]));
+        assert!(single_use(&["--output", "cloud-init"]));
+        assert!(!single_use(&[
+            "--output",
+            "cloud-init",
+            "--single-use=false"
+        ]));
+        assert!(single_use(&["--output", "json", "--single-use=true"]));
     }
 
     #[test]

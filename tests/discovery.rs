@@ -628,6 +628,27 @@ fn cluster_side_errors_name_the_missing_seed_step() {
     }
 }
 
+/// A server that keeps failing is tried until the discovery timeout: the last try comes
+/// just before it, and the error says how long discovery really waited.
+#[test]
+fn the_discovery_timeout_is_used_to_its_end() {
+    let api = double().always(Fault::Status(503)).start().unwrap();
+    let node = Node::new();
+    let r = node.discover_pinned(&api, &["--timeout", "6s"]);
+    assert_exit(&r, EXIT_TRANSIENT, &["answered 503", "(timeout 6s)"]);
+    let waited: f64 = r
+        .stderr
+        .split("gave up after ")
+        .nth(1)
+        .and_then(|t| t.split('s').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time said: {}", r.stderr));
+    assert!((5.0..6.5).contains(&waited), "{waited}: {}", r.stderr);
+    assert!(r.elapsed >= Duration::from_secs(5), "{:?}", r.elapsed);
+    // The last request came within the last second before the deadline.
+    assert!(api.requests().len() >= 4, "{}", api.requests().len());
+}
+
 #[test]
 fn transient_faults_are_retried_until_it_works() {
     let api = double()

@@ -689,6 +689,7 @@ async fn probe(api: &Api, opts: &Options) -> Result<[Probed; 2], ApiError> {
             description: "kubejoin cluster prepare: probes the bootstrap signer and authenticator; deleted after".into(),
             groups: Vec::new(),
             authentication: true,
+            single_use: false,
         },
     )
     .await?;

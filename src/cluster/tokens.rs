@@ -3,6 +3,12 @@
 //! comes from the OS's secure random source (the getrandom system call, through
 //! rustls' ring provider) with no modulo bias; its secret is printed only in the output
 //! the user asked for, never by `list`, in logs or in errors.
+//!
+//! A single-use token (`--single-use`) also gets a Role and a RoleBinding that let its own
+//! user, `system:bootstrap:<id>`, get and delete its Secret and nothing else, both owned
+//! by the Secret: the node deletes ("burns") its token once it is in
+//! (`join::burn`), every copy of the token dies with it, and the garbage collector
+//! removes the Role and RoleBinding however the token ends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +26,10 @@ pub const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
 pub use super::DEFAULT_GROUP;
 const GROUP_PREFIX: &str = "system:bootstrappers:";
+/// The label of a single-use token's Secret ("true"), Role and RoleBinding (its id): the
+/// node burns only a token whose Secret carries it.
+pub const SINGLE_USE_LABEL: &str = "kubejoin/single-use";
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system";
 
 /// A token from `random`, which fills a buffer with random bytes: each character by
 /// rejection sampling (bytes >= 252 are drawn again), so every character is uniform.
@@ -77,6 +87,9 @@ pub struct Spec {
     /// Usable as a bearer token (kubelet's TLS bootstrap); every token kubejoin makes
     /// also signs cluster-info.
     pub authentication: bool,
+    /// The node that joins with it deletes it (its Secret labelled, with a Role and
+    /// RoleBinding of its own).
+    pub single_use: bool,
 }
 
 /// The Secret's data, as kubeadm encodes it.
@@ -110,10 +123,14 @@ pub fn secret_manifest(token: &BootstrapToken, spec: &Spec, now: i64) -> Value {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(STANDARD.encode(v))))
         .collect();
+    let mut metadata = json!({ "name": secret_name(token.id()), "namespace": "kube-system" });
+    if spec.single_use {
+        metadata["labels"] = json!({ SINGLE_USE_LABEL: "true" });
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": { "name": secret_name(token.id()), "namespace": "kube-system" },
+        "metadata": metadata,
         "type": SECRET_TYPE,
         "data": data,
     })
@@ -121,6 +138,83 @@ pub fn secret_manifest(token: &BootstrapToken, spec: &Spec, now: i64) -> Value {
 
 pub fn secret_name(id: &str) -> String {
     format!("bootstrap-token-{id}")
+}
+
+/// The name of a single-use token's Role and RoleBinding.
+pub fn single_use_name(id: &str) -> String {
+    format!("kubejoin:bootstrap-token-{id}")
+}
+
+/// A single-use token's Role and RoleBinding: its user may get and delete its Secret, by
+/// name, and nothing else; both are owned by the Secret (`secret_uid`), so that they go
+/// with it.
+pub fn single_use_rbac(id: &str, secret_uid: &str) -> (Value, Value) {
+    let name = single_use_name(id);
+    let metadata = json!({
+        "name": name,
+        "namespace": "kube-system",
+        "labels": { SINGLE_USE_LABEL: id },
+        "ownerReferences": [{
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "name": secret_name(id),
+            "uid": secret_uid,
+        }],
+    });
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata,
+        "rules": [{
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [secret_name(id)],
+            "verbs": ["get", "delete"],
+        }],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata,
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+        "subjects": [{
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "User",
+            "name": format!("system:bootstrap:{id}"),
+        }],
+    });
+    (role, binding)
+}
+
+/// Whether a token is single-use, as `token list` shows it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SingleUse {
+    Yes,
+    No,
+    /// Labelled single-use, but its RoleBinding is gone: the node cannot delete it.
+    Broken,
+}
+
+impl SingleUse {
+    /// From the Secret and the names of the cluster's single-use RoleBindings.
+    pub fn of(secret: &Value, id: &str, bindings: &[String]) -> SingleUse {
+        if secret["metadata"]["labels"][SINGLE_USE_LABEL] != "true" {
+            SingleUse::No
+        } else if bindings.contains(&single_use_name(id)) {
+            SingleUse::Yes
+        } else {
+            SingleUse::Broken
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            SingleUse::Yes => "yes",
+            SingleUse::No => "no",
+            SingleUse::Broken => "broken",
+        }
+    }
 }
 
 /// A token as `token list` shows it: never its secret.
@@ -135,10 +229,12 @@ pub struct Row {
     pub description: String,
     /// Whether cluster-info holds its signature.
     pub signed: bool,
+    pub single_use: SingleUse,
 }
 
-/// A row from a token Secret (its `data` base64, as the API returns it).
-pub fn row(secret: &Value, now: i64, signed_ids: &[String]) -> Option<Row> {
+/// A row from a token Secret (its `data` base64, as the API returns it), with the ids
+/// cluster-info is signed for and the names of the single-use RoleBindings.
+pub fn row(secret: &Value, now: i64, signed_ids: &[String], bindings: &[String]) -> Option<Row> {
     let data = secret["data"].as_object()?;
     let get = |k: &str| -> Option<String> {
         let v = data.get(k)?.as_str()?;
@@ -160,6 +256,7 @@ pub fn row(secret: &Value, now: i64, signed_ids: &[String]) -> Option<Row> {
         .unwrap_or_default();
     Some(Row {
         signed: signed_ids.contains(&id),
+        single_use: SingleUse::of(secret, &id, bindings),
         id,
         expires,
         expired,
@@ -177,7 +274,9 @@ fn expiration(spec: &Spec, now: i64) -> Option<String> {
         .map(|ttl| crate::clock::format_utc(now + ttl.as_secs() as i64))
 }
 
-/// Creates the token's Secret; returns its expiration.
+/// Creates the token's Secret, and a single-use token's Role and RoleBinding; returns its
+/// expiration. A single-use token whose Role or RoleBinding cannot be made is deleted
+/// again: no token is handed out that its node could not burn.
 pub async fn create(
     api: &Api,
     token: &BootstrapToken,
@@ -185,8 +284,28 @@ pub async fn create(
 ) -> Result<Option<String>, ApiError> {
     let now = crate::clock::unix_now();
     let secret = secret_manifest(token, spec, now);
-    api.call(reqwest::Method::POST, TOKENS, Some(&secret))
+    let created = api
+        .call(reqwest::Method::POST, TOKENS, Some(&secret))
         .await?;
+    if spec.single_use {
+        let uid = created["metadata"]["uid"].as_str().unwrap_or_default();
+        let (role, binding) = single_use_rbac(token.id(), uid);
+        let made = async {
+            api.call(reqwest::Method::POST, &format!("{RBAC}/roles"), Some(&role))
+                .await?;
+            api.call(
+                reqwest::Method::POST,
+                &format!("{RBAC}/rolebindings"),
+                Some(&binding),
+            )
+            .await
+        };
+        if let Err(e) = made.await {
+            // The Role, if made, goes with its owner.
+            let _ = delete(api, token.id()).await;
+            return Err(e);
+        }
+    }
     Ok(expiration(spec, now))
 }
 
@@ -206,10 +325,33 @@ pub async fn list(api: &Api) -> Result<Vec<Row>, ApiError> {
         Some(cm) => cluster_info::signed_ids_of(&cm),
         None => Vec::new(),
     };
+    let bindings: Vec<String> = api
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "{RBAC}/rolebindings?labelSelector={}",
+                SINGLE_USE_LABEL.replace('/', "%2F")
+            ),
+            None,
+        )
+        .await?["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let now = crate::clock::unix_now();
     let mut rows: Vec<Row> = v["items"]
         .as_array()
-        .map(|items| items.iter().filter_map(|s| row(s, now, &signed)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| row(s, now, &signed, &bindings))
+                .collect()
+        })
         .unwrap_or_default();
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
@@ -262,6 +404,7 @@ pub fn render_list(rows: &[Row]) -> String {
                 expires,
                 r.usages.join(","),
                 if r.signed { "yes" } else { "no" }.into(),
+                r.single_use.word().into(),
                 if r.groups.is_empty() {
                     "<none>".into()
                 } else {
@@ -277,6 +420,7 @@ pub fn render_list(rows: &[Row]) -> String {
             "EXPIRES",
             "USAGES",
             "SIGNED",
+            "SINGLE-USE",
             "EXTRA GROUPS",
             "DESCRIPTION",
         ],
@@ -346,6 +490,7 @@ mod tests {
                     .map(|g| g.iter().map(|g| g.as_str().unwrap().to_string()).collect())
                     .unwrap_or_default(),
                 authentication: usages.contains(&"authentication"),
+                single_use: false,
             };
             let mut got: BTreeMap<String, String> = secret_data(&token, &spec, now)
                 .into_iter()
@@ -368,6 +513,7 @@ mod tests {
             description: String::new(),
             groups: vec![DEFAULT_GROUP.into()],
             authentication: true,
+            single_use: false,
         };
         let secret = secret_manifest(&token, &spec, 0);
         assert_eq!(secret["metadata"]["name"], "bootstrap-token-abcdef");
@@ -376,7 +522,7 @@ mod tests {
             secret["data"]["token-secret"],
             STANDARD.encode("abcdef0123456789")
         );
-        let row = row(&secret, 0, &["abcdef".into()]).unwrap();
+        let row = row(&secret, 0, &["abcdef".into()], &[]).unwrap();
         assert_eq!(
             row,
             Row {
@@ -387,6 +533,7 @@ mod tests {
                 groups: vec![DEFAULT_GROUP.into()],
                 description: String::new(),
                 signed: true,
+                single_use: SingleUse::No,
             }
         );
         assert!(!render_list(&[row]).contains("0123456789"));
@@ -412,12 +559,75 @@ mod tests {
             description: "d".into(),
             groups: Vec::new(),
             authentication: false,
+            single_use: false,
         };
         let secret = secret_manifest(&token, &spec, 1000);
-        assert!(!row(&secret, 1059, &[]).unwrap().expired);
-        let r = row(&secret, 1060, &[]).unwrap();
+        assert!(!row(&secret, 1059, &[], &[]).unwrap().expired);
+        let r = row(&secret, 1060, &[], &[]).unwrap();
         assert!(r.expired);
         assert_eq!(r.usages, ["signing"]);
         assert_eq!(r.expires.as_deref(), Some("1970-01-01T00:17:40Z"));
+    }
+
+    #[test]
+    fn a_single_use_token_may_delete_its_own_secret_and_nothing_else() {
+        let token: BootstrapToken = "abcdef.abcdef0123456789".parse().unwrap();
+        let spec = Spec {
+            ttl: Some(Duration::from_secs(3600)),
+            description: String::new(),
+            groups: vec![DEFAULT_GROUP.into()],
+            authentication: true,
+            single_use: true,
+        };
+        let secret = secret_manifest(&token, &spec, 0);
+        assert_eq!(secret["metadata"]["labels"][SINGLE_USE_LABEL], "true");
+        let (role, binding) = single_use_rbac("abcdef", "0b1c-uid");
+        assert_eq!(role["metadata"]["name"], "kubejoin:bootstrap-token-abcdef");
+        assert_eq!(role["metadata"]["namespace"], "kube-system");
+        assert_eq!(
+            role["rules"],
+            json!([{
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["bootstrap-token-abcdef"],
+                "verbs": ["get", "delete"],
+            }])
+        );
+        assert_eq!(
+            binding["subjects"],
+            json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:bootstrap:abcdef" }])
+        );
+        assert_eq!(
+            binding["roleRef"]["name"],
+            "kubejoin:bootstrap-token-abcdef"
+        );
+        for owned in [&role, &binding] {
+            assert_eq!(
+                owned["metadata"]["ownerReferences"],
+                json!([{ "apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-abcdef", "uid": "0b1c-uid" }])
+            );
+        }
+        let binding_names = ["kubejoin:bootstrap-token-abcdef".to_string()];
+        assert_eq!(
+            row(&secret, 0, &[], &binding_names).unwrap().single_use,
+            SingleUse::Yes
+        );
+        // Labelled, but the node could not burn it: said so.
+        let r = row(&secret, 0, &[], &[]).unwrap();
+        assert_eq!(r.single_use, SingleUse::Broken);
+        assert!(render_list(&[r]).contains(" broken "));
+        // A RoleBinding of that name does not make an unlabelled token single-use.
+        let plain = secret_manifest(
+            &token,
+            &Spec {
+                single_use: false,
+                ..spec
+            },
+            0,
+        );
+        assert_eq!(
+            row(&plain, 0, &[], &binding_names).unwrap().single_use,
+            SingleUse::No
+        );
     }
 }

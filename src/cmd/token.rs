@@ -41,11 +41,13 @@ pub async fn create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
         description: args.description.clone(),
         groups: args.groups.clone(),
         authentication: true,
+        single_use: args.single_use(),
     };
     let expires = tokens::create(&api, &token, &spec).await?;
     tracing::info!(
         token_id = token.id(),
         expires = expires.as_deref().unwrap_or("never"),
+        single_use = spec.single_use,
         "bootstrap token created"
     );
     let signed = tokens::wait_signed(&api, token.id(), std::time::Duration::from_secs(15)).await?;
@@ -72,6 +74,7 @@ pub async fn create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
             "groups": args.groups,
             "description": args.description,
             "signed": signed.is_some(),
+            "single_use": spec.single_use,
         }))?,
     }
     Ok(())

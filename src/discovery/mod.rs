@@ -190,9 +190,14 @@ impl TrustFailure {
 /// Why discovery stopped.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("discovery gave up after {}s and {attempts} attempts; last error: {last}", timeout.as_secs())]
+    #[error(
+        "discovery gave up after {:.1}s (timeout {timeout_s}s) and {attempts} attempts; last error: {last}",
+        f64::from(*waited_ms) / 1000.0
+    )]
     TimedOut {
-        timeout: Duration,
+        timeout_s: u32,
+        /// How long it really waited.
+        waited_ms: u32,
         attempts: u32,
         last: Transient,
     },
@@ -202,7 +207,7 @@ pub enum DiscoveryError {
     Unusable(String),
     #[error(
         "cluster-info has no signature for token id {token_id}, and the API server at {server} refuses the token \
-             (401 Unauthorized): it is unknown, expired or deleted"
+             (401 Unauthorized): it is unknown, expired or deleted, or single-use and burned by the node that joined with it"
     )]
     TokenRefused { server: String, token_id: String },
 }
@@ -218,8 +223,8 @@ impl DiscoveryError {
                     .into()
             }
             DiscoveryError::TokenRefused { token_id, .. } => format!(
-                "create a new token on the control plane (`kubejoin token create`, or `kubeadm token create`) \
-                 and give it to this node (token_file or token in /etc/kubejoin/config.toml), then start kubejoin \
+                "create a new token on the control plane (`kubejoin token create`, or `kubeadm token create`; \
+                 a single-use token joins one node) and give it to this node (token_file or token in /etc/kubejoin/config.toml), then start kubejoin \
                  again; if `kubectl -n kube-system get secret bootstrap-token-{token_id}` still shows this one, \
                  check its expiration and usage-bootstrap-authentication: \"true\", and that kube-apiserver runs \
                  with --enable-bootstrap-token-auth=true"
@@ -433,6 +438,23 @@ pub struct Discovered {
     pub elapsed_ms: u128,
 }
 
+/// The most time the last try before the deadline is given to answer in (a tenth of the
+/// timeout when that is less).
+pub const LAST_TRY: Duration = Duration::from_secs(1);
+
+/// The delay before the next try, cut short so that the try starts at least `last_try`
+/// before the deadline; `None` when there is not that much left (pure).
+pub fn delay_within(
+    now: Instant,
+    delay: Duration,
+    deadline: Instant,
+    last_try: Duration,
+) -> Option<Duration> {
+    let latest_start = deadline.checked_sub(last_try)?;
+    let left = latest_start.checked_duration_since(now)?;
+    (!left.is_zero()).then(|| delay.min(left))
+}
+
 fn remaining(deadline: Instant) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
@@ -452,17 +474,21 @@ pub async fn discover(
     let untrusted = http::untrusted_client();
     let pins = &settings.ca_cert_hashes;
 
-    // Sleeps before the next try; gives up with the last error once the deadline is near.
+    // Sleeps before the next try; a delay that would pass the deadline is cut short so
+    // that the last try comes just before it, with up to LAST_TRY to answer in. Gives up with the
+    // last error once no such try fits.
     let mut wait = async |last: Transient, attempts: u32| -> Result<(), DiscoveryError> {
         let delay = backoff.next_delay(last.retry_after(), retry::random_unit());
         let now = Instant::now();
-        if now + delay >= deadline {
+        let last_try = (settings.discovery_timeout / 10).min(LAST_TRY);
+        let Some(delay) = delay_within(now, delay, deadline, last_try) else {
             return Err(DiscoveryError::TimedOut {
-                timeout: settings.discovery_timeout,
+                timeout_s: u32::try_from(settings.discovery_timeout.as_secs()).unwrap_or(u32::MAX),
+                waited_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
                 attempts,
                 last,
             });
-        }
+        };
         tracing::info!(
             phase = "discovery",
             delay_ms = delay.as_millis() as u64,
@@ -743,6 +769,36 @@ mod tests {
             Some(Transient::Status { status: 404, .. }) => Err("configmap-not-found-after-timeout"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_last_try_comes_just_before_the_deadline() {
+        let now = Instant::now();
+        let second = Duration::from_secs(1);
+        let deadline = now + Duration::from_secs(12);
+        // A delay that fits is kept; one that would pass the deadline is cut short.
+        assert_eq!(
+            delay_within(now, 4 * second, deadline, second),
+            Some(4 * second)
+        );
+        assert_eq!(
+            delay_within(now + 6 * second, 8 * second, deadline, second),
+            Some(5 * second)
+        );
+        // Less than the last try's time left: give up.
+        assert_eq!(
+            delay_within(
+                now + Duration::from_millis(11_500),
+                second,
+                deadline,
+                second
+            ),
+            None
+        );
+        assert_eq!(
+            delay_within(now + 13 * second, second, deadline, second),
+            None
+        );
     }
 
     #[test]

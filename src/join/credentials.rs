@@ -21,6 +21,9 @@ pub struct Credentials {
     /// Left on this node, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<String>,
+    /// What became of the token on the cluster ([`super::burn`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_cluster: Option<String>,
 }
 
 impl Credentials {
@@ -42,8 +45,9 @@ impl Credentials {
             parts.push(format!("kept {}", self.kept.join("; ")));
         }
         if parts.is_empty() {
-            return "none on this node (kubelet has its own)".into();
+            parts.push("none on this node (kubelet has its own)".into());
         }
+        parts.extend(self.on_cluster.clone());
         parts.join("; ")
     }
 }
@@ -69,8 +73,12 @@ pub fn plan(c: &ClusterSettings) -> (Vec<PathBuf>, Vec<String>) {
     (remove, kept)
 }
 
-/// Removes them (each durably: a power cut does not bring one back) and says so.
-pub fn remove(c: &ClusterSettings) -> Result<Credentials, fsutil::FileError> {
+/// Removes them (each durably: a power cut does not bring one back) and says so, with
+/// what became of the token on the cluster.
+pub fn remove(
+    c: &ClusterSettings,
+    on_cluster: Option<String>,
+) -> Result<Credentials, fsutil::FileError> {
     let (paths, kept) = plan(c);
     let mut removed = Vec::new();
     for path in paths {
@@ -78,7 +86,11 @@ pub fn remove(c: &ClusterSettings) -> Result<Credentials, fsutil::FileError> {
             removed.push(path.display().to_string());
         }
     }
-    let credentials = Credentials { removed, kept };
+    let credentials = Credentials {
+        removed,
+        kept,
+        on_cluster,
+    };
     tracing::info!(
         phase = "done",
         "bootstrap credentials: {}",
@@ -160,10 +172,19 @@ mod tests {
         let c = Credentials {
             removed: vec!["/a".into(), "/b".into()],
             kept: vec!["x: why".into()],
+            on_cluster: None,
         };
         assert_eq!(
             c.describe(),
             "removed /a, /b (kubelet has its own); kept x: why"
+        );
+        let c = Credentials {
+            on_cluster: Some("bootstrap token abcdef deleted".into()),
+            ..Credentials::default()
+        };
+        assert_eq!(
+            c.describe(),
+            "none on this node (kubelet has its own); bootstrap token abcdef deleted"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! on the node. Everything it changes is planned first ([`plan`]); `--dry-run` prints the
 //! plan and changes nothing.
 
+pub mod burn;
 pub mod cluster_config;
 pub mod credentials;
 mod identity;
@@ -984,7 +985,8 @@ async fn in_and_recorded(
         Instant::now() + settings.kubelet_waits.join_timeout,
     )
     .await?;
-    let credentials = credentials::remove(&settings.cluster)?;
+    let on_cluster = burn_token(settings, ca).await;
+    let credentials = credentials::remove(&settings.cluster, on_cluster)?;
     phases.end();
     let report = Report {
         kubelet: Some(systemd.status(KUBELET_UNIT).await?),
@@ -995,6 +997,29 @@ async fn in_and_recorded(
         ..report
     };
     finish(report, recorder, phases)
+}
+
+/// Once the node is in: the token burned if it is single-use ([`burn`]), unless
+/// `keep_token` keeps it; what became of it, said once. `None`: no token configured.
+async fn burn_token(settings: &Settings, ca: &[u8]) -> Option<String> {
+    let token = settings.cluster.token().ok()?;
+    let fate = if settings.cluster.keep_token {
+        burn::Fate::Kept
+    } else {
+        match kubelet::ready::client_certificate(ca) {
+            Ok(Some(cert)) => burn::burn(&cert.server, ca, token).await,
+            Ok(None) => burn::Fate::Failed {
+                why: "kubelet's kubeconfig names no server".into(),
+            },
+            Err(why) => burn::Fate::Failed { why },
+        }
+    };
+    let said = fate.describe(token.id());
+    match fate {
+        burn::Fate::Failed { .. } => tracing::warn!(phase = "done", "{said}"),
+        _ => tracing::info!(phase = "done", "{said}"),
+    }
+    Some(said)
 }
 
 /// Records a join's report, says so and tells systemd the service is ready.
