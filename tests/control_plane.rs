@@ -55,17 +55,21 @@ fn prepare(cp: &ControlPlane, tb: &Testbed) -> String {
 }
 
 fn mint(cp: &ControlPlane, tb: &Testbed) -> String {
-    let out = cp.kubejoin(
-        tb,
-        &[
-            "token",
-            "create",
-            "--output",
-            "config",
-            "--description",
-            "test worker",
-        ],
-    );
+    mint_with(cp, tb, &[])
+}
+
+/// [`mint`] with more arguments to `token create`.
+fn mint_with(cp: &ControlPlane, tb: &Testbed, more: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "create",
+        "--output",
+        "config",
+        "--description",
+        "test worker",
+    ];
+    args.extend(more);
+    let out = cp.kubejoin(tb, &args);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("warning"), "{stderr}");
@@ -245,8 +249,8 @@ fn prepare_mint_join(version: &str) {
     assert!(!result.contains("created"), "{again}");
     assert_eq!(result.matches("\n  ").count(), 10 + 1, "{again}"); // 10 items + cluster-info's loopback fix
 
-    // Mint: the worker's configuration, its pin the cluster CA's.
-    let printed = mint(&cp, &tb);
+    // Mint: the worker's configuration, its pin the cluster CA's; a single-use token.
+    let printed = mint_with(&cp, &tb, &["--single-use"]);
     assert!(
         printed.contains(&format!("ca_cert_hashes = [\"{}\"]", cp.ca_pin())),
         "{printed}"
@@ -265,6 +269,15 @@ fn prepare_mint_join(version: &str) {
         "signed: {list}"
     );
     assert!(!list.contains(&token[7..]), "token list shows a secret");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(id) && l.contains(" yes ") && l.contains(" yes ")),
+        "single-use: {list}"
+    );
+    let header = list.lines().next().unwrap();
+    let column = header.find("SINGLE-USE").expect("a SINGLE-USE column");
+    let row = list.lines().find(|l| l.starts_with(id)).unwrap();
+    assert_eq!(&row[column..column + 3], "yes", "{list}");
 
     // The worker: doctor says a join would succeed, then the join.
     configure_worker(&tb, &printed);
@@ -303,6 +316,11 @@ fn prepare_mint_join(version: &str) {
         "{csrs}"
     );
 
+    single_use_burned(&cp, &tb, &printed, &report);
+    // A token that stays (not single-use), for what follows.
+    let printed = mint(&cp, &tb);
+    let id = &token_of(&printed)[..6];
+
     if version != "v1.20.2" {
         admin_by_bearer_token(&cp, &tb, id);
     } else {
@@ -328,7 +346,7 @@ fn prepare_mint_join(version: &str) {
             .contains("server: https://127.0.0.1:6443")
     );
 
-    // Deleting the token: it is gone from the list; the joined node is not affected.
+    // Deleting a token: it is gone from the list.
     let out = cp.kubejoin(&tb, &["token", "delete", id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&cp.kubejoin(&tb, &["token", "list"])).contains(id));
@@ -344,6 +362,129 @@ fn prepare_mint_join(version: &str) {
     let journal = tb.exec_text(&["journalctl", "--no-pager", "-o", "cat"]);
     assert_no_admin_secret(&cp, "the worker's journal", &journal);
     assert!(tb.read("/etc/kubernetes/admin.conf").is_err());
+}
+
+/// A single-use token after the join: the node burned it; the token, wherever a copy of
+/// it is, is refused by the API server and cannot make a CSR, which a live token can; its
+/// Role and RoleBinding went with it; a second node with the same token is told why it
+/// cannot join, and what to do.
+fn single_use_burned(cp: &ControlPlane, tb: &Testbed, printed: &str, report: &str) {
+    let token = token_of(printed);
+    let id = &token[..6];
+    assert!(
+        report.contains(&format!(
+            "bootstrap token {id} deleted on the cluster (single-use): no copy of it works any more"
+        )),
+        "{report}"
+    );
+    let secret = format!("bootstrap-token-{id}");
+    let named = format!("kubejoin:bootstrap-token-{id}");
+    let gone = |kind: &str, name: &str| {
+        !cp.kubectl_out(tb, &["-n", "kube-system", "get", kind, name])
+            .status
+            .success()
+    };
+    assert!(gone("secret", &secret), "the Secret is deleted");
+    // The garbage collector removes what the Secret owned.
+    let collected = wait_for(Duration::from_secs(60), || {
+        (gone("role", &named) && gone("rolebinding", &named)).then_some(())
+    });
+    assert!(
+        collected.is_some(),
+        "Role and RoleBinding {named} are still there"
+    );
+    assert!(!text(&cp.kubejoin(tb, &["token", "list"])).contains(id));
+
+    // The token, as a copy of the user-data would hold it: 401, and no CSR. A live
+    // token's same request makes one.
+    let csr = cp.dir.join("thief-csr.json");
+    let out = cluster::run(std::process::Command::new("sh").arg("-c").arg(
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout /dev/null -subj /O=system:nodes/CN=system:node:thief 2>/dev/null | base64 -w0",
+    ));
+    let request = String::from_utf8(out.stdout).unwrap();
+    std::fs::write(
+        &csr,
+        serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": { "generateName": "thief-" },
+            "spec": {
+                "request": request,
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["digital signature", "key encipherment", "client auth"],
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let as_token = |name: &str, token: &str, args: &[&str]| {
+        let conf = cp.dir.join(format!("{name}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: pki/ca.crt\nusers:\n- name: t\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: t}}\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        let mut all = vec![format!("--kubeconfig={}", conf.display())];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        cp.kubectl_out(tb, &all)
+    };
+    let create_csr = [
+        "create",
+        "--validate=false",
+        "-f",
+        csr.to_str().unwrap(),
+        "-o",
+        "name",
+    ];
+    // kube-apiserver caches a token's authentication for 10 s (its token success cache):
+    // the burned token works that long after the node last used it, and no longer.
+    let burned_at = std::time::Instant::now();
+    let refused = wait_for(Duration::from_secs(30), || {
+        let out = as_token("burned", &token, &["get", "--raw", "/api"]);
+        text(&out).contains("Unauthorized").then_some(())
+    });
+    assert!(refused.is_some(), "the burned token still works 30 s on");
+    eprintln!(
+        "the burned token was refused {:.1} s after the join's report",
+        burned_at.elapsed().as_secs_f64()
+    );
+    let out = as_token("burned", &token, &create_csr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Unauthorized"), "{}", text(&out));
+    let live = token_of(&mint(cp, tb));
+    let out = as_token("live", &live, &create_csr);
+    assert!(out.status.success(), "{}", text(&out));
+    let made = String::from_utf8(out.stdout).unwrap();
+    assert!(made.starts_with("certificatesigningrequest"), "{made}");
+    cp.kubectl_out(tb, &["delete", made.trim()]);
+    let out = cp.kubejoin(tb, &["token", "delete", &live[..6]]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A second node with the same token (this one, reset): told at once, and not
+    // retried by systemd (exit 2).
+    let out = tb.exec(&["kubejoin", "reset"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let second = tb.exec(&["kubejoin", "run"]);
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    let refused = format!(
+        "cluster-info has no signature for token id {id}, and the API server at https://127.0.0.1:6443 refuses the token (401 Unauthorized)"
+    );
+    for needle in [
+        refused.as_str(),
+        "single-use and burned by the node that joined with it",
+        "a single-use token joins one node",
+    ] {
+        assert!(said.contains(needle), "{needle}: {said}");
+    }
+    assert!(
+        !said.contains(&token[7..]),
+        "the secret in an error: {said}"
+    );
 }
 
 /// `token create --output cloud-init` and `--output json`: the same server, pin and a
@@ -365,6 +506,16 @@ fn other_outputs(cp: &ControlPlane, tb: &Testbed) {
     );
     let token = files[1]["content"].as_str().unwrap().to_string();
     assert_eq!(files[1]["permissions"], "0600");
+    // cloud-init's tokens are single-use unless told otherwise.
+    let out = cp.kubejoin(tb, &["token", "list", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == token[..6])
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(row["single_use"], "yes", "{row}");
 
     let out = cp.kubejoin(tb, &["token", "create", "--output", "json", "--ttl", "1h"]);
     assert!(out.status.success(), "{}", text(&out));
