@@ -184,7 +184,7 @@ pub fn signature_line(
             name,
             Verdict::Fail,
             format!(
-                "cluster-info has no {SIGNATURE_PREFIX}{token_id} and the API server refuses the token: it is unknown, expired or deleted (no Secret kube-system/bootstrap-token-{token_id})"
+                "cluster-info has no {SIGNATURE_PREFIX}{token_id} and the API server refuses the token: it is unknown, expired or deleted, or single-use and burned by the node that joined with it (no Secret kube-system/bootstrap-token-{token_id})"
             ),
             Some(CREATE_TOKEN.into()),
         ),

@@ -418,20 +418,6 @@ fn single_use_burned(cp: &ControlPlane, tb: &Testbed, printed: &str, report: &st
         .to_string(),
     )
     .unwrap();
-    let as_token = |name: &str, token: &str, args: &[&str]| {
-        let conf = cp.dir.join(format!("{name}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: pki/ca.crt\nusers:\n- name: t\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: t}}\ncurrent-context: c\n"
-            ),
-        )
-        .unwrap();
-        let mut all = vec![format!("--kubeconfig={}", conf.display())];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        cp.kubectl_out(tb, &all)
-    };
     let create_csr = [
         "create",
         "--validate=false",
@@ -443,20 +429,19 @@ fn single_use_burned(cp: &ControlPlane, tb: &Testbed, printed: &str, report: &st
     // kube-apiserver caches a token's authentication for 10 s (its token success cache):
     // the burned token works that long after the node last used it, and no longer.
     let burned_at = std::time::Instant::now();
-    let refused = wait_for(Duration::from_secs(30), || {
-        let out = as_token("burned", &token, &["get", "--raw", "/api"]);
-        text(&out).contains("Unauthorized").then_some(())
-    });
-    assert!(refused.is_some(), "the burned token still works 30 s on");
+    assert!(
+        cp.refuses_token_within_30s(tb, &token),
+        "the burned token still works 30 s on"
+    );
     eprintln!(
         "the burned token was refused {:.1} s after the join's report",
         burned_at.elapsed().as_secs_f64()
     );
-    let out = as_token("burned", &token, &create_csr);
+    let out = cp.kubectl_as_token(tb, "burned", &token, &create_csr);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("Unauthorized"), "{}", text(&out));
     let live = token_of(&mint(cp, tb));
-    let out = as_token("live", &live, &create_csr);
+    let out = cp.kubectl_as_token(tb, "live", &live, &create_csr);
     assert!(out.status.success(), "{}", text(&out));
     let made = String::from_utf8(out.stdout).unwrap();
     assert!(made.starts_with("certificatesigningrequest"), "{made}");

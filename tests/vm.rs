@@ -9,7 +9,9 @@
 //! of the test's own, where the guests reach it as 10.0.2.2 (qemu's user-mode network).
 //!
 //! CI runs the sample below (two VMs at a time): a Debian 12 worker joins on first boot,
-//! keeps a pod running, and reboots with its token deleted on the cluster; a Debian 13
+//! keeps a pod running, burns its single-use token (the copy cloud-init keeps is refused,
+//! and so is every token-shaped string on its disks), and reboots with its token gone from
+//! the cluster; a Debian 13
 //! worker has its power cut (sysrq `b`, no sync) at a fail point of `kubejoin run`, boots
 //! again and converges. `scripts/vm-matrix.sh` runs the whole power-cut matrix (every
 //! fail point, and random moments of the first boot), which the README records.
@@ -299,6 +301,81 @@ impl World {
             .collect()
     }
 
+    /// The worker's token (single-use, as `token create --output cloud-init` makes it) was
+    /// burned by the node once it was in: kubejoin said so, its Secret, Role and
+    /// RoleBinding are gone, and the copy cloud-init keeps of the user-data holds a token
+    /// the API server refuses. Returns that token.
+    fn single_use_token_burned(&self, vm: &Vm, token_id: &str) -> Result<String, String> {
+        let said = journal(vm, "kubejoin", 200);
+        if !said.contains(&format!(
+            "bootstrap token {token_id} deleted on the cluster (single-use)"
+        )) {
+            return Err(format!(
+                "kubejoin did not say it burned token {token_id}:\n{said}"
+            ));
+        }
+        let cached = vm.sh("cat /var/lib/cloud/instance/user-data.txt");
+        let Some(token) = cached
+            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.'))
+            .find(|w| w.len() == 23 && w.starts_with(&format!("{token_id}.")))
+            .map(str::to_string)
+        else {
+            return Err(format!(
+                "no token {token_id} in cloud-init's cached user-data"
+            ));
+        };
+        if !self.cp.refuses_token_within_30s(&self.ns, &token) {
+            return Err("the token of cloud-init's cached user-data still works".into());
+        }
+        let named = format!("kubejoin:bootstrap-token-{token_id}");
+        let gone = support::testbed::wait_for(Duration::from_secs(60), || {
+            self.kubectl(&[
+                "-n",
+                "kube-system",
+                "get",
+                "role,rolebinding,secret",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .all(|l| !l.ends_with(&named) && !l.ends_with(&format!("bootstrap-token-{token_id}")))
+            .then_some(())
+        });
+        if gone.is_none() {
+            return Err(format!(
+                "the token's Secret, Role or RoleBinding {named} is still there"
+            ));
+        }
+        Ok(token)
+    }
+
+    /// With the VM off: every bootstrap-token-shaped string on its disks (the burned token
+    /// among them, or the scan is blind) is refused by the API server.
+    fn no_live_token_on_disk(&self, vm: &Vm, burned: &str) -> Result<String, String> {
+        let found = vm.token_shaped_on_disks();
+        if !found.contains(burned) {
+            return Err(format!(
+                "the disk scan did not find the token cloud-init cached ({} token-shaped strings)",
+                found.len()
+            ));
+        }
+        let live: Vec<&String> = found
+            .iter()
+            .filter(|t| !self.cp.refuses_token_within_30s(&self.ns, t))
+            .collect();
+        if !live.is_empty() {
+            return Err(format!(
+                "{} token(s) on the VM's disks still work: ids {:?}",
+                live.len(),
+                live.iter().map(|t| &t[..6]).collect::<Vec<_>>()
+            ));
+        }
+        Ok(format!(
+            "{} token-shaped strings on the VM's disks, all refused by the API server",
+            found.len()
+        ))
+    }
+
     /// A hostNetwork static pod reaches Running and is still running, never restarted,
     /// 70 s later (a cgroup driver mismatch kills it after about a minute).
     fn pod_keeps_running(&self, vm: &Vm, hostname: &str) -> Result<(), String> {
@@ -463,10 +540,7 @@ fn first_boot_and_reboot(w: &World, release: &str) -> Result<String, String> {
     w.pod_keeps_running(&vm, &hostname)?;
     let cert = vm.sh("readlink -f /var/lib/kubelet/pki/kubelet-client-current.pem; sha256sum $(readlink -f /var/lib/kubelet/pki/kubelet-client-current.pem)");
 
-    let out = w.cp.kubejoin(&w.ns, &["token", "delete", &token_id]);
-    if !out.status.success() {
-        return Err(format!("token delete: {}", support::text(&out)));
-    }
+    let burned = w.single_use_token_burned(&vm, &token_id)?;
     let _ = vm.try_sh(
         "systemd-run --on-active=1 systemctl reboot",
         Duration::from_secs(20),
@@ -474,6 +548,7 @@ fn first_boot_and_reboot(w: &World, release: &str) -> Result<String, String> {
     if vm.wait_stopped(Duration::from_secs(300)).is_none() {
         return Err(format!("the guest did not reboot\n{}", vm.console(30)));
     }
+    let scanned = w.no_live_token_on_disk(&vm, &burned)?;
     vm.boot("");
     vm.wait_agent(Duration::from_secs(600))?;
     let kubelet_up = support::testbed::wait_for(Duration::from_secs(600), || {
@@ -519,7 +594,7 @@ fn first_boot_and_reboot(w: &World, release: &str) -> Result<String, String> {
     }
     let kubelet_s = kubelet_at.trim().parse::<u64>().unwrap_or(0) as f64 / 1e6;
     Ok(format!(
-        "{release}: first boot to Node registered {:.0} s; {}; {}; reboot (token deleted): kubelet active {kubelet_s:.0} s after the kernel started, kubejoin: already joined, same certificate, one CSR",
+        "{release}: first boot to Node registered {:.0} s; {}; {}; single-use token burned: {scanned}; reboot (token gone): kubelet active {kubelet_s:.0} s after the kernel started, kubejoin: already joined, same certificate, one CSR",
         registered.as_secs_f64(),
         share.trim(),
         phases.trim()

@@ -692,6 +692,40 @@ stringData:
             .unwrap()
     }
 
+    /// `kubectl` as a bearer token (a bootstrap token) instead of the admin: a
+    /// kubeconfig of its own, named `name`, with the cluster's server and CA.
+    pub fn kubectl_as_token(
+        &self,
+        tb: &impl Place,
+        name: &str,
+        token: &str,
+        args: &[&str],
+    ) -> Output {
+        let conf = self.dir.join(format!("token-{name}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: pki/ca.crt\nusers:\n- name: t\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: t}}\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        in_netns(tb, &self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", conf.display()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Whether the API server refuses `token` (401), waiting up to 30 s: it caches a
+    /// token's authentication for 10 s, so a token deleted a moment ago works that long.
+    pub fn refuses_token_within_30s(&self, tb: &impl Place, token: &str) -> bool {
+        super::testbed::wait_for(Duration::from_secs(30), || {
+            let out = self.kubectl_as_token(tb, "probe", token, &["get", "--raw", "/api"]);
+            super::text(&out).contains("Unauthorized").then_some(())
+        })
+        .is_some()
+    }
+
     /// A field of a pod in namespace default, by kubectl's jsonpath (empty when there
     /// is no such pod).
     pub fn pod_field(&self, tb: &impl Place, pod: &str, jsonpath: &str) -> String {

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -525,6 +525,46 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_secs(2));
         }
+    }
+
+    /// With the VM off: every bootstrap-token-shaped string (`[a-z0-9]{6}.[a-z0-9]{16}`,
+    /// not inside a longer run of those characters) on its disks. The overlays hold every
+    /// block the guest ever wrote (qcow2 keeps a cluster's data as the guest wrote it,
+    /// deleted files' blocks too); the seed disk holds its user-data.
+    pub fn token_shaped_on_disks(&self) -> BTreeSet<String> {
+        assert!(self.qemu.is_none(), "{} must be off", self.name);
+        let mut found = BTreeSet::new();
+        for disk in [
+            self.dir.join("root.qcow2"),
+            self.dir.join("swap.qcow2"),
+            self.seed.clone(),
+        ] {
+            let out = Command::new("grep")
+                .args([
+                    "-aoE",
+                    "(^|[^a-z0-9])[a-z0-9]{6}[.][a-z0-9]{16}([^a-z0-9]|$)",
+                ])
+                .arg(&disk)
+                .env("LC_ALL", "C")
+                .output()
+                .unwrap();
+            // 1: no match.
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "grep {}: {}",
+                disk.display(),
+                super::text(&out)
+            );
+            for hit in out.stdout.split(|b| *b == b'\n') {
+                let token: String = String::from_utf8_lossy(hit)
+                    .trim_matches(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
+                    .to_string();
+                if token.len() == 23 {
+                    found.insert(token);
+                }
+            }
+        }
+        found
     }
 
     /// With the VM off: each file of `paths` as the next boot will find it (the overlay
