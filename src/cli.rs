@@ -217,7 +217,9 @@ pub enum TokenCommand {
     /// after --ttl and carries --groups. The server and CA pin printed are those of the
     /// cluster's cluster-info (run `kubejoin cluster prepare` first). kubejoin waits a
     /// moment for the bootstrap signer's signature and warns when it does not come. The
-    /// token's secret is printed only on standard output, in the format asked for.
+    /// token's secret is printed only on standard output, in the format asked for. A
+    /// single-use token (--single-use, the default with --output cloud-init) is deleted
+    /// on the cluster by the node that joins with it, once that node is in.
     #[command(after_help = crate::failure::exit::help())]
     Create(TokenCreateArgs),
     /// List the cluster's bootstrap tokens (never their secrets)
