@@ -183,7 +183,9 @@ impl Failure {
         match self {
             Failure::Config(_) => Some(
                 "correct it and run kubejoin again; configuration errors are not retried \
-                 (every key is documented in /etc/kubejoin/config.toml.example and `kubejoin discover --help`)"
+                 (every key is documented in `man 5 kubejoin-config.toml`, in \
+                 /etc/kubejoin/config.toml.example where a package installed kubejoin, and in \
+                 `kubejoin discover --help`)"
                     .into(),
             ),
             Failure::Discovery(d) => Some(d.fix()),

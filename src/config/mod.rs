@@ -184,6 +184,8 @@ pub struct Merged {
     main_file: Option<PathBuf>,
     /// The main file is there and holds nothing (flags may still say everything).
     main_empty: bool,
+    /// No file was read at all: neither the main file nor a drop-in exists.
+    nothing_read: bool,
     kubelet: kubelet::KubeletMerged,
     host: HostFragment,
     host_runtime_origin: Option<Origin>,
@@ -448,6 +450,7 @@ impl ClusterSettings {
 pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigError> {
     let main_file = m.main_file.clone();
     let main_empty = m.main_empty;
+    let nothing_read = m.nothing_read;
     let missing = |key: &str, what: &str| {
         let origin = Origin::File(
             main_file
@@ -458,6 +461,9 @@ pub fn validate(m: Merged, tokens: &dyn TokenReader) -> Result<Settings, ConfigE
         // server are meant to go with an empty file.
         if main_empty && key == "cluster.server" {
             return empty_main_file(&origin, key);
+        }
+        if nothing_read && key == "cluster.server" {
+            return no_configuration(&origin);
         }
         ConfigError {
             origin,
@@ -854,6 +860,7 @@ pub fn load(
             format!("cannot list drop-ins: {e}"),
         )
     })?);
+    merged.nothing_read = true;
     for (i, path) in files.iter().enumerate() {
         let origin = Origin::File(path.clone());
         let text = match std::fs::read_to_string(path) {
@@ -861,6 +868,7 @@ pub fn load(
             Err(e) if i == 0 && !explicit && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(ConfigError::new(&origin, None, format!("cannot read: {e}"))),
         };
+        merged.nothing_read = false;
         if i == 0 {
             merged.main_empty = text.trim().is_empty();
         }
@@ -912,6 +920,21 @@ fn empty_main_file(origin: &Origin, key: &str) -> ConfigError {
              `cloud-init clean --logs --reboot` runs the first boot again from the same \
              user-data; or write the file again"
         ),
+    )
+}
+
+/// No configuration at all (no main file, no drop-in, no server flag): said as that, with
+/// the ways to make one, rather than as the first missing key.
+fn no_configuration(origin: &Origin) -> ConfigError {
+    ConfigError::new(
+        origin,
+        None,
+        "does not exist, and no drop-in or flag configures this node: kubejoin has no cluster to \
+         join. On the control plane, `kubejoin token create --output config` prints this file \
+         with a new token (write it with mode 0600), or `kubejoin config init --server URL \
+         --ca-cert-hash sha256:HEX` makes it from kubeadm's join command; every key is in \
+         `man 5 kubejoin-config.toml` (the packages also install /etc/kubejoin/config.toml.example)"
+            .to_string(),
     )
 }
 
@@ -1038,6 +1061,19 @@ mod tests {
         assert!(said.contains("cloud-init clean --logs --reboot"), "{said}");
         let said = validate(merged(false), &Tokens).unwrap_err().to_string();
         assert!(said.contains("cluster.server: is required"), "{said}");
+        let nothing = Merged {
+            nothing_read: true,
+            ..merged(false)
+        };
+        let said = validate(nothing, &Tokens).unwrap_err().to_string();
+        assert!(
+            said.starts_with("/etc/kubejoin/config.toml: does not exist, and no drop-in or flag configures this node"),
+            "{said}"
+        );
+        assert!(
+            said.contains("kubejoin token create --output config"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -102,10 +102,10 @@ const PRESENCE_ONLY: [&str; 3] = [
 
 /// What differs between two testbeds whatever kubejoin does: the testbed's own name, the
 /// private temporary directories systemd makes per boot, and this machine's database
-/// server, which the testbed boots too.
-const NOT_COMPARED: [&str; 4] = [
+/// server, which the testbed boots too. (/tmp is a tmpfs of the testbed's own, not in
+/// the overlay.)
+const NOT_COMPARED: [&str; 3] = [
     "/etc/hostname",
-    "/tmp/systemd-private-",
     "/var/tmp/systemd-private-",
     "/var/lib/postgresql/",
 ];

@@ -152,6 +152,9 @@ set -e
 W="$1"; NAME="$2"   # W is a tmpfs: overlayfs refuses an upper layer inside its lower one
 R="$W/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$W/upper,workdir=$W/work" "$R"
+# A /tmp of its own, empty at boot as a machine's tmpfs /tmp: what other programs make in
+# this machine's /tmp meanwhile is neither seen nor cleaned (whiteouts) by the testbed.
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 # Fresh cgroup mounts, made in the testbed's cgroup namespace: their root is its own.
