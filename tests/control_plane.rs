@@ -564,14 +564,7 @@ fn admin_by_bearer_token(cp: &ControlPlane, tb: &Testbed, id: &str) {
     );
     assert!(out.status.success(), "{}", text(&out));
     let bearer = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let conf = cp.dir.join("token-admin.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: pki/ca.crt\nusers:\n- name: sa\n  user:\n    token: {bearer}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    let conf = cp.token_kubeconfig("admin", &bearer);
     let out = cp.kubejoin_as(tb, &conf, &["token", "list"]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");

@@ -309,50 +309,45 @@ pub async fn create(
     Ok(expiration(spec, now))
 }
 
+/// The `items` of a list (`GET path`).
+async fn items(api: &Api, path: &str) -> Result<Vec<Value>, ApiError> {
+    let mut list = api.call(reqwest::Method::GET, path, None).await?;
+    Ok(match list["items"].take() {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    })
+}
+
 /// Every bootstrap token of the cluster.
 pub async fn list(api: &Api) -> Result<Vec<Row>, ApiError> {
-    let v = api
-        .call(
-            reqwest::Method::GET,
-            &format!(
-                "{TOKENS}?fieldSelector=type%3D{}",
-                SECRET_TYPE.replace('/', "%2F")
-            ),
-            None,
-        )
-        .await?;
+    let secrets = items(
+        api,
+        &format!(
+            "{TOKENS}?fieldSelector=type%3D{}",
+            SECRET_TYPE.replace('/', "%2F")
+        ),
+    )
+    .await?;
     let signed = match api.get_opt(super::CLUSTER_INFO).await? {
         Some(cm) => cluster_info::signed_ids_of(&cm),
         None => Vec::new(),
     };
-    let bindings: Vec<String> = api
-        .call(
-            reqwest::Method::GET,
-            &format!(
-                "{RBAC}/rolebindings?labelSelector={}",
-                SINGLE_USE_LABEL.replace('/', "%2F")
-            ),
-            None,
-        )
-        .await?["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let bindings: Vec<String> = items(
+        api,
+        &format!(
+            "{RBAC}/rolebindings?labelSelector={}",
+            SINGLE_USE_LABEL.replace('/', "%2F")
+        ),
+    )
+    .await?
+    .iter()
+    .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_string))
+    .collect();
     let now = crate::clock::unix_now();
-    let mut rows: Vec<Row> = v["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| row(s, now, &signed, &bindings))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut rows: Vec<Row> = secrets
+        .iter()
+        .filter_map(|s| row(s, now, &signed, &bindings))
+        .collect();
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
 }

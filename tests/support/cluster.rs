@@ -692,15 +692,9 @@ stringData:
             .unwrap()
     }
 
-    /// `kubectl` as a bearer token (a bootstrap token) instead of the admin: a
-    /// kubeconfig of its own, named `name`, with the cluster's server and CA.
-    pub fn kubectl_as_token(
-        &self,
-        tb: &impl Place,
-        name: &str,
-        token: &str,
-        args: &[&str],
-    ) -> Output {
+    /// A kubeconfig `token-NAME.conf` for the cluster's server and CA with `token` as its
+    /// bearer credentials (a bootstrap token, a ServiceAccount's).
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
         let conf = self.dir.join(format!("token-{name}.conf"));
         fs::write(
             &conf,
@@ -709,6 +703,19 @@ stringData:
             ),
         )
         .unwrap();
+        conf
+    }
+
+    /// `kubectl` as a bearer token (a bootstrap token) instead of the admin, with
+    /// [`ControlPlane::token_kubeconfig`] of `name`.
+    pub fn kubectl_as_token(
+        &self,
+        tb: &impl Place,
+        name: &str,
+        token: &str,
+        args: &[&str],
+    ) -> Output {
+        let conf = self.token_kubeconfig(name, token);
         in_netns(tb, &self.bin.join("kubectl"))
             .arg(format!("--kubeconfig={}", conf.display()))
             .args(args)
