@@ -309,12 +309,12 @@ fn the_kubelet_standin_is_started_and_supervised_by_systemd() {
     assert_eq!(tb.kubelet_starts(), 1);
 
     // A kubeconfig without a token (and no credentials of its own from before): the
-    // stand-in fails like kubelet, systemd restarts it.
-    let out = tb.sh(
-        "sed -i '/token:/d' /var/lib/kubelet/bootstrap-kubeconfig && \
+    // stand-in fails like kubelet, systemd restarts it. Stopped first: the running one may
+    // still be writing the client certificate of its TLS bootstrap (slow on a busy machine).
+    let out = tb.sh("systemctl stop kubelet.service && \
+         sed -i '/token:/d' /var/lib/kubelet/bootstrap-kubeconfig && \
          rm -f /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-client-current.pem && \
-         systemctl restart kubelet.service",
-    );
+         systemctl start kubelet.service");
     assert!(out.status.success(), "{}", text(&out));
     let state = testbed::wait_for(Duration::from_secs(10), || {
         let s = tb.unit_state("kubelet.service");
