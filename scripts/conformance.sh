@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Kubernetes' own end-to-end specs on a kubejoin worker (tests/workloads.rs, the test CI
-# runs, on its own and with its output): a v1.36.2 cluster with kube-scheduler and
-# kube-proxy on a testbed's loopback, a worker joined by `kubejoin run` with a pod
-# network, and e2e.test (built from the same tree) run on the conformance list, whose
-# agnhost image is built here from test/images/agnhost. e2e.test's JUnit report goes to
+# Kubernetes' own end-to-end specs on kubejoin workers (tests/workloads.rs, the test CI
+# runs, on its own and with its output): a v1.36.2 cluster with kube-scheduler, kube-proxy
+# and a DNS server in a network namespace of the test's own, two workers on one L2 segment
+# with it, each joined by `kubejoin run`, a pod network with host-gw routes between them,
+# and e2e.test (built from the same tree) run on the conformance list, whose agnhost image
+# is built here from test/images/agnhost. e2e.test's JUnit report goes to
 # target/conformance/testbed-v1.36.2/junit_01.xml, its log beside it; one line per spec
-# (`passed: ...`, `failed: ...`, `left out: ...` with why) for the README. About 5 minutes
-# on 2 cores.
+# (`passed: ...`, `failed: ...`) for the README. About 8 minutes on 2 cores.
 #
 #   scripts/conformance.sh [SUBSTRING]   only the list's specs whose name contains it
 #
 # Needs: scripts/real-kubernetes.sh etcd 1.36 workloads (run here when missing), and
-# install-deps.sh's containernetworking-plugins and busybox-static.
+# install-deps.sh's containernetworking-plugins, busybox-static and bind9-dnsutils.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ log=target/conformance/conformance-$(date +%Y%m%d-%H%M%S).log
 echo "== conformance: full log in $log"
 started=$SECONDS
 status=0
-cargo test --locked --test workloads a_kubejoin_worker_runs_the_clusters_pods -- --nocapture \
+cargo test --locked --test workloads kubejoin_workers_run_the_clusters_pods -- --nocapture \
   >"$log" 2>&1 || status=$?
 grep -E '^  (passed|failed|skipped|timedout|panicked|interrupted|aborted|left out): ' "$log" || true
 [ $status -eq 0 ] || grep -E 'e2e.test: [0-9]+ of [0-9]+ specs ran' "$log" || true

@@ -1,19 +1,21 @@
-//! Workloads on a kubejoin worker, with REAL Kubernetes v1.36.2 (`scripts/real-kubernetes.sh`
+//! Workloads on kubejoin workers, with REAL Kubernetes v1.36.2 (`scripts/real-kubernetes.sh`
 //! with its `workloads` part): a whole cluster (etcd, kube-apiserver, kube-controller-manager
-//! allocating pod CIDRs, kube-scheduler) on a testbed's loopback, a worker joined by
+//! allocating pod CIDRs, kube-scheduler, a DNS server in CoreDNS's place) in a network
+//! namespace of the test's own, two workers on one L2 segment with it, each joined by
 //! `kubejoin run` with only the cluster keys and its images carried in `[host]
-//! image_archives`, and a pod network made as a network plugin makes one
-//! (`support::podnet`). Then what a worker is for: pods the cluster schedules run at
-//! pod-network addresses, logs and exec reach kubelet through the API server at the
-//! address the Node reports, limits reach the pod's cgroup, and Kubernetes' own end-to-end
-//! specs (`e2e.test`, from the same source tree) pass on the node, with e2e.test's JUnit
-//! report under `target/conformance/`.
+//! image_archives`, and a pod network made as a network plugin makes one, host-gw routes
+//! between the workers (`support::podnet`). Then what a worker is for: pods the cluster
+//! schedules run at pod-network addresses, logs and exec reach kubelet through the API
+//! server at the address the Node reports, pods and Services answer across nodes and by
+//! name, limits reach the pod's cgroup, and Kubernetes' own end-to-end specs (`e2e.test`,
+//! from the same source tree) pass on the nodes, with e2e.test's JUnit report under
+//! `target/conformance/`.
 //!
 //! The images are local, under the exact names `e2e.test --list-images` gives, so nothing
 //! is ever pulled: the sandbox ("pause") image is a static program that sleeps, busybox is
 //! Debian's busybox-static (`support::images`).
 //!
-//! Slow (a control plane, a kubelet and e2e.test, about 5 minutes): run it by name,
+//! Slow (a control plane, two kubelets and e2e.test, about 6 minutes): run it by name,
 //! `cargo test --test workloads`, or `scripts/conformance.sh` for its output.
 
 mod support;
@@ -22,11 +24,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::cluster::{
-    self, ControlPlane, Setup, WORKLOADS, configure, host_sysctls, in_netns_of, pin_sysctls,
+    self, ControlPlane, Place, Setup, WORKLOADS, configure, host_sysctls, in_netns_of, pin_sysctls,
     testbed_containerd, worker,
 };
+use support::podnet::{self, GATEWAY, Segment};
 use support::testbed::{self, Testbed, wait_for};
-use support::{podnet, text};
+use support::text;
 
 const VERSION: &str = "v1.36.2";
 /// The images as v1.36.2's e2e.test names them (`--list-images`).
@@ -37,15 +40,17 @@ const AGNHOST: [&str; 2] = [
     "registry.k8s.io/e2e-test-images/agnhost:2.63.0",
     "registry.k8s.io/e2e-test-images/agnhost:2.55",
 ];
-/// The worker's address on its (test) network: with loopback alone, kubelet reports no
+const DNS_TESTING: &str = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0";
+/// The workers' addresses on their segment: with loopback alone, kubelet reports no
 /// address and the API server cannot reach it.
-const NODE_IP: &str = "10.0.2.15";
+const NODE_IPS: [&str; 2] = ["10.0.2.15", "10.0.2.16"];
+/// The API server, as the workers reach it (cluster-info names the loopback).
+const SERVER: &str = "https://10.0.2.2:6443";
 
 /// The conformance list, each spec as e2e.test names it (`../shared/workloads.md` §2), all
 /// of Kubernetes' conformance: the first five need only busybox and pause, the rest
-/// agnhost. Every CI run runs it (about 3 of the test's 5 minutes). Left out, and why:
-/// [`LEFT_OUT`].
-const LIST: [&str; 10] = [
+/// agnhost (and the DNS spec glibc-dns-testing). Every CI run runs it.
+const LIST: [&str; 12] = [
     "Kubelet when scheduling a busybox command in a pod should print the output to logs",
     "Pods should be submitted and removed",
     "Pods should support remote command execution over websockets",
@@ -56,32 +61,9 @@ const LIST: [&str; 10] = [
     "Networking Granular Checks: Pods should function for intra-pod communication: udp [NodeConformance]",
     "Networking Granular Checks: Pods should function for node-pod communication: http [LinuxOnly]",
     "Networking Granular Checks: Pods should function for node-pod communication: udp [LinuxOnly]",
+    "Services should serve a basic endpoint from pods",
+    "DNS should provide DNS for the cluster [Conformance]",
 ];
-
-/// Specs of the issue's list that cannot run here, and why (the README says the same).
-const LEFT_OUT: [(&str, &str); 2] = [
-    (
-        "DNS should provide DNS for the cluster",
-        "no DNS server for the cluster (CoreDNS is not in Debian's archive), and its probe pod \
-         needs the glibc-dns-testing image and agnhost's dig, which are not built here",
-    ),
-    (
-        "Services should serve a basic endpoint from pods",
-        "it reaches the Service by its name (`nc endpoint-test2 80`), which needs the \
-         cluster's DNS",
-    ),
-];
-
-/// The worker's network: one interface with [`NODE_IP`] and the default route, leading
-/// nowhere (a veth whose peer is in the testbed too: nothing leaves it).
-fn node_network(tb: &Testbed) {
-    let out = tb.sh(&format!(
-        "set -e; ip link add kjnode type veth peer name kjnode-peer
-         ip link set kjnode up; ip link set kjnode-peer up
-         ip addr add {NODE_IP}/24 dev kjnode; ip route add default via 10.0.2.1 dev kjnode"
-    ));
-    assert!(out.status.success(), "{}", text(&out));
-}
 
 /// The images, in the directory `[host] image_archives` names.
 fn carry_images(tb: &Testbed, agnhost: &Path) {
@@ -98,6 +80,10 @@ fn carry_images(tb: &Testbed, agnhost: &Path) {
             "agnhost",
             support::images::agnhost(&tb.dir().join("agnhost"), agnhost, &AGNHOST),
         ),
+        (
+            "dns-testing",
+            support::images::dns_testing(&tb.dir().join("dns-testing"), &[DNS_TESTING]),
+        ),
     ];
     for (name, archive) in images {
         tb.write(
@@ -113,7 +99,7 @@ fn hostname(tb: &Testbed) -> String {
 }
 
 /// The Node's Ready condition's status (`True`, `False`, `Unknown`, or empty).
-fn node_ready(tb: &Testbed, cp: &ControlPlane, node: &str) -> String {
+fn node_ready(tb: &impl Place, cp: &ControlPlane, node: &str) -> String {
     let out = cp.kubectl_out(
         tb,
         &[
@@ -127,7 +113,7 @@ fn node_ready(tb: &Testbed, cp: &ControlPlane, node: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn kubectl_ok(tb: &Testbed, cp: &ControlPlane, args: &[&str]) -> String {
+fn kubectl_ok(tb: &impl Place, cp: &ControlPlane, args: &[&str]) -> String {
     let out = cp.kubectl_out(tb, args);
     assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -135,8 +121,8 @@ fn kubectl_ok(tb: &Testbed, cp: &ControlPlane, args: &[&str]) -> String {
 
 /// What a cluster's approver of serving CSRs does: the node's pending
 /// `kubernetes.io/kubelet-serving` CSR is approved once it is the node's own and names
-/// only the Node's addresses and hostname.
-fn approve_serving_csr(tb: &Testbed, cp: &ControlPlane, node: &str) {
+/// only the Node's address `ip` and hostname.
+fn approve_serving_csr(tb: &impl Place, cp: &ControlPlane, node: &str, ip: &str) {
     let csr = wait_for(Duration::from_secs(30), || {
         let list = cp.kubectl_json(tb, &["get", "csr"]);
         list["items"].as_array()?.iter().find_map(|c| {
@@ -169,7 +155,7 @@ fn approve_serving_csr(tb: &Testbed, cp: &ControlPlane, node: &str) {
         .to_string();
     let mut names: Vec<&str> = sans.split(", ").collect();
     names.sort();
-    let mut want = vec![format!("DNS:{node}"), format!("IP Address:{NODE_IP}")];
+    let mut want = vec![format!("DNS:{node}"), format!("IP Address:{ip}")];
     want.sort();
     assert_eq!(names, want, "the serving CSR's names:\n{text_form}");
     kubectl_ok(
@@ -198,15 +184,22 @@ fn worker_logs(tb: &Testbed) -> String {
     )
 }
 
-fn wait_running(tb: &Testbed, cp: &ControlPlane, pod: &str) {
+fn wait_running(c: &Cluster, pod: &str) {
     let running = wait_for(Duration::from_secs(120), || {
-        (cp.pod_field(tb, pod, "{.status.phase}") == "Running").then_some(())
+        (c.cp.pod_field(c.lan(), pod, "{.status.phase}") == "Running").then_some(())
     });
     assert!(
         running.is_some(),
         "pod {pod} did not run: {}\n{}",
-        text(&cp.kubectl_out(tb, &["describe", "pod", "-n", "default", pod])),
-        worker_logs(tb)
+        text(
+            &c.cp
+                .kubectl_out(c.lan(), &["describe", "pod", "-n", "default", pod])
+        ),
+        c.workers
+            .iter()
+            .map(|w| worker_logs(&w.tb))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -268,10 +261,10 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
-/// Runs e2e.test against the cluster, in the testbed's network namespace, with the
+/// Runs e2e.test against the cluster, in the control plane's network namespace, with the
 /// admin's kubeconfig: the specs `specs` name, its report in `report`; prints each spec
 /// run and its status, and fails unless every one ran and passed.
-fn e2e(tb: &Testbed, cp: &ControlPlane, specs: &[&str], report: &Path) {
+fn e2e(tb: &impl Place, cp: &ControlPlane, specs: &[&str], report: &Path) {
     let log = report.join("e2e.log");
     let out = in_netns_of(tb.pid(), cp.bin.join("e2e.test"))
         .env("HOME", tb.dir())
@@ -332,15 +325,31 @@ spec:
         memory: 64Mi
 "#;
 
-/// A cluster and its worker, joined by kubejoin, Ready with a pod network and kube-proxy.
-struct Cluster {
+/// A worker, joined.
+struct Worker {
     tb: Testbed,
-    cp: ControlPlane,
     node: String,
+    ip: &'static str,
     /// The Node's pod CIDR.
     cidr: String,
+}
+
+/// A cluster and its two workers, joined by kubejoin, Ready with a pod network, host-gw
+/// routes, kube-proxy and DNS. Dropped in this order: the control plane's processes, the
+/// workers, the segment.
+struct Cluster {
+    cp: ControlPlane,
+    workers: Vec<Worker>,
+    segment: Segment,
     kernel_before: Vec<String>,
     _swap: std::fs::File,
+}
+
+impl Cluster {
+    /// Where the control plane runs and kubectl and e2e.test are run.
+    fn lan(&self) -> &impl Place {
+        &self.segment.ns
+    }
 }
 
 impl Drop for Cluster {
@@ -355,41 +364,29 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts the cluster and joins its worker with `kubejoin run`, its images carried in
-/// `[host] image_archives`; `None` (skipped, said why) where the binaries or testbeds are
-/// missing.
-fn joined_worker() -> Option<Cluster> {
-    let bin = cluster::binaries_with(VERSION, &WORKLOADS)?;
-    if !testbed::available() {
-        return None;
-    }
-    let _swap = testbed::lock_swap().unwrap();
-    let kernel_before = host_sysctls();
-    let tb = worker(&bin).boot().unwrap();
+/// A worker testbed, containerd ready for pods, the images in the directory `[host]
+/// image_archives` will name.
+fn boot_worker(bin: &Path) -> Testbed {
+    let tb = worker(bin).boot().unwrap();
     pin_sysctls(&tb);
     testbed_containerd(&tb);
-    node_network(&tb);
     carry_images(&tb, &bin.join("agnhost"));
-    let mut cp = ControlPlane::start_with(
-        &tb,
-        VERSION,
-        &bin,
-        Setup {
-            workloads: true,
-            verify_kubelets: true,
-            ..Default::default()
-        },
-    );
-    configure(&tb, &cp, "containerd", "");
+    tb
+}
+
+/// Joins the worker `tb` with `kubejoin run`: only the cluster keys, the server as the
+/// segment reaches it, the images, `serverTLSBootstrap`. Returns the Node's name.
+fn join(tb: &Testbed, cp: &ControlPlane) -> String {
+    configure(tb, cp, "containerd", "");
     tb.write(
         "/etc/kubejoin/config.d/20-images.toml",
         format!(
-            "[host]\nsandbox_image = \"{PAUSE}\"\nimage_archives = \"/var/lib/kubejoin-images\"\n\n\
+            "[cluster]\nserver = \"{SERVER}\"\nuse_configured_server = true\n\n\
+             [host]\nsandbox_image = \"{PAUSE}\"\nimage_archives = \"/var/lib/kubejoin-images\"\n\n\
              [kubelet.config]\nserverTLSBootstrap = true\n"
         ),
         0o644,
     );
-
     // Before the join: the node's part of the pod network, as preflight sees it.
     let preflight = text(&tb.exec(&["kubejoin", "preflight"]));
     for line in [
@@ -398,108 +395,225 @@ fn joined_worker() -> Option<Cluster> {
     ] {
         assert!(preflight.contains(line), "{line:?} not in:\n{preflight}");
     }
-
     let out = tb.exec(&["kubejoin", "run"]);
     let report = text(&out);
-    assert!(out.status.success(), "{report}\n{}", worker_logs(&tb));
+    assert!(out.status.success(), "{report}\n{}", worker_logs(tb));
     assert!(report.contains("no network plugin yet"), "{report}");
-    let node = hostname(&tb);
+    hostname(tb)
+}
 
-    // The cluster's side: kube-controller-manager gives the Node its pod CIDR, and the
-    // network plugin (the test's) configures the node from it.
-    let cidr = wait_for(Duration::from_secs(60), || {
-        let c = String::from_utf8_lossy(
-            &cp.kubectl_out(
-                &tb,
-                &["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"],
+/// Starts the cluster and joins its two workers with `kubejoin run`; `None` (skipped, said
+/// why) where the binaries or testbeds are missing.
+fn joined_workers() -> Option<Cluster> {
+    let bin = cluster::binaries_with(VERSION, &WORKLOADS)?;
+    if !testbed::available() {
+        return None;
+    }
+    let _swap = testbed::lock_swap().unwrap();
+    let kernel_before = host_sysctls();
+    let testbeds = [boot_worker(&bin), boot_worker(&bin)];
+    // The segment's namespace keeps its files (the control plane's) in the first worker's
+    // directory, which outlives the control plane.
+    let mut segment = Segment::new(&testbeds[0].dir().join("segment"));
+    for (tb, ip) in testbeds.iter().zip(NODE_IPS) {
+        segment.attach(tb, ip);
+    }
+    let mut cp = ControlPlane::start_with(
+        &segment.ns,
+        VERSION,
+        &bin,
+        Setup {
+            workloads: true,
+            verify_kubelets: true,
+            bind_any: true,
+            ..Default::default()
+        },
+    );
+    let lan = &segment.ns;
+    // The cluster's kubelet configuration as kubeadm publishes it (clusterDNS 10.96.0.10,
+    // clusterDomain cluster.local), and its DNS.
+    cp.apply_kubeadm_kubelet_config(lan);
+    cp.start_dns(lan, GATEWAY);
+
+    let mut workers = Vec::new();
+    for (tb, ip) in testbeds.into_iter().zip(NODE_IPS) {
+        let node = join(&tb, &cp);
+        workers.push(Worker {
+            tb,
+            node,
+            ip,
+            cidr: String::new(),
+        });
+    }
+
+    // The cluster's side: kube-controller-manager gives each Node its pod CIDR, and the
+    // network plugin (the test's) configures the node from it, with a route to every other
+    // node's pods through that node's address.
+    for w in &mut workers {
+        w.cidr = wait_for(Duration::from_secs(60), || {
+            let c = String::from_utf8_lossy(
+                &cp.kubectl_out(
+                    lan,
+                    &["get", "node", &w.node, "-o", "jsonpath={.spec.podCIDR}"],
+                )
+                .stdout,
             )
-            .stdout,
-        )
-        .trim()
-        .to_string();
-        (!c.is_empty()).then_some(c)
-    })
-    .unwrap_or_else(|| panic!("no podCIDR:\n{}", cp.log("kube-controller-manager")));
-    podnet::install(&tb, &cidr);
-    // Up to about 140 s: kubelet annotates its CSINode on its own schedule (see
-    // kubelet::node_status), and a Node that registered late waits for the next try.
-    let ready = wait_for(Duration::from_secs(200), || {
-        (node_ready(&tb, &cp, &node) == "True").then_some(())
-    });
-    assert!(
-        ready.is_some(),
-        "the Node did not turn Ready: {}\n{}",
-        kubectl_ok(&tb, &cp, &["describe", "node", &node]),
-        worker_logs(&tb)
-    );
-    let addresses =
-        cp.kubectl_json(&tb, &["get", "node", &node])["status"]["addresses"].to_string();
-    assert!(
-        addresses.contains(&format!(r#"{{"address":"{NODE_IP}","type":"InternalIP"}}"#)),
-        "{addresses}"
-    );
-    cp.start_kube_proxy(&tb, &node);
+            .trim()
+            .to_string();
+            (!c.is_empty()).then_some(c)
+        })
+        .unwrap_or_else(|| panic!("no podCIDR:\n{}", cp.log("kube-controller-manager")));
+        podnet::install(&w.tb, &w.cidr);
+        segment.route(&w.cidr, w.ip);
+    }
+    for w in &workers {
+        for other in workers.iter().filter(|o| o.ip != w.ip) {
+            podnet::route(&w.tb, &other.cidr, other.ip);
+        }
+    }
+    for w in &workers {
+        // Up to about 140 s: kubelet annotates its CSINode on its own schedule (see
+        // kubelet::node_status), and a Node that registered late waits for the next try.
+        let ready = wait_for(Duration::from_secs(200), || {
+            (node_ready(lan, &cp, &w.node) == "True").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "the Node did not turn Ready: {}\n{}",
+            kubectl_ok(lan, &cp, &["describe", "node", &w.node]),
+            worker_logs(&w.tb)
+        );
+        let addresses =
+            cp.kubectl_json(lan, &["get", "node", &w.node])["status"]["addresses"].to_string();
+        assert!(
+            addresses.contains(&format!(r#"{{"address":"{}","type":"InternalIP"}}"#, w.ip)),
+            "{addresses}"
+        );
+        cp.start_kube_proxy(&w.tb, &w.node, SERVER);
+    }
 
-    // kubelet asked the cluster for its serving certificate: until the CSR is approved,
-    // status and doctor say so, with the fix.
-    let status = text(&tb.exec(&["kubejoin", "status"]));
-    assert!(
-        status.contains("ready:         Ready, but kubelet has no serving certificate yet"),
-        "{status}"
-    );
-    assert!(status.contains("kubectl certificate approve"), "{status}");
-    assert!(!status.contains("no address"), "{status}");
-    let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
-    assert!(
-        doctor.contains(
-            "warn  node-ready           Ready, but kubelet has no serving certificate yet"
-        ),
-        "{doctor}"
-    );
-    approve_serving_csr(&tb, &cp, &node);
-    // A link to an absolute path: read it inside the testbed.
-    let issued = wait_for(Duration::from_secs(30), || {
-        tb.exec(&["test", "-s", "/var/lib/kubelet/kubelet-server-current.pem"])
-            .status
-            .success()
-            .then_some(())
-    });
-    assert!(
-        issued.is_some(),
-        "no serving certificate\n{}\n{}\n--- kubelet on certificates:\n{}",
-        text(&cp.kubectl_out(&tb, &["get", "csr", "-o", "wide"])),
-        text(&tb.exec(&["ls", "-lR", "/var/lib/kubelet/"])),
-        text(&tb.sh(
-            "journalctl --no-pager -u kubelet | grep -i -E 'csr|certificate|serving' | tail -30"
-        ))
-    );
-    let status = text(&tb.exec(&["kubejoin", "status"]));
-    assert!(status.contains("ready:         Ready\n"), "{status}");
-    let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
-    assert!(
-        doctor.contains("ok    node-ready           Ready"),
-        "{doctor}"
-    );
+    for w in &workers {
+        // kubelet asked the cluster for its serving certificate: until the CSR is
+        // approved, status and doctor say so, with the fix.
+        let tb = &w.tb;
+        let status = text(&tb.exec(&["kubejoin", "status"]));
+        assert!(
+            status.contains("ready:         Ready, but kubelet has no serving certificate yet"),
+            "{status}"
+        );
+        assert!(status.contains("kubectl certificate approve"), "{status}");
+        assert!(!status.contains("no address"), "{status}");
+        let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
+        assert!(
+            doctor.contains(
+                "warn  node-ready           Ready, but kubelet has no serving certificate yet"
+            ),
+            "{doctor}"
+        );
+        approve_serving_csr(lan, &cp, &w.node, w.ip);
+        // A link to an absolute path: read it inside the testbed.
+        let issued = wait_for(Duration::from_secs(30), || {
+            tb.exec(&["test", "-s", "/var/lib/kubelet/kubelet-server-current.pem"])
+                .status
+                .success()
+                .then_some(())
+        });
+        assert!(
+            issued.is_some(),
+            "no serving certificate\n{}\n{}\n--- kubelet on certificates:\n{}",
+            text(&cp.kubectl_out(lan, &["get", "csr", "-o", "wide"])),
+            text(&tb.exec(&["ls", "-lR", "/var/lib/kubelet/"])),
+            text(&tb.sh(
+                "journalctl --no-pager -u kubelet | grep -i -E 'csr|certificate|serving' | tail -30"
+            ))
+        );
+        let status = text(&tb.exec(&["kubejoin", "status"]));
+        assert!(status.contains("ready:         Ready\n"), "{status}");
+        let doctor = text(&tb.exec(&["kubejoin", "doctor"]));
+        assert!(
+            doctor.contains("ok    node-ready           Ready"),
+            "{doctor}"
+        );
+    }
     Some(Cluster {
-        tb,
         cp,
-        node,
-        cidr,
+        workers,
+        segment,
         kernel_before,
         _swap,
     })
 }
 
+/// `kubectl run NAME` of busybox on the Node `node` (a nodeSelector: the scheduler still
+/// places it) with `script`.
+fn run_on(c: &Cluster, name: &str, node: &str, script: &str) {
+    let overrides = format!(
+        r#"{{"apiVersion":"v1","spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}}}}}}"#
+    );
+    kubectl_ok(
+        c.lan(),
+        &c.cp,
+        &[
+            "run",
+            name,
+            &format!("--image={BUSYBOX}"),
+            "--restart=Never",
+            &format!("--overrides={overrides}"),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    wait_running(c, name);
+    assert_eq!(c.cp.pod_field(c.lan(), name, "{.spec.nodeName}"), node);
+}
+
+/// What `GET /` from the pod `from` to `ip:port` answers, waiting up to a minute for
+/// `expect` in it; panics with the state of both nodes' networks otherwise.
+fn answers(c: &Cluster, from: &str, ip: &str, port: u16, expect: &str, what: &str) {
+    let served = wait_for(Duration::from_secs(60), || {
+        let out =
+            c.cp.kubectl_out(c.lan(), &["exec", from, "--", "sh", "-c", &get(ip, port)]);
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        body.contains(expect).then_some(body)
+    });
+    if served.is_none() {
+        let last =
+            c.cp.kubectl_out(c.lan(), &["exec", from, "--", "sh", "-c", &get(ip, port)]);
+        let nodes: Vec<String> = c
+            .workers
+            .iter()
+            .map(|w| {
+                format!(
+                    "--- {} ({}):\n{}\n--- its kube-proxy:\n{}",
+                    w.node,
+                    w.ip,
+                    text(&w.tb.sh(
+                        "sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward; ip route; ip -br addr; iptables-save"
+                    )),
+                    c.cp.log(&format!("kube-proxy-{}", w.node))
+                )
+            })
+            .collect();
+        panic!(
+            "{what}: {ip}:{port} did not answer {expect:?} to {from}: {}\n{}",
+            text(&last),
+            nodes.join("\n")
+        );
+    }
+}
+
 #[test]
-fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
-    let Some(c) = joined_worker() else {
+fn kubejoin_workers_run_the_clusters_pods_and_pass_kubernetes_own_specs() {
+    let Some(c) = joined_workers() else {
         return;
     };
-    let (tb, cp, node, cidr) = (&c.tb, &c.cp, &c.node, &c.cidr);
+    let (lan, cp) = (c.lan(), &c.cp);
     // A pod the cluster schedules (no nodeName, no hostNetwork): it runs at an address of
-    // the Node's pod CIDR, and the API server reaches kubelet for its logs and exec.
+    // its Node's pod CIDR, and the API server reaches kubelet for its logs and exec.
     kubectl_ok(
-        tb,
+        lan,
         cp,
         &[
             "run",
@@ -512,25 +626,28 @@ fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
             "echo hello from $(hostname); sleep 3600",
         ],
     );
-    wait_running(tb, cp, "hello");
-    let ip = cp.pod_field(tb, "hello", "{.status.podIP}");
-    let prefix = cidr.trim_end_matches(".0/24");
+    wait_running(&c, "hello");
+    let here_name = cp.pod_field(lan, "hello", "{.spec.nodeName}");
+    let here = c.workers.iter().find(|w| w.node == here_name).unwrap();
+    let there = c.workers.iter().find(|w| w.node != here_name).unwrap();
+    let ip = cp.pod_field(lan, "hello", "{.status.podIP}");
+    let prefix = here.cidr.trim_end_matches(".0/24");
     assert!(
         ip.starts_with(&format!("{prefix}.")),
-        "pod IP {ip} is not in {cidr}"
+        "pod IP {ip} is not in {}",
+        here.cidr
     );
-    assert_eq!(&cp.pod_field(tb, "hello", "{.spec.nodeName}"), node);
     let logs = wait_for(Duration::from_secs(20), || {
-        let l = kubectl_ok(tb, cp, &["logs", "hello"]);
+        let l = kubectl_ok(lan, cp, &["logs", "hello"]);
         l.contains("hello from hello").then_some(l)
     });
     assert!(
         logs.is_some(),
         "{:?}",
-        kubectl_ok(tb, cp, &["logs", "hello"])
+        kubectl_ok(lan, cp, &["logs", "hello"])
     );
     let exec = kubectl_ok(
-        tb,
+        lan,
         cp,
         &[
             "exec",
@@ -543,69 +660,98 @@ fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
     );
     assert_eq!(exec.trim(), "exec in hello");
 
-    // A Service in front of a pod of this node, reached from another pod of this node
-    // through its ClusterIP: kube-proxy's rules, and the bridge's traffic through netfilter
-    // (br_netfilter), without which exactly this case fails.
-    kubectl_ok(
-        tb,
-        cp,
-        &[
-            "run",
-            "web",
-            &format!("--image={BUSYBOX}"),
-            "--restart=Never",
-            "--",
-            "sh",
-            "-c",
-            "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www",
-        ],
-    );
-    wait_running(tb, cp, "web");
-    kubectl_ok(
-        tb,
-        cp,
-        &["expose", "pod", "web", "--port=80", "--target-port=8080"],
-    );
-    let service_ip = kubectl_ok(
-        tb,
-        cp,
-        &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"],
-    );
-    let served = wait_for(Duration::from_secs(60), || {
-        let out = cp.kubectl_out(
-            tb,
-            &["exec", "hello", "--", "sh", "-c", &get(&service_ip, 80)],
+    // A web server on each node, each behind a Service.
+    let serve = "mkdir -p /www && echo served by $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www";
+    run_on(&c, "near", &here.node, serve);
+    run_on(&c, "far", &there.node, serve);
+    let mut service_ips = Vec::new();
+    for pod in ["near", "far"] {
+        kubectl_ok(
+            lan,
+            cp,
+            &["expose", "pod", pod, "--port=80", "--target-port=8080"],
         );
-        let body = String::from_utf8_lossy(&out.stdout).into_owned();
-        body.contains("served by web").then_some(body)
-    });
-    if served.is_none() {
-        let web_ip = cp.pod_field(tb, "web", "{.status.podIP}");
-        let direct = cp.kubectl_out(
-            tb,
-            &["exec", "hello", "--", "sh", "-c", &get(&web_ip, 8080)],
-        );
-        let via = cp.kubectl_out(
-            tb,
-            &["exec", "hello", "--", "sh", "-c", &get(&service_ip, 80)],
-        );
-        panic!(
-            "the Service {service_ip} did not answer from a pod of the same node\n--- the pod {web_ip} directly: {}\n--- the Service: {}\n--- sysctls: {}\n--- kube-proxy:\n{}\n--- nat:\n{}",
-            text(&direct),
-            text(&via),
-            text(&tb.sh("sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward; ip route; ip -br link")),
-            cp.log("kube-proxy"),
-            text(&tb.exec(&["iptables-save"]))
-        );
+        service_ips.push(kubectl_ok(
+            lan,
+            cp,
+            &["get", "service", pod, "-o", "jsonpath={.spec.clusterIP}"],
+        ));
     }
+    // The Service whose endpoint is on the same node: kube-proxy's rules, and the bridge's
+    // traffic through netfilter (br_netfilter), without which exactly this case fails.
+    answers(
+        &c,
+        "hello",
+        &service_ips[0],
+        80,
+        "served by near",
+        "same node, Service",
+    );
+    // The other node's pod at its own address (the host-gw route), and through its Service.
+    let far_ip = cp.pod_field(lan, "far", "{.status.podIP}");
+    answers(
+        &c,
+        "hello",
+        &far_ip,
+        8080,
+        "served by far",
+        "other node, pod",
+    );
+    answers(
+        &c,
+        "hello",
+        &service_ips[1],
+        80,
+        "served by far",
+        "other node, Service",
+    );
+
+    // The cluster's DNS, as kubelet configured the pod from the cluster's kubelet
+    // configuration: the Service's name gives its ClusterIP.
+    let resolv = kubectl_ok(lan, cp, &["exec", "hello", "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 10.96.0.10")
+            && resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    let found = wait_for(Duration::from_secs(30), || {
+        let out = cp.kubectl_out(
+            lan,
+            &[
+                "exec",
+                "hello",
+                "--",
+                "nslookup",
+                "far.default.svc.cluster.local",
+            ],
+        );
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        t.contains(&format!("Address: {}", service_ips[1]))
+            .then_some(t)
+    });
+    assert!(
+        found.is_some(),
+        "{}\n--- dns:\n{}",
+        text(&cp.kubectl_out(
+            lan,
+            &[
+                "exec",
+                "hello",
+                "--",
+                "nslookup",
+                "far.default.svc.cluster.local"
+            ]
+        )),
+        cp.log("dns")
+    );
 
     // Limits reach the pod's cgroup.
-    let manifest = tb.dir().join("limited.yaml");
+    let manifest = c.workers[0].tb.dir().join("limited.yaml");
     std::fs::write(&manifest, LIMITED).unwrap();
-    kubectl_ok(tb, cp, &["create", "-f", &manifest.display().to_string()]);
-    wait_running(tb, cp, "limited");
+    kubectl_ok(lan, cp, &["create", "-f", &manifest.display().to_string()]);
+    wait_running(&c, "limited");
     let cgroup = wait_for(Duration::from_secs(20), || {
-        let l = kubectl_ok(tb, cp, &["logs", "limited"]);
+        let l = kubectl_ok(lan, cp, &["logs", "limited"]);
         (!l.trim().is_empty()).then_some(l)
     })
     .unwrap_or_default();
@@ -626,8 +772,5 @@ fn a_kubejoin_worker_runs_the_clusters_pods_and_passes_kubernetes_own_specs() {
             .collect(),
         _ => LIST.to_vec(),
     };
-    for (spec, why) in LEFT_OUT {
-        eprintln!("  left out: {spec}: {why}");
-    }
-    e2e(tb, cp, &specs, &report_dir("testbed-v1.36.2"));
+    e2e(lan, cp, &specs, &report_dir("testbed-v1.36.2"));
 }

@@ -251,7 +251,7 @@ pub struct ControlPlane {
     pub dir: PathBuf,
     pub token_id: String,
     pub token_secret: String,
-    procs: Vec<(&'static str, Child)>,
+    procs: Vec<(String, Child)>,
 }
 
 /// A command run in the testbed's network namespace only: this machine's files, the
@@ -430,12 +430,16 @@ impl ControlPlane {
     /// kube-proxy for the worker `node` whose network namespace `tb` is: what a cluster's
     /// kube-proxy DaemonSet runs there, as a process of this machine's files in that
     /// namespace instead of a pod (no image of it can be had here), with the admin's
-    /// credentials. iptables mode; the conntrack table's size and timeouts, which are
-    /// kernel-wide, are left as they are.
-    pub fn start_kube_proxy(&mut self, tb: &impl Place, node: &str) {
+    /// credentials and the API server at `server` (as the worker reaches it). iptables
+    /// mode; the conntrack table's size and timeouts, which are kernel-wide, are left as
+    /// they are.
+    pub fn start_kube_proxy(&mut self, tb: &impl Place, node: &str, server: &str) {
+        let kubeconfig = self.dir.join(format!("kube-proxy-{node}.conf"));
+        let admin = fs::read_to_string(self.admin_conf()).unwrap();
+        fs::write(&kubeconfig, admin.replace("https://127.0.0.1:6443", server)).unwrap();
         let mut proxy = in_netns(tb, &self.bin.join("kube-proxy"));
         proxy.args([
-            &format!("--kubeconfig={}", self.admin_conf().display()),
+            &format!("--kubeconfig={}", kubeconfig.display()),
             &format!("--hostname-override={node}"),
             &format!("--cluster-cidr={CLUSTER_CIDR}"),
             "--proxy-mode=iptables",
@@ -445,7 +449,36 @@ impl ControlPlane {
             "--metrics-bind-address=127.0.0.1:10249",
             "--healthz-bind-address=127.0.0.1:10256",
         ]);
-        self.spawn("kube-proxy", proxy);
+        self.spawn(&format!("kube-proxy-{node}"), proxy);
+    }
+
+    /// The cluster's DNS in CoreDNS's place (`dns.py`, which says what it answers): a
+    /// server on `address`:53 of `place`'s namespace, and the Service a cluster has in
+    /// front of CoreDNS, kube-system/kube-dns at 10.96.0.10, its endpoint `address` (a
+    /// Service without a selector, and its Endpoints).
+    pub fn start_dns(&mut self, place: &impl Place, address: &str) {
+        let pki = self.dir.join("pki");
+        let mut dns = in_netns(place, Path::new("/usr/bin/python3"));
+        dns.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dns.py"))
+            .args([address, "53", "cluster.local", "https://127.0.0.1:6443"])
+            .args([
+                pki.join("ca.crt"),
+                pki.join("admin.crt"),
+                pki.join("admin.key"),
+            ]);
+        self.spawn("dns", dns);
+        let manifest = self.dir.join("kube-dns.yaml");
+        let ports = "  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53, protocol: TCP}\n";
+        fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: kube-dns\n  namespace: kube-system\n  labels: {{k8s-app: kube-dns}}\nspec:\n  clusterIP: 10.96.0.10\n  ports:\n{ports}---\n\
+                 apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: kube-dns\n  namespace: kube-system\nsubsets:\n- addresses:\n  - ip: {address}\n  ports:\n{ports}"
+            ),
+        )
+        .unwrap();
+        let out = self.kubectl_out(place, &["apply", "-f", &manifest.display().to_string()]);
+        assert!(out.status.success(), "{}", super::text(&out));
     }
 
     /// kubejoin, as a process of this machine (its files) on the testbed's loopback, with
@@ -561,14 +594,14 @@ impl ControlPlane {
     }
 
     /// Starts one of its processes, its output in `<name>.log`.
-    fn spawn(&mut self, name: &'static str, mut cmd: Command) {
+    fn spawn(&mut self, name: &str, mut cmd: Command) {
         let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let child = cmd
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        self.procs.push((name, child));
+        self.procs.push((name.to_string(), child));
     }
 
     /// The seed's control-plane objects.

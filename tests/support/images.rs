@@ -36,8 +36,8 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > rootfs/etc/group
 /// Builds `DIR/image.tar`: Kubernetes' e2e agnhost image under every name of `names`, as
 /// its Dockerfile (test/images/agnhost) makes it, from the `agnhost` program built from the
 /// same tree: the program (and `agnhost-2`, a link to it), busybox's applets for the
-/// shell tools the specs exec, and as the image has them this machine's curl and
-/// OpenBSD's nc (`-u`, `-v`, which busybox's lacks) with their libraries, and dash as
+/// shell tools the specs exec, and as the image has them this machine's curl, OpenBSD's
+/// nc (`-u`, `-v`, which busybox's lacks) and BIND's dig with their libraries, and dash as
 /// `sh` (Debian's busybox ash runs its own applets before PATH's programs), `/uploads`;
 /// `agnhost pause` the default.
 pub fn agnhost(dir: &Path, program: &Path, names: &[&str]) -> PathBuf {
@@ -47,13 +47,14 @@ cp {program} rootfs/agnhost && ln -s agnhost rootfs/agnhost-2
 cp /bin/busybox rootfs/bin/busybox
 for a in $(rootfs/bin/busybox --list); do [ -e rootfs/bin/$a ] || ln -s busybox rootfs/bin/$a; done
 rm -f rootfs/bin/curl rootfs/bin/nc rootfs/bin/sh
-cp /usr/bin/curl rootfs/bin/curl; cp /bin/nc.openbsd rootfs/bin/nc; cp /bin/dash rootfs/bin/sh
-for lib in $(for b in /usr/bin/curl /bin/nc.openbsd /bin/dash; do ldd $b; done | grep -o '/[^ ]*' | sort -u); do mkdir -p rootfs$(dirname $lib); cp -L $lib rootfs$lib; done
+cp /usr/bin/curl rootfs/bin/curl; cp /bin/nc.openbsd rootfs/bin/nc; cp /bin/dash rootfs/bin/sh; cp /usr/bin/dig rootfs/bin/dig
+{LIBS}
 chmod 1777 rootfs/tmp
 printf 'root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home:/bin/sh\n' > rootfs/etc/passwd
 printf 'root:x:0:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' > rootfs/etc/group
 ",
-        program = program.display()
+        program = program.display(),
+        LIBS = LIBS,
     );
     archive(
         dir,
@@ -61,6 +62,25 @@ printf 'root:x:0:\ngroup-defined-in-image:x:50000:user-defined-in-image\n' > roo
         r#""Env":["PATH=/bin:/usr/bin"],"Entrypoint":["/agnhost"],"Cmd":["pause"]"#,
         names,
     )
+}
+
+/// Copies the libraries (and the loader) of every program in `rootfs/bin` to the same
+/// paths in `rootfs` (shell, run in the image's directory).
+const LIBS: &str = "for lib in $(for b in rootfs/bin/*; do [ -L $b ] || ldd $b 2>/dev/null || true; done | grep -o '/[^ ]*' | sort -u); do mkdir -p rootfs$(dirname $lib); cp -L $lib rootfs$lib; done";
+
+/// Builds `DIR/image.tar`: Kubernetes' e2e glibc-dns-testing image (once jessie-dnsutils)
+/// under every name of `names`, what its DNS specs run in it: a glibc `sh` (dash), `seq`,
+/// and BIND's dig, with their libraries, from this machine (Debian's bind9-dnsutils).
+pub fn dns_testing(dir: &Path, names: &[&str]) -> PathBuf {
+    let rootfs = format!(
+        "mkdir -p rootfs/bin rootfs/tmp rootfs/etc
+cp /bin/dash rootfs/bin/sh; cp /usr/bin/seq rootfs/bin/seq; cp /usr/bin/dig rootfs/bin/dig
+{LIBS}
+chmod 1777 rootfs/tmp
+printf 'root:x:0:0:root:/root:/bin/sh\\n' > rootfs/etc/passwd
+"
+    );
+    archive(dir, &rootfs, r#""Env":["PATH=/bin"],"Cmd":["sh"]"#, names)
 }
 
 /// Builds `DIR/image.tar`, an OCI layout archive of one image under every name of

@@ -1,15 +1,24 @@
 //! A pod network for the tests, made as a network plugin makes one (the cluster's side,
 //! not kubejoin's): Debian's containernetworking-plugins (bridge, host-local, loopback,
 //! portmap, firewall) with a conflist rendered from the Node's `spec.podCIDR`, written
-//! atomically (a temporary file renamed into /etc/cni/net.d, which the runtime watches).
-//! One worker so far: no routes to other workers' pod CIDRs (host-gw) yet. The `firewall`
-//! plugin accepts each pod's traffic in the FORWARD chain, as network plugins do: a host
-//! whose FORWARD policy is DROP (docker sets it) drops traffic between pods of one bridge
-//! otherwise, once br_netfilter sends bridged traffic through iptables.
+//! atomically (a temporary file renamed into /etc/cni/net.d, which the runtime watches),
+//! and host-gw routes: each worker reaches another's pod CIDR through that worker's
+//! InternalIP, on one L2 segment ([`Segment`]), as flannel's host-gw backend does. Pods'
+//! traffic is not masqueraded: a pod sees the other pod's own address.
+//!
+//! The `firewall` plugin and a rule for the cluster CIDR accept pods' traffic in the
+//! FORWARD chain, as network plugins do: a host whose FORWARD policy is DROP (docker sets
+//! it) drops traffic between pods otherwise, once br_netfilter sends bridged traffic
+//! through iptables.
 
 #![allow(dead_code)] // not every test binary has pods
 
-use super::testbed::Testbed;
+use std::path::Path;
+use std::time::Duration;
+
+use super::cluster::{CLUSTER_CIDR, Place, in_netns_of};
+use super::testbed::{Testbed, wait_for};
+use super::vm::Netns;
 
 pub const CONFLIST: &str = "/etc/cni/net.d/10-kubejoin-test.conflist";
 
@@ -25,7 +34,7 @@ pub fn conflist(pod_cidr: &str) -> String {
       "type": "bridge",
       "bridge": "cni0",
       "isGateway": true,
-      "ipMasq": true,
+      "ipMasq": false,
       "hairpinMode": true,
       "ipam": {{
         "type": "host-local",
@@ -42,9 +51,99 @@ pub fn conflist(pod_cidr: &str) -> String {
     )
 }
 
-/// Writes the node's configuration, atomically.
+/// Writes the node's configuration, atomically, and accepts the cluster CIDR's traffic in
+/// the FORWARD chain (pods of other nodes, whose connections the `firewall` plugin, which
+/// knows only this node's pods, would leave to the policy).
 pub fn install(tb: &Testbed, pod_cidr: &str) {
+    let out = tb.sh(&format!(
+        "set -e; for d in -s -d; do
+           iptables -C FORWARD $d {CLUSTER_CIDR} -j ACCEPT 2>/dev/null || iptables -I FORWARD $d {CLUSTER_CIDR} -j ACCEPT
+         done"
+    ));
+    assert!(out.status.success(), "{}", super::text(&out));
     let tmp = format!("{CONFLIST}.temp");
     tb.write(&tmp, conflist(pod_cidr), 0o644);
     tb.exec_ok(&["mv", "-f", &tmp, CONFLIST]);
+}
+
+/// One L2 segment, 10.0.2.0/24: a bridge in a network namespace of the test's own, which
+/// has 10.0.2.2 on it (where the control plane listens, as qemu's user network shows the
+/// host to a VM) and a veth into each worker attached to it. Nothing leaves the namespaces.
+pub struct Segment {
+    pub ns: Netns,
+    workers: usize,
+}
+
+/// The segment's address in its own namespace: the control plane's, the workers' gateway.
+pub const GATEWAY: &str = "10.0.2.2";
+
+impl Segment {
+    pub fn new(dir: &Path) -> Segment {
+        let ns = Netns::new(dir);
+        let out = in_netns_of(ns.pid(), "sh")
+            .args([
+                "-c",
+                &format!(
+                    "set -e; ip link add kjlan type bridge forward_delay 0 stp_state 0; ip link set kjlan up
+                     ip addr add {GATEWAY}/24 dev kjlan"
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", super::text(&out));
+        Segment { ns, workers: 0 }
+    }
+
+    /// Plugs `tb` in with address `ip` on its interface `kjnode`, its default route through
+    /// [`GATEWAY`].
+    pub fn attach(&mut self, tb: &Testbed, ip: &str) {
+        self.workers += 1;
+        let port = format!("kjport{}", self.workers);
+        let out = in_netns_of(tb.pid(), "ip")
+            .args([
+                "link", "add", "kjnode", "type", "veth", "peer", "name", &port,
+            ])
+            .args(["netns", &self.ns.pid().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", super::text(&out));
+        self.sh(&format!("ip link set {port} master kjlan up"));
+        let out = tb.sh(&format!(
+            "set -e; ip link set kjnode up; ip addr add {ip}/24 dev kjnode
+             ip route add default via {GATEWAY} dev kjnode"
+        ));
+        assert!(out.status.success(), "{}", super::text(&out));
+        // Until the bridge forwards on the port (at once: no STP, no forward delay).
+        let forwarding = wait_for(Duration::from_secs(30), || {
+            let out = in_netns_of(self.ns.pid(), "bridge")
+                .args(["link", "show", "dev", &port])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("state forwarding")
+                .then_some(())
+        });
+        assert!(forwarding.is_some(), "{port} does not forward");
+    }
+
+    /// Routes `cidr` through `via` in the segment's own namespace (where the API server
+    /// dials pods, e.g. for its pod proxy, and the DNS server answers them).
+    pub fn route(&self, cidr: &str, via: &str) {
+        self.sh(&format!("ip route replace {cidr} via {via}"));
+    }
+
+    fn sh(&self, script: &str) {
+        let out = in_netns_of(self.ns.pid(), "sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", super::text(&out));
+    }
+}
+
+/// A host-gw route on the worker `tb`: `cidr` (another worker's pods) through `via` (that
+/// worker's InternalIP).
+pub fn route(tb: &Testbed, cidr: &str, via: &str) {
+    let out = tb.sh(&format!("ip route replace {cidr} via {via} dev kjnode"));
+    assert!(out.status.success(), "{}", super::text(&out));
 }
