@@ -774,3 +774,274 @@ fn kubejoin_workers_run_the_clusters_pods_and_pass_kubernetes_own_specs() {
     };
     e2e(lan, cp, &specs, &report_dir("testbed-v1.36.2"));
 }
+
+/// The worker VMs of [`kubejoin_worker_vms_pass_kubernetes_own_specs`]: release, hostname,
+/// address, MAC address.
+const VMS: [(&str, &str, &str, &str); 2] = [
+    (
+        "bookworm",
+        "worker-bookworm",
+        "10.0.2.15",
+        "52:54:00:6b:6a:0f",
+    ),
+    ("trixie", "worker-trixie", "10.0.2.16", "52:54:00:6b:6a:10"),
+];
+
+/// The sandbox image under the names containerd 1.6 (bookworm) and 1.7 (trixie) ask for by
+/// default and the one kubelet v1.36.2 names, so no configuration beyond kubejoin's is
+/// needed.
+const VM_PAUSE: [&str; 5] = [
+    "registry.k8s.io/pause:3.6",
+    "registry.k8s.io/pause:3.8",
+    "registry.k8s.io/pause:3.9",
+    "registry.k8s.io/pause:3.10",
+    PAUSE,
+];
+
+/// `kubejoin token create --output cloud-init`'s user-data with its `packages:` line
+/// replaced: these VMs reach no package archive, so a `runcmd` item installs from the seed
+/// disk the .deb, kubelet and the images (as an air-gapped image carries them), and what
+/// the cluster's DaemonSets would bring: the CNI plugins in /opt/cni/bin (containerd's
+/// default) and kube-proxy with its kubeconfig.
+fn vm_user_data(printed: &str) -> String {
+    let packages = "packages:\n  - kubejoin\nruncmd:\n";
+    assert!(printed.contains(packages), "{printed}");
+    printed.replace(
+        packages,
+        "runcmd:\n  # In place of `packages: [kubejoin]` and the cluster's DaemonSets: this VM reaches no archive or registry.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; for i in /run/seed/image-*.tar; do ctr -n k8s.io images import $i; done; mkdir -p /opt/cni/bin /opt/kube-proxy; tar -C /opt/cni/bin -xf /run/seed/cni.tar; install -m 0755 /run/seed/kube-proxy /opt/kube-proxy/kube-proxy; install -m 0600 /run/seed/kube-proxy.conf /opt/kube-proxy/kubeconfig; umount /run/seed; sync\"]\n",
+    )
+}
+
+/// Kubernetes' conformance list on kubejoin workers that are VMs, Debian 12 and Debian 13
+/// (their own kernels, cgroup v2), each from the user-data `kubejoin token create --output
+/// cloud-init` prints, on one L2 segment (tap devices on the segment's bridge, addresses
+/// from its DHCP server) with the control plane, the pod network and host-gw routes as
+/// above, kube-proxy a unit in each VM. Slow under TCG: `scripts/conformance.sh --vm`.
+#[test]
+#[ignore = "two worker VMs under emulation, about 30 minutes: scripts/conformance.sh --vm"]
+fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
+    use support::vm::{self, Vm};
+    if !vm::available() {
+        return;
+    }
+    let Some(bin) = cluster::binaries_with(VERSION, &WORKLOADS) else {
+        return;
+    };
+    let (Some(deb), Some(images)) = (
+        vm::deb(),
+        VMS.iter()
+            .map(|(release, ..)| vm::image(release))
+            .collect::<Option<Vec<_>>>(),
+    ) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kubejoin-vm-conformance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut segment = Segment::new(&dir.join("segment"));
+    let leases: Vec<(&str, &str)> = VMS.iter().map(|(_, _, ip, mac)| (*mac, *ip)).collect();
+    segment.serve_dhcp(&dir.join("dhcp"), &leases);
+    let lan = &segment.ns;
+    let mut cp = ControlPlane::start_with(
+        lan,
+        VERSION,
+        &bin,
+        Setup {
+            seed: false,
+            workloads: true,
+            bind_any: true,
+            ..Default::default()
+        },
+    );
+    let out = cp.kubejoin(lan, &["cluster", "prepare", "--server", SERVER]);
+    assert!(out.status.success(), "cluster prepare: {}", text(&out));
+    cp.apply_kubeadm_kubelet_config(lan);
+    cp.start_dns(lan, GATEWAY);
+
+    // What the seed disks carry.
+    let carried = dir.join("carried");
+    std::fs::create_dir_all(&carried).unwrap();
+    let archives = [
+        support::images::sleeper(&carried.join("pause"), &VM_PAUSE),
+        support::images::busybox(&carried.join("busybox"), &[BUSYBOX]),
+        support::images::agnhost(&carried.join("agnhost"), &bin.join("agnhost"), &AGNHOST),
+        support::images::dns_testing(&carried.join("dns-testing"), &[DNS_TESTING]),
+    ];
+    let cni = carried.join("cni.tar");
+    let out = std::process::Command::new("tar")
+        .args(["-C", "/usr/lib/cni", "-cf"])
+        .arg(&cni)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let proxy_conf = carried.join("kube-proxy.conf");
+    std::fs::write(&proxy_conf, cp.admin_conf_embedded(SERVER)).unwrap();
+
+    let (kubelet, proxy) = (bin.join("kubelet"), bin.join("kube-proxy"));
+    let image_names: Vec<String> = (0..archives.len())
+        .map(|i| format!("image-{i}.tar"))
+        .collect();
+    let mut vms = Vec::new();
+    for ((release, hostname, _, mac), image) in VMS.iter().zip(&images) {
+        let out = cp.kubejoin(
+            lan,
+            &[
+                "token",
+                "create",
+                "--output",
+                "cloud-init",
+                "--description",
+                hostname,
+                "--groups",
+                "system:bootstrappers:kubeadm:default-node-token",
+            ],
+        );
+        assert!(out.status.success(), "token create: {}", text(&out));
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let tap = format!("kjtap-{release}");
+        segment.tap(&tap);
+        let mut files: Vec<(&str, &Path)> = vec![
+            ("kubejoin.deb", &deb),
+            ("kubelet", &kubelet),
+            ("kube-proxy", &proxy),
+            ("kube-proxy.conf", &proxy_conf),
+            ("cni.tar", &cni),
+        ];
+        for (name, archive) in image_names.iter().zip(&archives) {
+            files.push((name, archive));
+        }
+        let vm_dir = dir.join(hostname);
+        let seed = vm::seed_disk(&vm_dir, &vm_user_data(&printed), hostname, &files);
+        let mut vm = Vm::create(hostname, &vm_dir, image, &seed, lan);
+        vm.on_tap(&tap, mac);
+        vm.boot("");
+        vms.push(vm);
+    }
+
+    // Each joins on its first boot: its Node registers and gets a pod CIDR.
+    let mut cidrs = Vec::new();
+    for (vm, (release, hostname, ip, _)) in vms.iter_mut().zip(VMS) {
+        let cidr = wait_for(Duration::from_secs(25 * 60), || {
+            if !vm.running() {
+                panic!("{hostname} stopped:\n{}", vm.console(40));
+            }
+            let c = String::from_utf8_lossy(
+                &cp.kubectl_out(
+                    lan,
+                    &["get", "node", hostname, "-o", "jsonpath={.spec.podCIDR}"],
+                )
+                .stdout,
+            )
+            .trim()
+            .to_string();
+            (!c.is_empty()).then_some(c)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{hostname} did not join:\n{}\n{}",
+                vm.try_sh(
+                    "journalctl --no-pager -o short-monotonic -u kubejoin -u kubelet -u cloud-final | tail -n 60",
+                    Duration::from_secs(30)
+                )
+                .map(|(_, o)| o)
+                .unwrap_or_else(|e| e),
+                vm.console(30)
+            )
+        });
+        eprintln!(
+            "{hostname} ({release}): registered with pod CIDR {cidr}, {:.0} s after power-on",
+            vm.booted_at().elapsed().as_secs_f64()
+        );
+        // The network plugin's part, as on the testbeds (podnet), in the guest.
+        vm.sh(
+            &format!(
+                "set -e; for d in -s -d; do iptables -C FORWARD $d {} -j ACCEPT 2>/dev/null || iptables -I FORWARD $d {} -j ACCEPT; done
+                 mkdir -p /etc/cni/net.d; cat > {conf}.temp <<'CONF'\n{}CONF\nmv -f {conf}.temp {conf}",
+                cluster::CLUSTER_CIDR,
+                cluster::CLUSTER_CIDR,
+                podnet::conflist(&cidr),
+                conf = podnet::CONFLIST,
+            ),
+        );
+        segment.route(&cidr, ip);
+        cidrs.push(cidr);
+    }
+    for (i, vm) in vms.iter().enumerate() {
+        let (other_cidr, other_ip) = (&cidrs[1 - i], VMS[1 - i].2);
+        vm.sh(&format!("ip route replace {other_cidr} via {other_ip}"));
+    }
+    // kube-proxy, as its DaemonSet would run it: a unit of each VM's.
+    for (vm, (_, hostname, ..)) in vms.iter().zip(VMS) {
+        vm.sh(
+            &format!(
+                "systemd-run --unit=kube-proxy /opt/kube-proxy/kube-proxy --kubeconfig=/opt/kube-proxy/kubeconfig --hostname-override={hostname} --cluster-cidr={} --proxy-mode=iptables",
+                cluster::CLUSTER_CIDR
+            ),
+        );
+    }
+    for (vm, (release, hostname, ip, _)) in vms.iter().zip(VMS) {
+        let ready = wait_for(Duration::from_secs(300), || {
+            (node_ready(lan, &cp, hostname) == "True").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "{hostname} did not turn Ready: {}\n{}",
+            kubectl_ok(lan, &cp, &["describe", "node", hostname]),
+            vm.sh("journalctl --no-pager -u kubelet | tail -n 40")
+        );
+        let addresses =
+            cp.kubectl_json(lan, &["get", "node", hostname])["status"]["addresses"].to_string();
+        assert!(
+            addresses.contains(&format!(r#"{{"address":"{ip}","type":"InternalIP"}}"#)),
+            "{addresses}"
+        );
+        let status = vm.sh("kubejoin status || true");
+        assert!(status.contains("ready:         Ready\n"), "{status}");
+        eprintln!(
+            "{hostname} ({release}): Ready {:.0} s after power-on",
+            vm.booted_at().elapsed().as_secs_f64()
+        );
+    }
+
+    // A pod with limits on each (cgroup v2 workers): memory.max and cpu.max.
+    for (_, hostname, ..) in VMS {
+        let name = format!("limited-{hostname}");
+        let manifest = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            LIMITED.replace("name: limited\n", &format!("name: {name}\n")).replace(
+                "spec:\n  restartPolicy: Never\n",
+                &format!(
+                    "spec:\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: {hostname}}}\n"
+                ),
+            ),
+        )
+        .unwrap();
+        kubectl_ok(lan, &cp, &["create", "-f", &manifest.display().to_string()]);
+        let cgroup = wait_for(Duration::from_secs(600), || {
+            let out = cp.kubectl_out(lan, &["logs", &name]);
+            let l = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (!l.is_empty()).then_some(l)
+        });
+        assert_eq!(
+            cgroup.as_deref(),
+            Some("v2 67108864 25000 100000"),
+            "{}",
+            text(&cp.kubectl_out(lan, &["describe", "pod", &name]))
+        );
+    }
+
+    let specs: Vec<&str> = match std::env::var("KUBEJOIN_CONFORMANCE_FOCUS") {
+        Ok(f) if !f.is_empty() => LIST
+            .iter()
+            .copied()
+            .filter(|s| s.contains(f.as_str()))
+            .collect(),
+        _ => LIST.to_vec(),
+    };
+    e2e(lan, &cp, &specs, &report_dir("vm-v1.36.2"));
+    drop(cp);
+    for mut vm in vms {
+        vm.power_cut();
+    }
+}

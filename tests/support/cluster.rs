@@ -452,6 +452,22 @@ impl ControlPlane {
         self.spawn(&format!("kube-proxy-{node}"), proxy);
     }
 
+    /// The admin's kubeconfig with the API server at `server` and everything in it (no
+    /// paths of this machine): for a program in a VM, e.g. its kube-proxy.
+    pub fn admin_conf_embedded(&self, server: &str) -> String {
+        use base64::Engine;
+        let b64 = |f: &str| {
+            base64::engine::general_purpose::STANDARD
+                .encode(fs::read(self.dir.join("pki").join(f)).unwrap())
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: admin}}\ncurrent-context: c\n",
+            b64("ca.crt"),
+            b64("admin.crt"),
+            b64("admin.key")
+        )
+    }
+
     /// The cluster's DNS in CoreDNS's place (`dns.py`, which says what it answers): a
     /// server on `address`:53 of `place`'s namespace, and the Service a cluster has in
     /// front of CoreDNS, kube-system/kube-dns at 10.96.0.10, its endpoint `address` (a

@@ -72,6 +72,16 @@ pub fn install(tb: &Testbed, pod_cidr: &str) {
 pub struct Segment {
     pub ns: Netns,
     workers: usize,
+    dhcp: Option<std::process::Child>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.dhcp.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
 }
 
 /// The segment's address in its own namespace: the control plane's, the workers' gateway.
@@ -91,7 +101,11 @@ impl Segment {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", super::text(&out));
-        Segment { ns, workers: 0 }
+        Segment {
+            ns,
+            workers: 0,
+            dhcp: None,
+        }
     }
 
     /// Plugs `tb` in with address `ip` on its interface `kjnode`, its default route through
@@ -124,6 +138,41 @@ impl Segment {
                 .then_some(())
         });
         assert!(forwarding.is_some(), "{port} does not forward");
+    }
+
+    /// A tap device `name` on the segment, for a VM's network card (`Vm::on_tap`; qemu
+    /// runs in the segment's namespace).
+    pub fn tap(&self, name: &str) {
+        self.sh(&format!(
+            "ip tuntap add dev {name} mode tap && ip link set {name} master kjlan up"
+        ));
+    }
+
+    /// A DHCP server on the segment, as qemu's user-mode network has one: each MAC address
+    /// of `leases` gets its address, the gateway [`GATEWAY`]; busybox's udhcpd, its files in
+    /// `dir`. It runs as long as the segment.
+    pub fn serve_dhcp(&mut self, dir: &Path, leases: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("udhcpd.conf");
+        let mut text = format!(
+            "start 10.0.2.100\nend 10.0.2.120\ninterface kjlan\nlease_file {}\npidfile {}\n\
+             option subnet 255.255.255.0\noption router {GATEWAY}\noption lease 86400\n",
+            dir.join("udhcpd.leases").display(),
+            dir.join("udhcpd.pid").display()
+        );
+        for (mac, ip) in leases {
+            text.push_str(&format!("static_lease {mac} {ip}\n"));
+        }
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(dir.join("udhcpd.leases"), "").unwrap();
+        let log = std::fs::File::create(dir.join("udhcpd.log")).unwrap();
+        let mut c = in_netns_of(self.ns.pid(), "busybox");
+        c.args(["udhcpd", "-f", "-S"])
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        super::dies_with_parent(&mut c);
+        self.dhcp = Some(c.spawn().expect("busybox udhcpd"));
     }
 
     /// Routes `cidr` through `via` in the segment's own namespace (where the API server

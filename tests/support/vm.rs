@@ -267,6 +267,9 @@ pub struct Vm {
     qemu: Option<Child>,
     boots: u32,
     booted_at: Option<Instant>,
+    /// The tap device (in the namespace) and MAC address of its network card on a
+    /// segment, in place of qemu's user-mode network.
+    tap: Option<(String, String)>,
 }
 
 impl Vm {
@@ -289,7 +292,15 @@ impl Vm {
             qemu: None,
             boots: 0,
             booted_at: None,
+            tap: None,
         }
+    }
+
+    /// Plugs the VM's network card into the tap device `tap` of its namespace (see
+    /// `podnet::Segment::tap`), with MAC address `mac`, in place of qemu's user-mode
+    /// network: from the next boot.
+    pub fn on_tap(&mut self, tap: &str, mac: &str) {
+        self.tap = Some((tap.into(), mac.into()));
     }
 
     fn agent_socket(&self) -> PathBuf {
@@ -335,12 +346,20 @@ impl Vm {
             .arg(drive(&self.dir.join("swap.qcow2"), ",format=qcow2"))
             .arg("-drive")
             .arg(drive(&self.seed, ",format=raw,readonly=on"))
-            .args([
-                "-netdev",
-                "user,id=n0",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ])
+            .args(match &self.tap {
+                None => [
+                    "-netdev".into(),
+                    "user,id=n0".into(),
+                    "-device".into(),
+                    "virtio-net-pci,netdev=n0".into(),
+                ],
+                Some((tap, mac)) => [
+                    "-netdev".to_string(),
+                    format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+                    "-device".into(),
+                    format!("virtio-net-pci,netdev=n0,mac={mac}"),
+                ],
+            })
             .arg("-chardev")
             .arg(format!(
                 "socket,id=qga0,path={},server=on,wait=off",
