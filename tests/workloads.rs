@@ -801,14 +801,15 @@ const VM_PAUSE: [&str; 5] = [
 /// `kubejoin token create --output cloud-init`'s user-data with its `packages:` line
 /// replaced: these VMs reach no package archive, so a `runcmd` item installs from the seed
 /// disk the .deb, kubelet and the images (as an air-gapped image carries them), and what
-/// the cluster's DaemonSets would bring: the CNI plugins in /opt/cni/bin (containerd's
-/// default) and kube-proxy with its kubeconfig.
+/// the cluster's DaemonSets would bring: the CNI plugins where Debian's containerd looks
+/// (/usr/lib/cni, where Debian's containernetworking-plugins puts them) and kube-proxy with
+/// its kubeconfig.
 fn vm_user_data(printed: &str) -> String {
     let packages = "packages:\n  - kubejoin\nruncmd:\n";
     assert!(printed.contains(packages), "{printed}");
     printed.replace(
         packages,
-        "runcmd:\n  # In place of `packages: [kubejoin]` and the cluster's DaemonSets: this VM reaches no archive or registry.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; for i in /run/seed/image-*.tar; do ctr -n k8s.io images import $i; done; mkdir -p /opt/cni/bin /opt/kube-proxy; tar -C /opt/cni/bin -xf /run/seed/cni.tar; install -m 0755 /run/seed/kube-proxy /opt/kube-proxy/kube-proxy; install -m 0600 /run/seed/kube-proxy.conf /opt/kube-proxy/kubeconfig; umount /run/seed; sync\"]\n",
+        "runcmd:\n  # In place of `packages: [kubejoin]` and the cluster's DaemonSets: this VM reaches no archive or registry.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; for i in /run/seed/image-*.tar; do ctr -n k8s.io images import $i; done; mkdir -p /usr/lib/cni /opt/kube-proxy; tar -C /usr/lib/cni -xf /run/seed/cni.tar; install -m 0755 /run/seed/kube-proxy /opt/kube-proxy/kube-proxy; install -m 0600 /run/seed/kube-proxy.conf /opt/kube-proxy/kubeconfig; umount /run/seed; sync\"]\n",
     )
 }
 
@@ -852,10 +853,16 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
             ..Default::default()
         },
     );
+    // The cluster's DNS first: `kubejoin cluster prepare` then gives the kubelet-config it
+    // publishes clusterDNS from the Service kube-system/kube-dns.
+    cp.start_dns(lan, GATEWAY);
     let out = cp.kubejoin(lan, &["cluster", "prepare", "--server", SERVER]);
     assert!(out.status.success(), "cluster prepare: {}", text(&out));
-    cp.apply_kubeadm_kubelet_config(lan);
-    cp.start_dns(lan, GATEWAY);
+    assert!(
+        text(&out).contains("clusterDNS 10.96.0.10 (Service kube-system/kube-dns)"),
+        "{}",
+        text(&out)
+    );
 
     // What the seed disks carry.
     let carried = dir.join("carried");
@@ -892,8 +899,6 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
                 "cloud-init",
                 "--description",
                 hostname,
-                "--groups",
-                "system:bootstrappers:kubeadm:default-node-token",
             ],
         );
         assert!(out.status.success(), "token create: {}", text(&out));
@@ -997,6 +1002,11 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
         );
         let status = vm.sh("kubejoin status || true");
         assert!(status.contains("ready:         Ready\n"), "{status}");
+        let preflight = vm.sh("kubejoin preflight || true");
+        assert!(
+            preflight.contains("CNIPlugins       containerd finds the CNI plugins in /usr/lib/cni"),
+            "{preflight}"
+        );
         eprintln!(
             "{hostname} ({release}): Ready {:.0} s after power-on",
             vm.booted_at().elapsed().as_secs_f64()
@@ -1044,4 +1054,6 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
     for mut vm in vms {
         vm.power_cut();
     }
+    drop(segment);
+    let _ = std::fs::remove_dir_all(&dir);
 }
