@@ -2,8 +2,9 @@
 # Worker VMs beside kubeadm: the same Debian image and the same real v1.36.2 control plane
 # (given kubeadm's objects by `kubeadm init phase`), one worker joined by kubejoin from
 # `kubejoin token create --output cloud-init`, one by `kubeadm join` v1.36.2 following
-# kubeadm's install guide, side by side (tests/vm.rs beside_kubeadm). Prints boot to Node
-# registered for each and what each node ends up with; the README records a run.
+# kubeadm's install guide, side by side (tests/vm.rs beside_kubeadm), with the same pod
+# network. Prints, from power-on, Node registered, Node Ready and the first pod the cluster
+# created Running for each, and what each node ends up with; the README records a run.
 #
 #   scripts/vm-beside-kubeadm.sh          KUBEJOIN_VM_RELEASE=bookworm|trixie (bookworm)
 #

@@ -54,12 +54,21 @@ struct World {
     deb: PathBuf,
     kubelet: PathBuf,
     images: PathBuf,
+    /// With workloads: the CNI plugins (a tar of this machine's /usr/lib/cni), carried on
+    /// every seed for the test's network plugin.
+    cni: Option<PathBuf>,
 }
 
 impl World {
     /// A bare control plane, made ready by `kubejoin cluster prepare` with cluster-info
     /// naming the address the guests use.
     fn new(name: &str) -> Option<World> {
+        Self::with(name, false)
+    }
+
+    /// [`World::new`], and with `workloads` a scheduler and pod CIDRs for the Nodes, and
+    /// the CNI plugins on every seed.
+    fn with(name: &str, workloads: bool) -> Option<World> {
         if !vm::available() {
             return None;
         }
@@ -75,6 +84,7 @@ impl World {
             &bin,
             Setup {
                 seed: false,
+                workloads,
                 ..Setup::default()
             },
         );
@@ -85,6 +95,17 @@ impl World {
             support::text(&out)
         );
         let images = support::images::sleeper(&dir.join("image"), &IMAGES);
+        let cni = workloads.then(|| {
+            let tar = dir.join("cni.tar");
+            let out = cluster::run(
+                std::process::Command::new("tar")
+                    .args(["-C", "/usr/lib/cni", "-cf"])
+                    .arg(&tar)
+                    .arg("."),
+            );
+            assert!(out.status.success(), "{}", support::text(&out));
+            tar
+        });
         Some(World {
             ns,
             cp,
@@ -92,6 +113,7 @@ impl World {
             images,
             deb,
             dir,
+            cni,
         })
     }
 
@@ -136,16 +158,15 @@ impl World {
             .expect("the token in the user-data")
             .to_string();
         let dir = self.dir.join(hostname);
-        let seed = vm::seed_disk(
-            &dir,
-            &user_data(&printed),
-            hostname,
-            &[
-                ("kubejoin.deb", &self.deb),
-                ("kubelet", &self.kubelet),
-                ("images.tar", &self.images),
-            ],
-        );
+        let mut files = vec![
+            ("kubejoin.deb", self.deb.as_path()),
+            ("kubelet", &self.kubelet),
+            ("images.tar", &self.images),
+        ];
+        if let Some(cni) = &self.cni {
+            files.push(("cni.tar", cni));
+        }
+        let seed = vm::seed_disk(&dir, &user_data(&printed), hostname, &files);
         Some((
             Vm::create(hostname, &dir, &image, &seed, &self.ns),
             token_id,
@@ -410,6 +431,73 @@ impl World {
             ));
         }
         Ok(())
+    }
+}
+
+impl World {
+    /// Once the Node `hostname` is registered: a pod the cluster creates for it (the
+    /// scheduler places it, by a nodeSelector), and the test's network plugin in the guest
+    /// as soon as the Node has a pod CIDR (the CNI plugins from the seed in /usr/lib/cni and
+    /// /opt/cni/bin, where Debian's and upstream's containerd look, and the conflist of
+    /// `podnet`). Returns, from power-on, when the Node turned Ready and when the pod ran.
+    fn first_pod(&self, vm: &Vm, hostname: &str) -> Result<(Duration, Duration), String> {
+        let pod = format!("first-{hostname}");
+        let overrides = format!(
+            r#"{{"apiVersion":"v1","spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{hostname}"}}}}}}"#
+        );
+        let out = self.cp.kubectl_out(
+            &self.ns,
+            &[
+                "run",
+                &pod,
+                &format!("--image={POD_IMAGE}"),
+                "--restart=Never",
+                &format!("--overrides={overrides}"),
+            ],
+        );
+        if !out.status.success() {
+            return Err(format!("kubectl run: {}", support::text(&out)));
+        }
+        let cidr = support::testbed::wait_for(Duration::from_secs(300), || {
+            let c = self.kubectl(&["get", "node", hostname, "-o", "jsonpath={.spec.podCIDR}"]);
+            (!c.trim().is_empty()).then(|| c.trim().to_string())
+        })
+        .ok_or("the Node got no pod CIDR")?;
+        vm.sh(&format!(
+            "set -e; mkdir -p /run/seed /usr/lib/cni /opt/cni/bin /etc/cni/net.d; mount -o ro LABEL=cidata /run/seed
+             tar -C /usr/lib/cni -xf /run/seed/cni.tar; tar -C /opt/cni/bin -xf /run/seed/cni.tar; umount /run/seed
+             cat > {conf}.temp <<'CONF'\n{}CONF\nmv -f {conf}.temp {conf}",
+            support::podnet::conflist(&cidr),
+            conf = support::podnet::CONFLIST,
+        ));
+        let ready = support::testbed::wait_for(Duration::from_secs(600), || {
+            let r = self.kubectl(&[
+                "get",
+                "node",
+                hostname,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (r.trim() == "True").then(|| vm.booted_at().elapsed())
+        })
+        .ok_or_else(|| {
+            format!(
+                "the Node did not turn Ready\n{}",
+                journal(vm, "kubelet", 30)
+            )
+        })?;
+        let running = support::testbed::wait_for(Duration::from_secs(600), || {
+            (self.cp.pod_field(&self.ns, &pod, "{.status.phase}") == "Running")
+                .then(|| vm.booted_at().elapsed())
+        })
+        .ok_or_else(|| {
+            format!(
+                "the pod did not run: {}\n{}",
+                self.kubectl(&["describe", "pod", &pod]),
+                journal(vm, "kubelet", 30)
+            )
+        })?;
+        Ok((ready, running))
     }
 }
 
@@ -954,12 +1042,14 @@ fn node_state(vm: &Vm) -> String {
 
 /// Beside kubeadm: the same image, the same cluster (given kubeadm's objects), one worker
 /// joined by kubejoin from `token create --output cloud-init`, one by `kubeadm join`
-/// v1.36.2 with a token of kubeadm's group and the same pin, side by side. Prints boot to
-/// Node registered for each and what each node ends up with.
+/// v1.36.2 with a token of kubeadm's group and the same pin, side by side, with the same
+/// pod network (the test's plugin, installed once the Node has its pod CIDR). Prints, from
+/// power-on, Node registered, Node Ready and the first pod the cluster created Running for
+/// each, and what each node ends up with.
 #[test]
 #[ignore = "needs kubeadm v1.36.2 (scripts/real-kubernetes.sh kubeadm-1.36): scripts/vm-beside-kubeadm.sh"]
 fn beside_kubeadm() {
-    let Some(w) = World::new("kubeadm") else {
+    let Some(w) = World::with("kubeadm", true) else {
         return;
     };
     let bin = cluster::binaries(KUBE).unwrap();
@@ -980,6 +1070,7 @@ fn beside_kubeadm() {
             vm.boot("");
             let at = w.wait_joined(&mut vm, hostname)?;
             w.joined_right(&vm, hostname, &token_id)?;
+            let (ready, running) = w.first_pod(&vm, hostname)?;
             let cost = vm.sh(
                 "journalctl --no-pager -o cat -u kubejoin | grep \"kubejoin's own cost\" | tail -n1",
             );
@@ -987,8 +1078,10 @@ fn beside_kubeadm() {
                 "systemctl show -p ActiveEnterTimestampMonotonic --value kubejoin.service",
             );
             Ok(format!(
-                "kubejoin ({release}): boot to Node registered {:.0} s; {}; kubejoin.service active at {} s of the guest's clock\n{}",
+                "kubejoin ({release}): boot to Node registered {:.0} s, Ready {:.0} s, first pod Running {:.0} s; {}; kubejoin.service active at {} s of the guest's clock\n{}",
                 at.as_secs_f64(),
+                ready.as_secs_f64(),
+                running.as_secs_f64(),
                 cost.trim(),
                 kubejoin_active.trim().parse::<u64>().unwrap_or(0) / 1_000_000,
                 node_state(&vm)
@@ -1020,6 +1113,7 @@ fn beside_kubeadm() {
                     ("kubeadm", &kubeadm),
                     ("kubelet", &w.kubelet),
                     ("images.tar", &w.images),
+                    ("cni.tar", w.cni.as_ref().unwrap()),
                 ],
             );
             let mut vm = Vm::create(hostname, &dir, &vm::image(release).unwrap(), &seed, &w.ns);
@@ -1039,6 +1133,7 @@ fn beside_kubeadm() {
             let Some(at) = registered else {
                 return Err(format!("kubeadm's worker never registered:\n{log}"));
             };
+            let (ready, running) = w.first_pod(&vm, hostname)?;
             // kubeadm join returns once kubelet has its certificate; wait for its status file.
             let done = support::testbed::wait_for(Duration::from_secs(300), || {
                 vm.try_sh("cat /var/log/kubeadm-join.status", Duration::from_secs(20))
@@ -1047,8 +1142,10 @@ fn beside_kubeadm() {
                     .map(|(_, s)| s.trim().to_string())
             });
             Ok(format!(
-                "kubeadm join ({release}): boot to Node registered {:.0} s; exit status {}\n{}\n{}",
+                "kubeadm join ({release}): boot to Node registered {:.0} s, Ready {:.0} s, first pod Running {:.0} s; exit status {}\n{}\n{}",
                 at.as_secs_f64(),
+                ready.as_secs_f64(),
+                running.as_secs_f64(),
                 done.unwrap_or_else(|| "none".into()),
                 vm.sh("tail -n 12 /var/log/kubeadm-join.log"),
                 node_state(&vm)
