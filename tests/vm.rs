@@ -504,11 +504,9 @@ impl World {
 /// `kubejoin token create --output cloud-init`'s user-data with its `packages:` line
 /// replaced: the package, kubelet and the images come from the seed disk.
 fn user_data(printed: &str) -> String {
-    let packages = "packages:\n  - kubejoin\nruncmd:\n";
-    assert!(printed.contains(packages), "{printed}");
-    printed.replace(
-        packages,
-        "runcmd:\n  # In place of `packages: [kubejoin]`: this VM reaches no package archive. Synced as\n  # dpkg syncs what it installs, so that a power cut later does not lose kubelet.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed; sync\"]\n",
+    vm::without_packages(
+        printed,
+        "  # In place of `packages: [kubejoin]`: this VM reaches no package archive. Synced as\n  # dpkg syncs what it installs, so that a power cut later does not lose kubelet.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed; sync\"]\n",
     )
 }
 
@@ -1036,7 +1034,7 @@ fn node_state(vm: &Vm) -> String {
     vm.sh(
         "echo '--- /var/lib/kubelet/config.yaml'; cat /var/lib/kubelet/config.yaml; \
          echo '--- files'; find /etc/kubernetes /var/lib/kubelet /etc/systemd/system/kubelet.service* -maxdepth 2 \\( -type f -o -type l \\) 2>/dev/null | grep -v -e '/pods/' -e '/plugins' -e 'cpu_manager' -e 'memory_manager' -e 'dra_manager' | sort; \
-         echo '--- a bootstrap token on disk'; grep -rls 'token: ' /etc/kubernetes /var/lib/kubelet /etc/kubejoin 2>/dev/null || echo none",
+         echo '--- a bootstrap token on disk'; grep -rlsE '[a-z0-9]{6}\\.[a-z0-9]{16}' /etc/kubernetes /var/lib/kubelet /etc/kubejoin 2>/dev/null || echo none",
     )
 }
 

@@ -65,6 +65,19 @@ const LIST: [&str; 12] = [
     "DNS should provide DNS for the cluster [Conformance]",
 ];
 
+/// The list, or those of its specs whose name has KUBEJOIN_CONFORMANCE_FOCUS in it
+/// (`scripts/conformance.sh SUBSTRING`).
+fn specs() -> Vec<&'static str> {
+    match std::env::var("KUBEJOIN_CONFORMANCE_FOCUS") {
+        Ok(f) if !f.is_empty() => LIST
+            .iter()
+            .copied()
+            .filter(|s| s.contains(f.as_str()))
+            .collect(),
+        _ => LIST.to_vec(),
+    }
+}
+
 /// The images, in the directory `[host] image_archives` names.
 fn carry_images(tb: &Testbed, agnhost: &Path) {
     let images = [
@@ -762,17 +775,8 @@ fn kubejoin_workers_run_the_clusters_pods_and_pass_kubernetes_own_specs() {
     };
     assert_eq!(cgroup.trim(), expected);
 
-    // Kubernetes' own specs: the list, or those of its specs whose name has
-    // KUBEJOIN_CONFORMANCE_FOCUS in it (`scripts/conformance.sh SUBSTRING`).
-    let specs: Vec<&str> = match std::env::var("KUBEJOIN_CONFORMANCE_FOCUS") {
-        Ok(f) if !f.is_empty() => LIST
-            .iter()
-            .copied()
-            .filter(|s| s.contains(f.as_str()))
-            .collect(),
-        _ => LIST.to_vec(),
-    };
-    e2e(lan, cp, &specs, &report_dir("testbed-v1.36.2"));
+    // Kubernetes' own specs.
+    e2e(lan, cp, &specs(), &report_dir("testbed-v1.36.2"));
 }
 
 /// The worker VMs of [`kubejoin_worker_vms_pass_kubernetes_own_specs`]: release, hostname,
@@ -805,11 +809,9 @@ const VM_PAUSE: [&str; 5] = [
 /// (/usr/lib/cni, where Debian's containernetworking-plugins puts them) and kube-proxy with
 /// its kubeconfig.
 fn vm_user_data(printed: &str) -> String {
-    let packages = "packages:\n  - kubejoin\nruncmd:\n";
-    assert!(printed.contains(packages), "{printed}");
-    printed.replace(
-        packages,
-        "runcmd:\n  # In place of `packages: [kubejoin]` and the cluster's DaemonSets: this VM reaches no archive or registry.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; for i in /run/seed/image-*.tar; do ctr -n k8s.io images import $i; done; mkdir -p /usr/lib/cni /opt/kube-proxy; tar -C /usr/lib/cni -xf /run/seed/cni.tar; install -m 0755 /run/seed/kube-proxy /opt/kube-proxy/kube-proxy; install -m 0600 /run/seed/kube-proxy.conf /opt/kube-proxy/kubeconfig; umount /run/seed; sync\"]\n",
+    support::vm::without_packages(
+        printed,
+        "  # In place of `packages: [kubejoin]` and the cluster's DaemonSets: this VM reaches no archive or registry.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; for i in /run/seed/image-*.tar; do ctr -n k8s.io images import $i; done; mkdir -p /usr/lib/cni /opt/kube-proxy; tar -C /usr/lib/cni -xf /run/seed/cni.tar; install -m 0755 /run/seed/kube-proxy /opt/kube-proxy/kube-proxy; install -m 0600 /run/seed/kube-proxy.conf /opt/kube-proxy/kubeconfig; umount /run/seed; sync\"]\n",
     )
 }
 
@@ -1041,15 +1043,7 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
         );
     }
 
-    let specs: Vec<&str> = match std::env::var("KUBEJOIN_CONFORMANCE_FOCUS") {
-        Ok(f) if !f.is_empty() => LIST
-            .iter()
-            .copied()
-            .filter(|s| s.contains(f.as_str()))
-            .collect(),
-        _ => LIST.to_vec(),
-    };
-    e2e(lan, &cp, &specs, &report_dir("vm-v1.36.2"));
+    e2e(lan, &cp, &specs(), &report_dir("vm-v1.36.2"));
     drop(cp);
     for mut vm in vms {
         vm.power_cut();

@@ -227,6 +227,16 @@ impl Drop for Netns {
     }
 }
 
+/// `kubejoin token create --output cloud-init`'s user-data (`printed`) with its `packages:`
+/// line replaced by the `runcmd` items `items` (lines of a YAML list, each ending in a
+/// newline), put before its own: these VMs reach no package archive, so the items install
+/// from the seed disk what the package would.
+pub fn without_packages(printed: &str, items: &str) -> String {
+    let packages = "packages:\n  - kubejoin\nruncmd:\n";
+    assert!(printed.contains(packages), "{printed}");
+    printed.replace(packages, &format!("runcmd:\n{items}"))
+}
+
 /// A NoCloud seed disk: `user-data`, `meta-data` (instance id and hostname) and `files`
 /// (name, source), as an ISO 9660 image labelled `cidata`.
 pub fn seed_disk(dir: &Path, user_data: &str, hostname: &str, files: &[(&str, &Path)]) -> PathBuf {
