@@ -93,8 +93,15 @@ for tool in dbus-daemon iptables dockerd cloud-init; do
     exit 0
   fi
 done
+# A part of the demo is a test of tests/demo.rs; what it says is the demo, libtest's own
+# lines ("running 1 test", its progress dot, "test result: ...") are not.
+part() {
+  cargo test --quiet --test demo -- --ignored --nocapture --exact "$1" 2>&1 |
+    { grep --line-buffered -v -E '^(running [0-9]+ tests?|test result: .*|\.)$' || true; }
+}
+
 echo "== part 2: kubejoin run, as kubejoin.service, in a testbed"
-cargo test --quiet --test demo -- --ignored --nocapture --exact join_a_worker_in_a_testbed
+part join_a_worker_in_a_testbed
 
 cache=$(bash scripts/real-kubernetes.sh --print-cache)
 if [ ! -x "$cache/v1.36.2/kubelet" ] && [ ! -x "$cache/v1.20.2/kubelet" ]; then
@@ -106,4 +113,4 @@ fi
 echo
 echo "== part 3: the control plane's half and the join with REAL Kubernetes: a bare cluster,"
 echo "   kubejoin cluster prepare, kubejoin token create, kubejoin doctor, then the join"
-cargo test --quiet --test demo -- --ignored --nocapture --exact join_a_worker_to_real_kubernetes
+part join_a_worker_to_real_kubernetes

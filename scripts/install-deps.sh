@@ -25,13 +25,17 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== apt-get install ${missing[*]} (from Debian's archive: under a minute)"
   export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 DEBCONF_NOWARNINGS=yes
   apt-get update -q
-  # Where a policy-rc.d forbids starting services (containers, chroots), dpkg says
-  # "invoke-rc.d: policy-rc.d denied execution of start." for docker and containerd: the
-  # tests never use this machine's, so that line is left out.
-  apt-get install -y -q "${missing[@]}" 2>&1 | { grep -v '^invoke-rc.d: policy-rc.d denied execution of' || true; }
+  # What apt will do, counted before it does it: the packages named pull in many more.
+  plan=$(apt-get install -s "${missing[@]}" 2>/dev/null | grep -c '^Inst ' || true)
+  echo "== apt-get install ${missing[*]}: $plan packages installed or upgraded, with what they depend on (from Debian's archive: about a minute)"
+  # Where a policy-rc.d forbids starting services (containers, chroots), or no init tells
+  # the runlevel, dpkg says "invoke-rc.d: policy-rc.d denied execution of start." or
+  # "invoke-rc.d: could not determine current runlevel" for docker, containerd and dbus:
+  # the tests never use this machine's, so those lines are left out.
+  apt-get install -y -q "${missing[@]}" 2>&1 |
+    { grep -v -e '^invoke-rc.d: policy-rc.d denied execution of' -e '^invoke-rc.d: could not determine current runlevel' || true; }
 fi
 [ "$what" = demo ] && exit 0
 

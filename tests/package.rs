@@ -65,6 +65,37 @@ fn run(cmd: &mut Command) -> String {
     text(&out)
 }
 
+/// The README's figure for the release binary ("The release binary both carry is N
+/// bytes") is within 5 % of the one `packaging/build.sh` built.
+#[test]
+fn the_readme_gives_the_release_binarys_size() {
+    let Some(_) = packages() else { return };
+    let bin = root().join("target/release/kubejoin");
+    let size = std::fs::metadata(&bin)
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
+        .len();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let key = "The release binary both carry is ";
+    let at = flat
+        .find(key)
+        .expect("the README gives the release binary's size")
+        + key.len();
+    let said: u64 = flat[at..]
+        .split(" bytes")
+        .next()
+        .unwrap()
+        .replace(' ', "")
+        .parse()
+        .expect("a number of bytes");
+    let off = size.abs_diff(said) as f64 / size as f64;
+    assert!(
+        off <= 0.05,
+        "the README says the release binary is {said} bytes; it is {size} ({:.1} % off): update \"Install and configure\"",
+        off * 100.0
+    );
+}
+
 #[test]
 fn the_deb_passes_lintian() {
     let Some((deb, _)) = packages() else { return };
