@@ -9,7 +9,8 @@
 #                          containernetworking-plugins (the pod network's CNI plugins, in
 #                          /usr/lib/cni), busybox-static, netcat-openbsd, curl and
 #                          bind9-dnsutils (the programs of the e2e busybox, agnhost and
-#                          glibc-dns-testing images) (Debian's archive), cargo-deb
+#                          glibc-dns-testing images), apt-utils, createrepo-c and gnupg
+#                          (packaging/repo.sh) (Debian's archive), cargo-deb
 #                          and cargo-generate-rpm (built from crates.io), and this machine's
 #                          systemd-resolved .deb for a testbed test (Debian's archive).
 # scripts/fuzz.sh installs cargo-fuzz itself. Used by demo/run.sh (demo) and .ci/run (all).
@@ -19,7 +20,7 @@ what=${1:-all}
 case "$what" in demo|all) ;; *) echo "usage: $0 [demo|all]" >&2; exit 2 ;; esac
 
 packages=(gcc dbus iptables docker.io cloud-init)
-[ "$what" = all ] && packages+=(lintian rpm rpmlint containernetworking-plugins busybox-static netcat-openbsd curl bind9-dnsutils)
+[ "$what" = all ] && packages+=(lintian rpm rpmlint containernetworking-plugins busybox-static netcat-openbsd curl bind9-dnsutils apt-utils createrepo-c gnupg)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

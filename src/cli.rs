@@ -160,6 +160,22 @@ pub struct DoctorArgs {
     pub output: Output,
 }
 
+/// The package repository a worker's cloud-init user-data installs kubejoin from.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// With --output cloud-init: install kubejoin from this repository (as
+    /// packaging/repo.sh makes it: URL/apt for apt, URL/rpm for dnf), trusted through
+    /// --repo-key only. Without it, the user-data's `packages: [kubejoin]` uses the
+    /// repositories the image already has.
+    #[arg(long, value_name = "URL", requires = "repo_key")]
+    pub repo: Option<String>,
+
+    /// The repository's public signing key, ASCII-armoured (packaging/repo.sh writes
+    /// kubejoin-archive-keyring.asc).
+    #[arg(long, value_name = "FILE", requires = "repo")]
+    pub repo_key: Option<PathBuf>,
+}
+
 /// The admin kubeconfig of `cluster` and `token`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -260,6 +276,9 @@ pub struct TokenCreateArgs {
     #[arg(long, value_enum, default_value_t = TokenOutput::Config)]
     pub output: TokenOutput,
 
+    #[command(flatten)]
+    pub repo: RepoArgs,
+
     /// The node that joins with the token deletes it on the cluster once it is in, and
     /// every copy of it dies with it (a Role and RoleBinding let the token delete its own
     /// Secret and nothing else). The default with --output cloud-init; otherwise give
@@ -328,6 +347,9 @@ pub struct InitArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = InitOutput::Config)]
     pub output: InitOutput,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
 }
 
 #[derive(Debug, Args)]

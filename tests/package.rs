@@ -303,3 +303,110 @@ fn the_example_user_data_installs_the_deb_and_joins() {
     let status = text(&tb.exec(&["systemctl", "status", "--no-pager", "kubejoin.service"]));
     assert!(status.contains("active (exited)"), "{status}");
 }
+
+/// `packaging/repo.sh` makes a signed apt repository (a test key), and a worker whose
+/// user-data is `kubejoin config init --output cloud-init --repo ... --repo-key ...`
+/// installs kubejoin from it through cloud-init's own `apt:` and `packages:` (real apt,
+/// checking the InRelease signature against the key the user-data carries), and joins. A
+/// copy of the repository whose InRelease was changed is refused by apt.
+#[test]
+fn the_signed_repository_installs_through_cloud_init() {
+    let Some(_) = packages() else { return };
+    if !(tool("apt-ftparchive") && tool("createrepo_c") && testbed::available()) {
+        return;
+    }
+    let repo =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    let made = run(Command::new("bash")
+        .arg(root().join("packaging/repo.sh"))
+        .arg("--test-key")
+        .arg(&repo));
+    assert!(
+        repo.join("apt/dists/stable/InRelease").exists()
+            && repo.join("rpm/repodata/repomd.xml.asc").exists(),
+        "{made}"
+    );
+    let token_file = repo.join("token");
+    std::fs::write(
+        &token_file,
+        format!("{}.{REAL_TOKEN_SECRET}\n", apiserver_double::REAL_TOKEN_ID),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubejoin"))
+        .args([
+            "config",
+            "init",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--ca-cert-hash",
+            "sha256:c5a7d6bff8b0f36878bb9a89ecdb489acb3bce12e8944d37f06d88cb8d80564b",
+            "--output",
+            "cloud-init",
+            "--repo",
+            &format!("file://{}", repo.display()),
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--repo-key")
+        .arg(repo.join("kubejoin-archive-keyring.asc"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let user_data = String::from_utf8(out.stdout).unwrap();
+    // The user-data as printed. The machine's own apt sources lead nowhere from a testbed
+    // (no network): emptied there, so that only the repository's is read.
+    let mut builder = Testbed::builder()
+        .with_docker(true)
+        .with_kubelet_standin("/usr/local/bin/kubelet");
+    let lists = std::fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([PathBuf::from("/etc/apt/sources.list")]);
+    for list in lists.filter(|p| p.exists()) {
+        builder = builder.with_file(list, "", 0o644);
+    }
+    let mut tb = builder
+        .with_cloud_init(user_data)
+        .boot_timeout(Duration::from_secs(240))
+        .boot_no_wait()
+        .unwrap();
+    let _api = api(&tb, apiserver_double::ApiServer::builder());
+    tb.wait_booted(Duration::from_secs(240)).unwrap();
+    let policy = text(&tb.exec(&["apt-cache", "policy", "kubejoin"]));
+    assert!(
+        text(&tb.exec(&["dpkg-query", "-W", "-f", "${Status}", "kubejoin"]))
+            .contains("install ok installed"),
+        "{policy}\n{}",
+        text(&tb.exec(&["tail", "-n", "40", "/var/log/cloud-init-output.log"]))
+    );
+    assert!(
+        policy.contains(&format!("file:{}/apt stable/main", repo.display())),
+        "{policy}"
+    );
+    assert_eq!(tb.unit_state("kubejoin.service"), "active exited");
+    assert_eq!(tb.unit_state("kubelet.service"), "active running");
+
+    // A changed InRelease: its signature no longer holds, and apt refuses the repository.
+    let bad = tb.sh(&format!(
+        "set -e; rm -rf /tmp/bad; cp -r {}/apt /tmp/bad
+         sed -i 's/^Suite: stable/Suite: stabIe/' /tmp/bad/dists/stable/InRelease
+         echo 'deb [signed-by=/etc/apt/keyrings/kubejoin.asc] file:/tmp/bad stable main' > /tmp/bad.list
+         apt-get update -o Dir::Etc::sourcelist=/tmp/bad.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 2>&1 || echo \"apt-get exited $?\"",
+        repo.display()
+    ));
+    let said = text(&bad);
+    assert!(
+        said.contains("apt-get exited 100") && said.contains("BADSIG"),
+        "{said}"
+    );
+    drop(tb);
+    let _ = std::fs::remove_dir_all(&repo);
+}

@@ -29,6 +29,7 @@ pub fn init(args: cli::InitArgs) -> Result<(), Failure> {
             format!("{:?}: {e}", args.ca_cert_hashes[i]),
         )
     })?;
+    let repo = super::context::repository(&args.repo, args.output == cli::InitOutput::CloudInit)?;
     let text = match args.output {
         cli::InitOutput::Config => {
             crate::init::config_toml(&servers, &pins, &args.token_file.display().to_string())
@@ -41,7 +42,7 @@ pub fn init(args: cli::InitArgs) -> Result<(), Failure> {
                 config::TokenSource::File(args.token_file.clone())
             };
             let token = config::DiskTokens.read(&source, &config::Origin::Flag("--token-file"))?;
-            crate::init::cloud_init(&servers, &pins, &token)
+            crate::init::cloud_init(&servers, &pins, &token, repo.as_ref())
         }
     };
     print!("{text}");

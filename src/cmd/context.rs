@@ -60,3 +60,37 @@ pub fn admin_api(args: &cli::AdminArgs) -> Result<(admin::Admin, Api), Failure> 
     tracing::info!(kubeconfig = %path.display(), server = %admin.server, user = %admin.user, "admin kubeconfig read");
     Ok((admin, api))
 }
+
+/// The repository of `--repo` and `--repo-key`, which only cloud-init's user-data holds.
+pub fn repository(
+    args: &cli::RepoArgs,
+    cloud_init: bool,
+) -> Result<Option<crate::init::Repository>, Failure> {
+    let (Some(url), Some(key_file)) = (&args.repo, &args.repo_key) else {
+        return Ok(None);
+    };
+    let flag = |flag: &'static str, message: String| {
+        Failure::Config(crate::config::ConfigError {
+            origin: crate::config::Origin::Flag(flag),
+            key: None,
+            message,
+            transient: false,
+        })
+    };
+    if !cloud_init {
+        return Err(flag(
+            "--repo",
+            "only --output cloud-init installs the package: give --output cloud-init, or leave --repo out".into(),
+        ));
+    }
+    let key = std::fs::read_to_string(key_file)
+        .map_err(|e| flag("--repo-key", format!("{}: {e}", key_file.display())))?;
+    crate::init::Repository::new(url, &key)
+        .map(Some)
+        .map_err(|e| match e {
+            crate::init::RepoError::Url(m) => flag("--repo", m),
+            crate::init::RepoError::Key(m) => {
+                flag("--repo-key", format!("{}: {m}", key_file.display()))
+            }
+        })
+}

@@ -32,6 +32,7 @@ pub async fn create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
             fix: "give groups of the form system:bootstrappers:NAME ([a-z0-9:-], ending in a letter or digit), comma-separated".into(),
         });
     }
+    let repo = super::context::repository(&args.repo, args.output == cli::TokenOutput::CloudInit)?;
     let (_, api) = admin_api(&args.admin)?;
     let (server, pins) = worker_values(&api).await?;
     let token = tokens::generate();
@@ -64,7 +65,10 @@ pub async fn create(args: cli::TokenCreateArgs) -> Result<(), Failure> {
             "{}",
             init::config_toml_with_token(&servers, &pins, &token).as_str()
         ),
-        cli::TokenOutput::CloudInit => print!("{}", init::cloud_init(&servers, &pins, &token)),
+        cli::TokenOutput::CloudInit => print!(
+            "{}",
+            init::cloud_init(&servers, &pins, &token, repo.as_ref())
+        ),
         cli::TokenOutput::Json => print_json(&serde_json::json!({
             "token": token.expose().as_str(),
             "id": token.id(),
