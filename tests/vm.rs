@@ -1,10 +1,11 @@
 //! Proven on real machines: worker VMs with their own kernel (Debian 12 and 13 from
 //! `scripts/vm-images.sh`: cgroup v2 only, systemd, cloud-init, containerd, a swap device
-//! in fstab) boot from a NoCloud seed whose user-data is exactly what `kubejoin token
-//! create --output cloud-init` printed, but for its `packages:` line: these VMs reach no
-//! package archive, so a `runcmd` item installs the .deb of `packaging/build.sh`, kubelet
-//! and the images (a sandbox image under containerd's default names, and the test pod's)
-//! from the seed disk, as an air-gapped image would carry them. The cluster is a real
+//! in fstab) boot from a NoCloud seed whose user-data is what `kubejoin token create
+//! --output cloud-init --repo http://10.0.2.2:8080 --repo-key ...` printed: cloud-init
+//! installs kubejoin from a signed repository (`packaging/repo.sh`, a test key) served on
+//! the test's namespace, through its own `apt:` and `packages:`. One `runcmd` item is
+//! added first, for what a worker image would carry: kubelet and the images (a sandbox
+//! image under containerd's default names, and the test pod's), from the seed disk. The cluster is a real
 //! v1.36.2 control plane made ready by `kubejoin cluster prepare`, in a network namespace
 //! of the test's own, where the guests reach it as 10.0.2.2 (qemu's user-mode network).
 //!
@@ -51,13 +52,19 @@ struct World {
     ns: Netns,
     cp: ControlPlane,
     dir: PathBuf,
-    deb: PathBuf,
     kubelet: PathBuf,
     images: PathBuf,
     /// With workloads: the CNI plugins (a tar of this machine's /usr/lib/cni), carried on
     /// every seed for the test's network plugin.
     cni: Option<PathBuf>,
+    /// The signed repository of `packaging/repo.sh` (test key) the guests install kubejoin
+    /// from, served at http://10.0.2.2:8080.
+    repo: PathBuf,
+    _served: vm::Served,
 }
+
+/// Where the guests find the repository.
+const REPO_URL: &str = "http://10.0.2.2:8080";
 
 impl World {
     /// A bare control plane, made ready by `kubejoin cluster prepare` with cluster-info
@@ -74,7 +81,8 @@ impl World {
         }
         let kube = kube();
         let bin = cluster::binaries(&kube)?;
-        let deb = vm::deb()?;
+        // The packages `packaging/repo.sh` puts in the repository.
+        vm::deb()?;
         let dir = std::env::temp_dir().join(format!("kubejoin-vm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ns = Netns::new(&dir);
@@ -95,6 +103,20 @@ impl World {
             support::text(&out)
         );
         let images = support::images::sleeper(&dir.join("image"), &IMAGES);
+        // kubejoin's package, from a signed repository as fleets install it.
+        let repo = dir.join("repo");
+        let out = cluster::run(
+            std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/repo.sh"))
+                .arg("--test-key")
+                .arg(&repo),
+        );
+        assert!(
+            out.status.success(),
+            "packaging/repo.sh: {}",
+            support::text(&out)
+        );
+        let _served = vm::Served::new(&ns, &repo, 8080);
         let cni = workloads.then(|| {
             let tar = dir.join("cni.tar");
             let out = cluster::run(
@@ -111,9 +133,10 @@ impl World {
             cp,
             kubelet: bin.join("kubelet"),
             images,
-            deb,
             dir,
             cni,
+            repo,
+            _served,
         })
     }
 
@@ -131,6 +154,8 @@ impl World {
     /// [`World::worker`], its token in extra groups.
     fn worker_in(&self, release: &str, hostname: &str, groups: &[&str]) -> Option<(Vm, String)> {
         let image = vm::image(release)?;
+        let key = self.repo.join("kubejoin-archive-keyring.asc");
+        let key = key.to_str().unwrap();
         let mut args = vec![
             "token",
             "create",
@@ -138,6 +163,10 @@ impl World {
             "cloud-init",
             "--description",
             hostname,
+            "--repo",
+            REPO_URL,
+            "--repo-key",
+            key,
         ];
         let groups = groups.join(",");
         if !groups.is_empty() {
@@ -159,8 +188,7 @@ impl World {
             .to_string();
         let dir = self.dir.join(hostname);
         let mut files = vec![
-            ("kubejoin.deb", self.deb.as_path()),
-            ("kubelet", &self.kubelet),
+            ("kubelet", self.kubelet.as_path()),
             ("images.tar", &self.images),
         ];
         if let Some(cni) = &self.cni {
@@ -501,12 +529,18 @@ impl World {
     }
 }
 
-/// `kubejoin token create --output cloud-init`'s user-data with its `packages:` line
-/// replaced: the package, kubelet and the images come from the seed disk.
+/// `kubejoin token create --output cloud-init --repo ...`'s user-data as printed (kubejoin
+/// from the signed repository, through cloud-init's `apt:` and `packages:`), with a
+/// `runcmd` item first for what a worker image would carry: kubelet and the images, from
+/// the seed disk. Synced, so that a power cut later does not lose kubelet.
 fn user_data(printed: &str) -> String {
-    vm::without_packages(
+    assert!(
+        printed.contains(&format!("{REPO_URL}/apt stable main")),
+        "{printed}"
+    );
+    vm::runcmd_first(
         printed,
-        "  # In place of `packages: [kubejoin]`: this VM reaches no package archive. Synced as\n  # dpkg syncs what it installs, so that a power cut later does not lose kubelet.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; dpkg -i /run/seed/kubejoin.deb; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed; sync\"]\n",
+        "  # What the worker image would carry: kubelet and the images, from the seed disk.\n  - [sh, -c, \"set -e; mkdir -p /run/seed; mount -o ro LABEL=cidata /run/seed; install -m 0755 /run/seed/kubelet /usr/local/bin/kubelet; ctr -n k8s.io images import /run/seed/images.tar; umount /run/seed; sync\"]\n",
     )
 }
 

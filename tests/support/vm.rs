@@ -237,6 +237,48 @@ pub fn without_packages(printed: &str, items: &str) -> String {
     printed.replace(packages, &format!("runcmd:\n{items}"))
 }
 
+/// `kubejoin token create --output cloud-init`'s user-data (`printed`) with the `runcmd`
+/// items `items` (lines of a YAML list, each ending in a newline) put before its own.
+pub fn runcmd_first(printed: &str, items: &str) -> String {
+    assert!(printed.contains("\nruncmd:\n"), "{printed}");
+    printed.replacen("\nruncmd:\n", &format!("\nruncmd:\n{items}"), 1)
+}
+
+/// A directory served over HTTP on `port` of a namespace's loopback (the guests' 10.0.2.2),
+/// as long as the value lives: a package repository, as a fleet's mirror serves it.
+pub struct Served {
+    server: Child,
+}
+
+impl Served {
+    pub fn new(ns: &Netns, dir: &Path, port: u16) -> Served {
+        let log = fs::File::create(dir.with_extension("http.log")).unwrap();
+        let mut c = in_netns_of(ns.holder.id() as i32, "python3");
+        c.args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        super::dies_with_parent(&mut c);
+        Served {
+            server: c.spawn().expect("python3 -m http.server"),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
 /// A NoCloud seed disk: `user-data`, `meta-data` (instance id and hostname) and `files`
 /// (name, source), as an ISO 9660 image labelled `cidata`.
 pub fn seed_disk(dir: &Path, user_data: &str, hostname: &str, files: &[(&str, &Path)]) -> PathBuf {
