@@ -117,17 +117,7 @@ impl World {
             support::text(&out)
         );
         let _served = vm::Served::new(&ns, &repo, 8080);
-        let cni = workloads.then(|| {
-            let tar = dir.join("cni.tar");
-            let out = cluster::run(
-                std::process::Command::new("tar")
-                    .args(["-C", "/usr/lib/cni", "-cf"])
-                    .arg(&tar)
-                    .arg("."),
-            );
-            assert!(out.status.success(), "{}", support::text(&out));
-            tar
-        });
+        let cni = workloads.then(|| vm::cni_tar(&dir));
         Some(World {
             ns,
             cp,
@@ -470,43 +460,23 @@ impl World {
     /// `podnet`). Returns, from power-on, when the Node turned Ready and when the pod ran.
     fn first_pod(&self, vm: &Vm, hostname: &str) -> Result<(Duration, Duration), String> {
         let pod = format!("first-{hostname}");
-        let overrides = format!(
-            r#"{{"apiVersion":"v1","spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{hostname}"}}}}}}"#
-        );
-        let out = self.cp.kubectl_out(
-            &self.ns,
-            &[
-                "run",
-                &pod,
-                &format!("--image={POD_IMAGE}"),
-                "--restart=Never",
-                &format!("--overrides={overrides}"),
-            ],
-        );
+        let out = self.cp.run_pod_on(&self.ns, &pod, POD_IMAGE, hostname, &[]);
         if !out.status.success() {
             return Err(format!("kubectl run: {}", support::text(&out)));
         }
         let cidr = support::testbed::wait_for(Duration::from_secs(300), || {
-            let c = self.kubectl(&["get", "node", hostname, "-o", "jsonpath={.spec.podCIDR}"]);
-            (!c.trim().is_empty()).then(|| c.trim().to_string())
+            let c = self.cp.node_field(&self.ns, hostname, "{.spec.podCIDR}");
+            (!c.is_empty()).then_some(c)
         })
         .ok_or("the Node got no pod CIDR")?;
         vm.sh(&format!(
-            "set -e; mkdir -p /run/seed /usr/lib/cni /opt/cni/bin /etc/cni/net.d; mount -o ro LABEL=cidata /run/seed
+            "set -e; mkdir -p /run/seed /usr/lib/cni /opt/cni/bin; mount -o ro LABEL=cidata /run/seed
              tar -C /usr/lib/cni -xf /run/seed/cni.tar; tar -C /opt/cni/bin -xf /run/seed/cni.tar; umount /run/seed
-             cat > {conf}.temp <<'CONF'\n{}CONF\nmv -f {conf}.temp {conf}",
-            support::podnet::conflist(&cidr),
-            conf = support::podnet::CONFLIST,
+             {}",
+            support::podnet::install_script(&cidr)
         ));
         let ready = support::testbed::wait_for(Duration::from_secs(600), || {
-            let r = self.kubectl(&[
-                "get",
-                "node",
-                hostname,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            (r.trim() == "True").then(|| vm.booted_at().elapsed())
+            (self.cp.node_ready(&self.ns, hostname) == "True").then(|| vm.booted_at().elapsed())
         })
         .ok_or_else(|| {
             format!(
@@ -1068,7 +1038,7 @@ fn node_state(vm: &Vm) -> String {
     vm.sh(
         "echo '--- /var/lib/kubelet/config.yaml'; cat /var/lib/kubelet/config.yaml; \
          echo '--- files'; find /etc/kubernetes /var/lib/kubelet /etc/systemd/system/kubelet.service* -maxdepth 2 \\( -type f -o -type l \\) 2>/dev/null | grep -v -e '/pods/' -e '/plugins' -e 'cpu_manager' -e 'memory_manager' -e 'dra_manager' | sort; \
-         echo '--- a bootstrap token on disk'; grep -rlsE '[a-z0-9]{6}\\.[a-z0-9]{16}' /etc/kubernetes /var/lib/kubelet /etc/kubejoin 2>/dev/null || echo none",
+         echo '--- a bootstrap token on disk'; grep -rlsE --exclude=config.toml.example '[a-z0-9]{6}\\.[a-z0-9]{16}' /etc/kubernetes /var/lib/kubelet /etc/kubejoin 2>/dev/null || echo none",
     )
 }
 

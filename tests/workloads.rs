@@ -111,21 +111,6 @@ fn hostname(tb: &Testbed) -> String {
     text(&tb.exec_ok(&["hostname"])).trim().to_string()
 }
 
-/// The Node's Ready condition's status (`True`, `False`, `Unknown`, or empty).
-fn node_ready(tb: &impl Place, cp: &ControlPlane, node: &str) -> String {
-    let out = cp.kubectl_out(
-        tb,
-        &[
-            "get",
-            "node",
-            node,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn kubectl_ok(tb: &impl Place, cp: &ControlPlane, args: &[&str]) -> String {
     let out = cp.kubectl_out(tb, args);
     assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
@@ -464,15 +449,7 @@ fn joined_workers() -> Option<Cluster> {
     // node's pods through that node's address.
     for w in &mut workers {
         w.cidr = wait_for(Duration::from_secs(60), || {
-            let c = String::from_utf8_lossy(
-                &cp.kubectl_out(
-                    lan,
-                    &["get", "node", &w.node, "-o", "jsonpath={.spec.podCIDR}"],
-                )
-                .stdout,
-            )
-            .trim()
-            .to_string();
+            let c = cp.node_field(lan, &w.node, "{.spec.podCIDR}");
             (!c.is_empty()).then_some(c)
         })
         .unwrap_or_else(|| panic!("no podCIDR:\n{}", cp.log("kube-controller-manager")));
@@ -488,7 +465,7 @@ fn joined_workers() -> Option<Cluster> {
         // Up to about 140 s: kubelet annotates its CSINode on its own schedule (see
         // kubelet::node_status), and a Node that registered late waits for the next try.
         let ready = wait_for(Duration::from_secs(200), || {
-            (node_ready(lan, &cp, &w.node) == "True").then_some(())
+            (cp.node_ready(lan, &w.node) == "True").then_some(())
         });
         assert!(
             ready.is_some(),
@@ -560,24 +537,9 @@ fn joined_workers() -> Option<Cluster> {
 /// `kubectl run NAME` of busybox on the Node `node` (a nodeSelector: the scheduler still
 /// places it) with `script`.
 fn run_on(c: &Cluster, name: &str, node: &str, script: &str) {
-    let overrides = format!(
-        r#"{{"apiVersion":"v1","spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}}}}}}"#
-    );
-    kubectl_ok(
-        c.lan(),
-        &c.cp,
-        &[
-            "run",
-            name,
-            &format!("--image={BUSYBOX}"),
-            "--restart=Never",
-            &format!("--overrides={overrides}"),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-    );
+    let out =
+        c.cp.run_pod_on(c.lan(), name, BUSYBOX, node, &["sh", "-c", script]);
+    assert!(out.status.success(), "kubectl run {name}: {}", text(&out));
     wait_running(c, name);
     assert_eq!(c.cp.pod_field(c.lan(), name, "{.spec.nodeName}"), node);
 }
@@ -875,14 +837,7 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
         support::images::agnhost(&carried.join("agnhost"), &bin.join("agnhost"), &AGNHOST),
         support::images::dns_testing(&carried.join("dns-testing"), &[DNS_TESTING]),
     ];
-    let cni = carried.join("cni.tar");
-    let out = std::process::Command::new("tar")
-        .args(["-C", "/usr/lib/cni", "-cf"])
-        .arg(&cni)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let cni = vm::cni_tar(&carried);
     let proxy_conf = carried.join("kube-proxy.conf");
     std::fs::write(&proxy_conf, cp.admin_conf_embedded(SERVER)).unwrap();
 
@@ -932,15 +887,7 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
             if !vm.running() {
                 panic!("{hostname} stopped:\n{}", vm.console(40));
             }
-            let c = String::from_utf8_lossy(
-                &cp.kubectl_out(
-                    lan,
-                    &["get", "node", hostname, "-o", "jsonpath={.spec.podCIDR}"],
-                )
-                .stdout,
-            )
-            .trim()
-            .to_string();
+            let c = cp.node_field(lan, hostname, "{.spec.podCIDR}");
             (!c.is_empty()).then_some(c)
         })
         .unwrap_or_else(|| {
@@ -959,17 +906,8 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
             "{hostname} ({release}): registered with pod CIDR {cidr}, {:.0} s after power-on",
             vm.booted_at().elapsed().as_secs_f64()
         );
-        // The network plugin's part, as on the testbeds (podnet), in the guest.
-        vm.sh(
-            &format!(
-                "set -e; for d in -s -d; do iptables -C FORWARD $d {} -j ACCEPT 2>/dev/null || iptables -I FORWARD $d {} -j ACCEPT; done
-                 mkdir -p /etc/cni/net.d; cat > {conf}.temp <<'CONF'\n{}CONF\nmv -f {conf}.temp {conf}",
-                cluster::CLUSTER_CIDR,
-                cluster::CLUSTER_CIDR,
-                podnet::conflist(&cidr),
-                conf = podnet::CONFLIST,
-            ),
-        );
+        // The network plugin's part, as on the testbeds, in the guest.
+        vm.sh(&podnet::install_script(&cidr));
         segment.route(&cidr, ip);
         cidrs.push(cidr);
     }
@@ -988,7 +926,7 @@ fn kubejoin_worker_vms_pass_kubernetes_own_specs() {
     }
     for (vm, (release, hostname, ip, _)) in vms.iter().zip(VMS) {
         let ready = wait_for(Duration::from_secs(300), || {
-            (node_ready(lan, &cp, hostname) == "True").then_some(())
+            (cp.node_ready(lan, hostname) == "True").then_some(())
         });
         assert!(
             ready.is_some(),

@@ -435,8 +435,7 @@ impl ControlPlane {
     /// they are.
     pub fn start_kube_proxy(&mut self, tb: &impl Place, node: &str, server: &str) {
         let kubeconfig = self.dir.join(format!("kube-proxy-{node}.conf"));
-        let admin = fs::read_to_string(self.admin_conf()).unwrap();
-        fs::write(&kubeconfig, admin.replace("https://127.0.0.1:6443", server)).unwrap();
+        fs::write(&kubeconfig, self.admin_conf_embedded(server)).unwrap();
         let mut proxy = in_netns(tb, &self.bin.join("kube-proxy"));
         proxy.args([
             &format!("--kubeconfig={}", kubeconfig.display()),
@@ -780,6 +779,48 @@ stringData:
             super::text(&out).contains("Unauthorized").then_some(())
         })
         .is_some()
+    }
+
+    /// A field of the Node `node`, by kubectl's jsonpath, trimmed (empty when there is no
+    /// such Node or field).
+    pub fn node_field(&self, tb: &impl Place, node: &str, jsonpath: &str) -> String {
+        let out = self.kubectl_out(
+            tb,
+            &["get", "node", node, "-o", &format!("jsonpath={jsonpath}")],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The Node's Ready condition's status (`True`, `False`, `Unknown`, or empty).
+    pub fn node_ready(&self, tb: &impl Place, node: &str) -> String {
+        self.node_field(
+            tb,
+            node,
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        )
+    }
+
+    /// `kubectl run NAME` of `image` in namespace default, never restarted, for the Node
+    /// `node` (a nodeSelector: the scheduler still places it), with `command` if any.
+    pub fn run_pod_on(
+        &self,
+        tb: &impl Place,
+        name: &str,
+        image: &str,
+        node: &str,
+        command: &[&str],
+    ) -> Output {
+        let overrides = format!(
+            r#"{{"apiVersion":"v1","spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}}}}}}"#
+        );
+        let image = format!("--image={image}");
+        let overrides = format!("--overrides={overrides}");
+        let mut args = vec!["run", name, &image, "--restart=Never", &overrides];
+        if !command.is_empty() {
+            args.push("--");
+            args.extend(command);
+        }
+        self.kubectl_out(tb, &args)
     }
 
     /// A field of a pod in namespace default, by kubectl's jsonpath (empty when there

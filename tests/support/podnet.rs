@@ -51,19 +51,24 @@ pub fn conflist(pod_cidr: &str) -> String {
     )
 }
 
-/// Writes the node's configuration, atomically, and accepts the cluster CIDR's traffic in
-/// the FORWARD chain (pods of other nodes, whose connections the `firewall` plugin, which
-/// knows only this node's pods, would leave to the policy).
-pub fn install(tb: &Testbed, pod_cidr: &str) {
-    let out = tb.sh(&format!(
+/// The shell script that configures a node (a testbed or a VM): it accepts the cluster
+/// CIDR's traffic in the FORWARD chain (pods of other nodes, whose connections the
+/// `firewall` plugin, which knows only this node's pods, would leave to the policy), and
+/// writes the conflist atomically.
+pub fn install_script(pod_cidr: &str) -> String {
+    format!(
         "set -e; for d in -s -d; do
            iptables -C FORWARD $d {CLUSTER_CIDR} -j ACCEPT 2>/dev/null || iptables -I FORWARD $d {CLUSTER_CIDR} -j ACCEPT
-         done"
-    ));
+         done
+         mkdir -p /etc/cni/net.d; cat > {CONFLIST}.temp <<'CONF'\n{}CONF\nmv -f {CONFLIST}.temp {CONFLIST}",
+        conflist(pod_cidr)
+    )
+}
+
+/// Configures the testbed `tb` as a node of the pod network ([`install_script`]).
+pub fn install(tb: &Testbed, pod_cidr: &str) {
+    let out = tb.sh(&install_script(pod_cidr));
     assert!(out.status.success(), "{}", super::text(&out));
-    let tmp = format!("{CONFLIST}.temp");
-    tb.write(&tmp, conflist(pod_cidr), 0o644);
-    tb.exec_ok(&["mv", "-f", &tmp, CONFLIST]);
 }
 
 /// One L2 segment, 10.0.2.0/24: a bridge in a network namespace of the test's own, which

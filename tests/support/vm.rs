@@ -279,6 +279,20 @@ impl Drop for Served {
     }
 }
 
+/// `DIR/cni.tar`: this machine's CNI plugins (Debian's containernetworking-plugins, in
+/// /usr/lib/cni), for a seed disk: what a network plugin's DaemonSet brings to a node.
+pub fn cni_tar(dir: &Path) -> PathBuf {
+    let tar = dir.join("cni.tar");
+    let out = Command::new("tar")
+        .args(["-C", "/usr/lib/cni", "-cf"])
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", super::text(&out));
+    tar
+}
+
 /// A NoCloud seed disk: `user-data`, `meta-data` (instance id and hostname) and `files`
 /// (name, source), as an ISO 9660 image labelled `cidata`.
 pub fn seed_disk(dir: &Path, user_data: &str, hostname: &str, files: &[(&str, &Path)]) -> PathBuf {
